@@ -1,0 +1,112 @@
+"""Classifiers for the trainer: a small CNN for the demo data and ResNet-18/50 (He et al.,
+arXiv:1512.03385) written here because torchvision does not import beside the CPU torch wheel.
+
+Every model exposes ``features(x)`` (penultimate features) and ``head`` (the linear
+classifier), so feature-space methods can hook in, and ``stem_out`` (after the first block)
+for early-exit heads.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+__all__ = ["Classifier", "build_model"]
+
+ModelName = Literal["small", "resnet18", "resnet50"]
+
+
+class Classifier(nn.Module):
+    """``body`` -> global average pool -> ``head``."""
+
+    def __init__(self, stem: nn.Module, body: nn.Module, width: int, num_classes: int) -> None:
+        super().__init__()
+        self.stem = stem
+        self.body = body
+        self.head = nn.Linear(width, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(self.stem(x)).mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def _conv_bn(cin: int, cout: int, stride: int = 1, k: int = 3) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True)
+    )
+
+
+class _Basic(nn.Module):
+    expansion = 1
+
+    def __init__(self, cin: int, width: int, stride: int) -> None:
+        super().__init__()
+        out = width * self.expansion
+        self.f = nn.Sequential(
+            _conv_bn(cin, width, stride),
+            nn.Conv2d(width, out, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(out),
+        )
+        self.skip = _shortcut(cin, out, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.f(x) + self.skip(x))
+
+
+class _Bottleneck(_Basic):
+    expansion = 4
+
+    def __init__(self, cin: int, width: int, stride: int) -> None:
+        nn.Module.__init__(self)
+        out = width * self.expansion
+        self.f = nn.Sequential(
+            _conv_bn(cin, width, 1, k=1),
+            _conv_bn(width, width, stride),
+            nn.Conv2d(width, out, 1, bias=False),
+            nn.BatchNorm2d(out),
+        )
+        self.skip = _shortcut(cin, out, stride)
+
+
+def _shortcut(cin: int, cout: int, stride: int) -> nn.Module:
+    if stride == 1 and cin == cout:
+        return nn.Identity()
+    return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+
+def _resnet(block: type[_Basic], depths: tuple[int, ...], num_classes: int) -> Classifier:
+    stem = nn.Sequential(_conv_bn(3, 64, 2, k=7), nn.MaxPool2d(3, 2, 1))
+    layers: list[nn.Module] = []
+    cin = 64
+    for stage, depth in enumerate(depths):
+        width = 64 * 2**stage
+        for i in range(depth):
+            layers.append(block(cin, width, 2 if (i == 0 and stage > 0) else 1))
+            cin = width * block.expansion
+    return Classifier(stem, nn.Sequential(*layers), cin, num_classes)
+
+
+def build_model(name: ModelName, num_classes: int) -> Classifier:
+    """``small`` (stride-2 stem + 3 conv blocks, ~0.2 M parameters, for 32-96 px),
+    ``resnet18``, ``resnet50``."""
+    if num_classes < 1:
+        raise ValueError(f"num_classes={num_classes} must be >= 1")
+    if name == "small":
+        stem = _conv_bn(3, 32, 2)
+        body = nn.Sequential(
+            _conv_bn(32, 48),
+            nn.MaxPool2d(2),
+            _conv_bn(48, 96),
+            nn.MaxPool2d(2),
+            _conv_bn(96, 128),
+        )
+        return Classifier(stem, body, 128, num_classes)
+    if name == "resnet18":
+        return _resnet(_Basic, (2, 2, 2, 2), num_classes)
+    if name == "resnet50":
+        return _resnet(_Bottleneck, (3, 4, 6, 3), num_classes)
+    raise ValueError(f"unknown model {name!r}; use 'small', 'resnet18' or 'resnet50'")

@@ -1,0 +1,196 @@
+"""The DALI backend: the op catalog as DALI operators inside a pipeline (CPU or GPU).
+
+Per-sample op choice uses DALI conditionals (``enable_conditionals=True``): a binary ``if``
+tree on the kernel family splits the batch, so each family's operators run only on the
+samples that chose it (as ``nvidia.dali.auto_aug.core._select`` does). The per-sample numbers
+come from the host through ``external_source``: the same :class:`Resolved` parameters the
+torch backend uses, so a DALI batch can be replayed with the torch backend.
+
+DALI's own operators are reused (``warp_affine``, ``equalize``, ``filter``, ``erase``,
+``color_space_conversion``, reductions, arithmetic); what DALI lacks is composed from them
+(PIL's truncating blends, PIL's border-preserving SMOOTH, per-sample posterize masks).
+Differences from PIL that remain are the per-op ``tolerance["dali"]`` in the catalog:
+``fn.equalize`` follows OpenCV's LUT formula; ``color_space_conversion`` rounds the luma
+differently from PIL's fixed point by at most 1.
+
+This module must live in a ``.py`` file: DALI's conditionals rewrite the source of the
+functions below with AutoGraph.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from nvidia.dali import fn, types
+from nvidia.dali import math as dmath
+from nvidia.dali.data_node import DataNode
+
+from dali_aug.ops._catalog import FILL, Family
+from dali_aug.ops._params import OpParams, resolve
+
+__all__ = ["LayerNodes", "apply_layers", "host_inputs", "NUM_LAYER_INPUTS"]
+
+_SMOOTH = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]], dtype=np.float32) / 13.0
+
+#: Inputs fed per layer: family, value, matrix, box anchor, box shape, posterize mask, partner.
+NUM_LAYER_INPUTS = 7
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerNodes:
+    """The per-sample DALI inputs of one layer (see :func:`host_inputs`)."""
+
+    family: DataNode
+    value: DataNode
+    matrix: DataNode
+    anchor: DataNode
+    shape: DataNode
+    mask: DataNode
+    partner: DataNode
+
+
+def host_inputs(params: OpParams, height: int, width: int) -> list[list[np.ndarray]]:
+    """The per-sample numpy arrays fed to the pipeline, layer after layer (7 per layer)."""
+    out: list[list[np.ndarray]] = []
+    for layer in range(params.num_layers):
+        r = resolve(
+            params.op_ids[:, layer],
+            params.levels[:, layer],
+            params.centers[:, layer],
+            params.partners[:, layer],
+            height,
+            width,
+        )
+        bits = r.value.long().clamp(0, 8)
+        mask = 255 - (torch.bitwise_left_shift(torch.ones_like(bits), 8 - bits) - 1)
+        arrays = (
+            r.family.int().numpy(),
+            r.value.numpy(),
+            r.matrix.numpy(),
+            r.box[:, :2].float().numpy(),
+            (r.box[:, 2:] - r.box[:, :2]).float().numpy(),
+            mask.to(torch.uint8).numpy(),
+            r.partners.int().numpy(),
+        )
+        out.extend([list(a) for a in arrays])
+    return out
+
+
+def _to_float(x: DataNode) -> DataNode:
+    return fn.cast(x, dtype=types.FLOAT)
+
+
+def _blend(degenerate: DataNode, x: DataNode, factor: DataNode) -> DataNode:
+    """PIL ``Image.blend``: ``floor(deg + f * (x - deg))`` clipped (values are >= 0 here,
+    where PIL truncates toward zero, floor is the same)."""
+    out = degenerate + factor * (_to_float(x) - degenerate)
+    return fn.cast(dmath.clamp(dmath.floor(out), 0.0, 255.0), dtype=types.UINT8)
+
+
+def _luma(x: DataNode) -> DataNode:
+    return _to_float(fn.color_space_conversion(x, image_type=types.RGB, output_type=types.GRAY))
+
+
+def _border_mask(height: int, width: int) -> np.ndarray:
+    m = np.zeros((height, width, 1), dtype=np.float32)
+    if height > 2 and width > 2:
+        m[1:-1, 1:-1] = 1.0
+    return m
+
+
+def _kernel(family: Family, x: DataNode, p: LayerNodes, size: tuple[int, int]) -> DataNode:
+    """The DALI operators of one kernel family."""
+    if family is Family.IDENTITY:
+        return x
+    if family is Family.AFFINE:
+        return fn.warp_affine(
+            x, matrix=p.matrix, fill_value=FILL, interp_type=types.INTERP_NN, inverse_map=True
+        )
+    if family is Family.AUTOCONTRAST:
+        lo = _to_float(fn.reductions.min(x, axis_names="HW", keep_dims=True))
+        hi = _to_float(fn.reductions.max(x, axis_names="HW", keep_dims=True))
+        flat = hi <= lo
+        scale = 255.0 / (hi - lo + flat)
+        out = dmath.floor((_to_float(x) - lo) * scale)
+        out = flat * _to_float(x) + (flat ^ True) * out
+        return fn.cast(dmath.clamp(out, 0.0, 255.0), dtype=types.UINT8)
+    if family is Family.INVERT:
+        return types.Constant(255, dtype=types.UINT8) - x
+    if family is Family.EQUALIZE:
+        return fn.equalize(x)
+    if family is Family.SOLARIZE:
+        keep = _to_float(x) < p.value
+        return keep * x + (keep ^ True) * (types.Constant(255, dtype=types.UINT8) - x)
+    if family is Family.POSTERIZE:
+        return x & p.mask
+    if family is Family.BLEND_MEAN:
+        mean = dmath.floor(fn.reductions.mean(_luma(x)) + 0.5)
+        return _blend(mean, x, p.value)
+    if family is Family.BLEND_GRAY:
+        return _blend(_luma(x), x, p.value)
+    if family is Family.BLEND_BLACK:
+        return _blend(types.Constant(0.0), x, p.value)
+    if family is Family.BLEND_SMOOTH:
+        smooth = _to_float(fn.filter(x, _SMOOTH))
+        inner = types.Constant(_border_mask(*size))
+        degenerate = inner * smooth + (1.0 - inner) * _to_float(x)
+        return _blend(degenerate, x, p.value)
+    if family is Family.CUTOUT:
+        return fn.erase(x, anchor=p.anchor, shape=p.shape, axis_names="HW", fill_value=FILL)
+    if family is Family.SAMPLE_PAIRING:
+        raise AssertionError("SamplePairing is handled by apply_layers")
+    raise AssertionError(f"no DALI kernel for {family}")  # pragma: no cover
+
+
+def _select(
+    families: Sequence[Family],
+    x: DataNode,
+    p: LayerNodes,
+    partner: DataNode | None,
+    size: tuple[int, int],
+) -> DataNode:
+    """Binary ``if`` tree on the family id: each branch sees only its samples."""
+    if len(families) == 1:
+        family = families[0]
+        if family is Family.SAMPLE_PAIRING:
+            assert partner is not None
+            return _blend(_to_float(x), partner, p.value)
+        return _kernel(family, x, p, size)
+    mid = len(families) // 2
+    if p.family < int(families[mid]):
+        out = _select(families[:mid], x, p, partner, size)
+    else:
+        out = _select(families[mid:], x, p, partner, size)
+    return out
+
+
+def apply_layers(
+    images: DataNode,
+    layers: Sequence[LayerNodes],
+    *,
+    size: tuple[int, int],
+    families: Sequence[Family] = tuple(Family),
+) -> DataNode:
+    """Applies the per-sample ops of every layer inside a DALI pipeline definition.
+
+    Args:
+        images: uint8 HWC batch, all samples of shape ``size``.
+        layers: the per-sample inputs of each layer, from ``external_source`` fed with
+            :func:`host_inputs`.
+        size: (H, W) of every sample.
+        families: the kernel families the pipeline supports (smaller trees are cheaper);
+            the default supports every op of the catalog.
+
+    Returns:
+        the augmented uint8 HWC batch.
+    """
+    fams = sorted(set(families), key=int)
+    for p in layers:
+        partner = None
+        if Family.SAMPLE_PAIRING in fams:
+            partner = fn.permute_batch(images, indices=p.partner)
+        images = _select(fams, images, p, partner, size)
+    return images

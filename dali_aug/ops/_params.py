@@ -1,0 +1,226 @@
+"""Per-sample op parameters: what a policy samples (:class:`OpParams`, the provenance of a
+batch) and what the kernels consume (:class:`Resolved`, PIL-level numbers per sample).
+
+Sampling and application are separate (torchvision ``_get_params``/``_transform``): a policy
+draws :class:`OpParams` with an explicit ``torch.Generator``; :func:`resolve` turns one layer
+of it into kernel parameters with device lookup tables built from the catalog (no host sync);
+both backends consume the same :class:`Resolved` numbers, so replaying the provenance of a
+DALI batch with the torch backend reproduces it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import torch
+
+from dali_aug.ops._catalog import CATALOG, Mapping, index
+
+__all__ = ["OpParams", "Resolved", "identity_params", "random_extras", "resolve"]
+
+
+@dataclasses.dataclass(frozen=True)
+class OpParams:
+    """The ops applied to a batch, per sample and per layer (applied in layer order).
+
+    Attributes:
+        op_ids: int64 [N, L], catalog op ids (``dali_aug.ops.names()`` order).
+        levels: float32 [N, L], signed magnitude levels on the 0-10 AutoAugment scale.
+        centers: float32 [N, L, 2] in [0, 1), the (y, x) centre of a Cutout box relative to
+            the image size (unused by other ops).
+        partners: int64 [N, L], the batch index of the SamplePairing partner image (unused by
+            other ops).
+    """
+
+    op_ids: torch.Tensor
+    levels: torch.Tensor
+    centers: torch.Tensor
+    partners: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.op_ids.dim() != 2:
+            raise ValueError(f"op_ids must be [N, L], got shape {tuple(self.op_ids.shape)}")
+        n, layers = self.op_ids.shape
+        expected = {
+            "op_ids": ((n, layers), torch.int64),
+            "levels": ((n, layers), torch.float32),
+            "centers": ((n, layers, 2), torch.float32),
+            "partners": ((n, layers), torch.int64),
+        }
+        for field, (shape, dtype) in expected.items():
+            value = getattr(self, field)
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(f"OpParams.{field} must be a torch.Tensor, got {type(value)}")
+            if tuple(value.shape) != shape or value.dtype != dtype:
+                raise ValueError(
+                    f"OpParams.{field} must be {dtype} of shape {shape}, got "
+                    f"{value.dtype} of shape {tuple(value.shape)}"
+                )
+        if n and layers:
+            if int(self.op_ids.min()) < 0 or int(self.op_ids.max()) >= len(CATALOG):
+                raise ValueError(f"op_ids must be in [0, {len(CATALOG)}); see ops.names()")
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.op_ids.shape[0])
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.op_ids.shape[1])
+
+    @classmethod
+    def single(
+        cls,
+        name: str,
+        level: float,
+        n: int,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> OpParams:
+        """One op at one level on all ``n`` samples (Cutout centres and SamplePairing partners
+        drawn from ``generator``; the partner is never the sample itself when n > 1)."""
+        op = torch.full((n, 1), index(name), dtype=torch.int64)
+        levels = torch.full((n, 1), float(level), dtype=torch.float32)
+        return cls(op, levels, *random_extras(n, 1, generator=generator))
+
+    def to(self, device: torch.device | str) -> OpParams:
+        return OpParams(*(t.to(device) for t in dataclasses.astuple(self)))
+
+    def select(self, rows: torch.Tensor | slice) -> OpParams:
+        """The parameters of some samples (partners keep their original batch indices)."""
+        return OpParams(*(t[rows] for t in dataclasses.astuple(self)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain lists keyed by field, with op names, for logs and JSON."""
+        return {
+            "ops": [[CATALOG[i].name for i in row] for row in self.op_ids.tolist()],
+            "levels": self.levels.tolist(),
+            "centers": self.centers.tolist(),
+            "partners": self.partners.tolist(),
+        }
+
+
+def random_extras(
+    n: int, layers: int, *, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draws Cutout centres [n, L, 2] and SamplePairing partners [n, L] (never oneself)."""
+    centers = torch.rand((n, layers, 2), generator=generator)
+    if n > 1:
+        shift = torch.randint(1, n, (n, layers), generator=generator)
+        partners = (torch.arange(n).unsqueeze(1) + shift) % n
+    else:
+        partners = torch.zeros((n, layers), dtype=torch.int64)
+    return centers, partners
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+    """Kernel parameters of one layer, per sample (all on the images' device).
+
+    Attributes:
+        family: int64 [N], the kernel family (:class:`~dali_aug.ops.Family`) of each sample.
+        value: float32 [N], the PIL-level scalar (factor, threshold, bits, weight).
+        matrix: float32 [N, 2, 3], the inverse affine map from output pixel-centre
+            coordinates to input coordinates (PIL ``Image.transform`` data); identity for
+            non-geometric ops.
+        box: int64 [N, 4], the Cutout box (y0, x0, y1, x1), half-open; empty for other ops.
+        partners: int64 [N], SamplePairing partner index.
+    """
+
+    family: torch.Tensor
+    value: torch.Tensor
+    matrix: torch.Tensor
+    box: torch.Tensor
+    partners: torch.Tensor
+
+
+_TABLES: dict[torch.device, dict[str, torch.Tensor]] = {}
+
+
+def _tables(device: torch.device) -> dict[str, torch.Tensor]:
+    """Catalog lookup tables on ``device`` (built once per device)."""
+    if device not in _TABLES:
+        _TABLES[device] = {
+            "family": torch.tensor([int(op.family) for op in CATALOG], device=device),
+            "base": torch.tensor([op.base for op in CATALOG], device=device),
+            "span": torch.tensor([op.span for op in CATALOG], device=device),
+            "signed": torch.tensor([op.signed for op in CATALOG], device=device),
+            "round": torch.tensor([op.mapping is Mapping.ROUND for op in CATALOG], device=device),
+        }
+    return _TABLES[device]
+
+
+_SHEAR_X, _SHEAR_Y, _TRANS_X, _TRANS_Y, _ROTATE = (
+    index(n) for n in ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
+)
+_FLIP_LR, _FLIP_UD, _CUTOUT = index("FlipLR"), index("FlipUD"), index("Cutout")
+
+
+def resolve(
+    op_ids: torch.Tensor,
+    levels: torch.Tensor,
+    centers: torch.Tensor,
+    partners: torch.Tensor,
+    height: int,
+    width: int,
+) -> Resolved:
+    """Turns one layer of :class:`OpParams` ([N] ids and levels) into kernel parameters.
+
+    The parameter mapping is :meth:`OpDef.param`, evaluated with catalog lookup tables on the
+    ids' device; geometric ops become PIL inverse affine matrices.
+    """
+    t = _tables(op_ids.device)
+    signed = t["signed"][op_ids]
+    mag = torch.where(signed, levels, levels.abs())
+    value = t["base"][op_ids] + mag / 10.0 * t["span"][op_ids]
+    value = torch.where(t["round"][op_ids], torch.floor(value + 0.5), value)
+
+    n = op_ids.shape[0]
+    one, zero = torch.ones_like(value), torch.zeros_like(value)
+    # PIL data (a, b, c, d, e, f): x_in = a*x + b*y + c, y_in = d*x + e*y + f.
+    a, b, c, d, e, f = one, zero.clone(), zero.clone(), zero.clone(), one, zero.clone()
+    b = torch.where(op_ids == _SHEAR_X, value, b)
+    d = torch.where(op_ids == _SHEAR_Y, value, d)
+    c = torch.where(op_ids == _TRANS_X, value * width, c)
+    f = torch.where(op_ids == _TRANS_Y, value * height, f)
+    # Image.rotate: angle -> inverse matrix about the centre (w/2, h/2).
+    theta = torch.where(op_ids == _ROTATE, -value * (math.pi / 180.0), zero)
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    rot = op_ids == _ROTATE
+    cx, cy = width / 2.0, height / 2.0
+    a = torch.where(rot, cos, a)
+    b = torch.where(rot, sin, b)
+    d = torch.where(rot, -sin, d)
+    e = torch.where(rot, cos, e)
+    c = torch.where(rot, cos * -cx + sin * -cy + cx, c)
+    f = torch.where(rot, -sin * -cx + cos * -cy + cy, f)
+    flip_lr, flip_ud = op_ids == _FLIP_LR, op_ids == _FLIP_UD
+    a = torch.where(flip_lr, -one, a)
+    c = torch.where(flip_lr, one * width, c)
+    e = torch.where(flip_ud, -one, e)
+    f = torch.where(flip_ud, one * height, f)
+    matrix = torch.stack([a, b, c, d, e, f], dim=-1).reshape(n, 2, 3)
+
+    side = torch.floor(value * min(height, width) + 0.5).long()
+    side = torch.where(op_ids == _CUTOUT, side, torch.zeros_like(side))
+    size = torch.tensor([height, width], device=op_ids.device)
+    centre = torch.floor(centers * size).long()
+    start = centre - side.unsqueeze(-1) // 2
+    lo = torch.minimum(start.clamp(min=0), size)
+    hi = torch.minimum((start + side.unsqueeze(-1)).clamp(min=0), size)
+    box = torch.stack([lo[:, 0], lo[:, 1], hi[:, 0], hi[:, 1]], dim=-1)
+    family = t["family"][op_ids]
+    return Resolved(family, value.float(), matrix.float(), box, partners)
+
+
+def identity_params(n: int, layers: int = 1) -> OpParams:
+    """Identity on every sample (the provenance of an un-augmented batch)."""
+    ident = index("Identity")
+    return OpParams(
+        torch.full((n, layers), ident, dtype=torch.int64),
+        torch.zeros((n, layers), dtype=torch.float32),
+        torch.zeros((n, layers, 2), dtype=torch.float32),
+        torch.zeros((n, layers), dtype=torch.int64),
+    )

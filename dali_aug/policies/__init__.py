@@ -1,0 +1,31 @@
+"""Augmentation policies: validated objects sampling per-sample ops (see ``_policy``)."""
+
+from __future__ import annotations
+
+from dali_aug.policies._parse import POLICY_NAMES, parse_policy
+from dali_aug.policies._policy import (
+    AugmentPolicy,
+    NoAugment,
+    OpSpec,
+    Policy,
+    RandAugment,
+    TrivialAugmentWide,
+    auto_augment,
+    policy_from_dict,
+)
+from dali_aug.policies._tables import RAND_OPS, WIDE_MAX_LEVEL
+
+__all__ = [
+    "POLICY_NAMES",
+    "RAND_OPS",
+    "WIDE_MAX_LEVEL",
+    "AugmentPolicy",
+    "NoAugment",
+    "OpSpec",
+    "Policy",
+    "RandAugment",
+    "TrivialAugmentWide",
+    "auto_augment",
+    "parse_policy",
+    "policy_from_dict",
+]

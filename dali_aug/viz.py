@@ -1,0 +1,68 @@
+"""Pictures for humans: a grid of augmented images labelled with the ops applied."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from dali_aug._pipeline import IMAGENET_MEAN, IMAGENET_STD
+from dali_aug.ops import CATALOG, OpParams
+
+__all__ = ["denormalize", "op_labels", "save_grid"]
+
+
+def denormalize(images: torch.Tensor) -> np.ndarray:
+    """Normalised float NCHW -> uint8 NHWC."""
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    x = (images.detach().float().cpu() * std + mean) * 255
+    return x.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+
+
+def op_labels(params: OpParams) -> list[str]:
+    """One short text per sample: the non-identity ops with their levels."""
+    out = []
+    for ops, levels in zip(params.op_ids.tolist(), params.levels.tolist(), strict=True):
+        parts = [
+            CATALOG[o].name + (f" {lv:+.1f}" if CATALOG[o].has_magnitude else "")
+            for o, lv in zip(ops, levels, strict=True)
+            if CATALOG[o].name != "Identity"
+        ]
+        out.append(", ".join(parts) or "Identity")
+    return out
+
+
+def save_grid(
+    images: np.ndarray, labels: list[str], path: str | Path, *, cols: int = 8, scale: int = 2
+) -> Path:
+    """Writes uint8 NHWC ``images`` as a grid with a caption under each tile."""
+    n, h, w, _ = images.shape
+    tile_w, tile_h, cap = w * scale, h * scale, 28
+    rows = max(1, -(-n // cols))
+    canvas = Image.new("RGB", (cols * tile_w, rows * (tile_h + cap)), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        tile = Image.fromarray(images[i]).resize((tile_w, tile_h), Image.Resampling.NEAREST)
+        canvas.paste(tile, (c * tile_w, r * (tile_h + cap)))
+        text = labels[i] if i < len(labels) else ""
+        y = r * (tile_h + cap) + tile_h + 1
+        for k, line in enumerate(_wrap(text, max(8, tile_w // 6))[:2]):
+            draw.text((c * tile_w + 2, y + 12 * k), line, fill=(0, 0, 0))
+    path = Path(path)
+    canvas.save(path)
+    return path
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    lines, cur = [], ""
+    for word in text.split(" "):
+        if len(cur) + len(word) + 1 > width and cur:
+            lines.append(cur)
+            cur = word
+        else:
+            cur = f"{cur} {word}".strip()
+    return lines + ([cur] if cur else [])

@@ -1,0 +1,1 @@
+"""CUDA kernels of dali_aug (installed as ``dali_aug.kernels``) and their torch references."""
