@@ -28,7 +28,7 @@ def _cache_dir() -> Path:
     return Path(base)
 
 
-def demo_data(multi_label: bool, n: int = 2400, seed: int = 0) -> tuple[Path, Path]:
+def demo_data(multi_label: bool, n: int = 4000, seed: int = 0) -> tuple[Path, Path]:
     """Generates (once, cached) the demo shapes: a train and a val folder."""
     from dali_aug.datasets import make_shapes
 
@@ -65,7 +65,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--multi-label", action="store_true", help="multi-hot labels (labels.csv)")
     p.add_argument("--size", type=int, default=None, help="image side (default: 64 demo, 224)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="DALI CPU threads")
@@ -160,8 +160,14 @@ def _train(args: argparse.Namespace) -> int:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model)
-    lr = args.lr if args.lr is not None else 0.05 * args.batch_size / 64
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
+    if args.model == "small":  # AdamW learns the small demo model in a few hundred steps
+        lr = args.lr if args.lr is not None else 3e-3
+        opt: torch.optim.Optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
+    else:  # the ImageNet recipe: SGD + Nesterov, lr 0.1 per 256 images
+        lr = args.lr if args.lr is not None else 0.1 * args.batch_size / 256
+        opt = torch.optim.SGD(
+            model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-5, nesterov=True
+        )
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs)
     amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.amp]
     trainer = Trainer(

@@ -126,6 +126,6 @@ def apply(
         from dali_aug.ops._dali_run import run_dali
 
         return run_dali(images, params, device_id=0 if device == "cuda" else None)
-    x = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2)
+    x = torch.tensor(images, device=device).permute(0, 3, 1, 2)  # a copy: input untouched
     out = apply_params(x.contiguous(), params)
     return out.permute(0, 2, 3, 1).cpu().numpy()

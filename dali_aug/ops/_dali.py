@@ -73,7 +73,13 @@ def host_inputs(params: OpParams, height: int, width: int) -> list[list[np.ndarr
             r.box[:, :2].float().numpy(),
             (r.box[:, 2:] - r.box[:, :2]).float().numpy(),
             mask.to(torch.uint8).numpy(),
-            r.partners.int().numpy(),
+            # only SamplePairing rows read their partner: others point at themselves, so a
+            # sub-batch with foreign partner indices stays valid for fn.permute_batch
+            torch.where(
+                r.family == int(Family.SAMPLE_PAIRING), r.partners, torch.arange(len(r.partners))
+            )
+            .int()
+            .numpy(),
         )
         out.extend([list(a) for a in arrays])
     return out

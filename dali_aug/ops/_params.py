@@ -40,6 +40,11 @@ class OpParams:
     partners: torch.Tensor
 
     def __post_init__(self) -> None:
+        for field in ("op_ids", "levels", "centers", "partners"):
+            if not isinstance(getattr(self, field), torch.Tensor):
+                raise TypeError(
+                    f"OpParams.{field} must be a torch.Tensor, got {type(getattr(self, field))}"
+                )
         if self.op_ids.dim() != 2:
             raise ValueError(f"op_ids must be [N, L], got shape {tuple(self.op_ids.shape)}")
         n, layers = self.op_ids.shape
@@ -51,8 +56,6 @@ class OpParams:
         }
         for field, (shape, dtype) in expected.items():
             value = getattr(self, field)
-            if not isinstance(value, torch.Tensor):
-                raise TypeError(f"OpParams.{field} must be a torch.Tensor, got {type(value)}")
             if tuple(value.shape) != shape or value.dtype != dtype:
                 raise ValueError(
                     f"OpParams.{field} must be {dtype} of shape {shape}, got "
@@ -173,8 +176,8 @@ def resolve(
     """
     t = _tables(op_ids.device)
     signed = t["signed"][op_ids]
-    mag = torch.where(signed, levels, levels.abs())
-    value = t["base"][op_ids] + mag / 10.0 * t["span"][op_ids]
+    mag = torch.where(signed, levels, levels.abs()).double()  # double, as PIL's Python floats
+    value = t["base"][op_ids].double() + mag / 10.0 * t["span"][op_ids].double()
     value = torch.where(t["round"][op_ids], torch.floor(value + 0.5), value)
 
     n = op_ids.shape[0]

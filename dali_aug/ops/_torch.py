@@ -11,7 +11,7 @@ import dataclasses
 
 import torch
 
-from dali_aug.ops._catalog import Family
+from dali_aug.ops._catalog import Family, index
 from dali_aug.ops._params import OpParams, Resolved, resolve
 from dali_aug.ops._torch_kernels import KERNELS
 
@@ -72,6 +72,12 @@ def apply_params(images: torch.Tensor, params: OpParams) -> torch.Tensor:
         raise ValueError(
             f"params hold {params.batch_size} samples but images hold {images.shape[0]}; "
             "sample the policy with the batch size of the images"
+        )
+    pairing = params.op_ids == index("SamplePairing")
+    if bool(((params.partners >= images.shape[0]) & pairing).any()):
+        raise ValueError(
+            "a SamplePairing partner index is outside the batch; partners index the batch "
+            "the params are applied to (draw them for this batch size)"
         )
     p = params.to(images.device)
     h, w = images.shape[-2:]

@@ -73,7 +73,7 @@ def _autocontrast(x: torch.Tensor, r: Resolved, batch: torch.Tensor) -> torch.Te
     lo = flat.amin(dim=2).double().unsqueeze(-1)
     hi = flat.amax(dim=2).double().unsqueeze(-1)
     ramp = _ramp(x).double()
-    scale = 255.0 / (hi - lo).clamp(min=1.0)
+    scale = torch.full_like(hi, 255.0) / (hi - lo).clamp(min=1.0)  # a true division, as PIL
     offset = -lo * scale
     lut = torch.trunc(ramp * scale + offset).long()
     lut = torch.where(hi > lo, lut, _ramp(x).expand(n, c, 256))

@@ -1,0 +1,69 @@
+"""Shared test helpers: the device parametrisation and a synthetic photo-like batch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+#: Marks tests that need a CUDA device; they are skipped when torch sees none.
+needs_cuda = pytest.mark.needs_cuda
+
+
+def devices() -> list[object]:
+    """``"cpu"`` always, plus ``"cuda"`` marked :data:`needs_cuda` (skipped without a GPU)."""
+    return ["cpu", pytest.param("cuda", marks=needs_cuda)]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "needs_cuda: needs a CUDA device (skipped without one)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="CUDA is not available")
+    for item in items:
+        if "needs_cuda" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(params=devices())
+def device(request: pytest.FixtureRequest) -> str:
+    """Parametrises a test over ``cpu`` and ``cuda``."""
+    return str(request.param)
+
+
+def make_photo_batch(seed: int = 0, n: int = 6, h: int = 48, w: int = 64) -> np.ndarray:
+    """Photo-like uint8 images [n, h, w, 3]: smooth colour gradients, a disc and a rectangle of
+    solid colour, Gaussian noise (std 3); image 4 has a flat green channel, image 5 is noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    u, v = xx / (w - 1), yy / (h - 1)
+    out = np.empty((n, h, w, 3), dtype=np.float64)
+    for i in range(n):
+        freq, phase = rng.uniform(0.2, 1.0, 3), rng.uniform(0.0, 2 * np.pi, 3)
+        lo, hi = rng.uniform(0, 70), rng.uniform(180, 255)
+        for c in range(3):
+            wave = 0.5 + 0.5 * np.sin(phase[c] + freq[c] * (3 * u + 2 * v * (c + 1)))
+            out[i, :, :, c] = lo + (hi - lo) * wave
+        cy, cx, r = rng.uniform(0.3, 0.7) * h, rng.uniform(0.3, 0.7) * w, rng.uniform(6, 14)
+        out[i][(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.uniform(0, 255, 3)
+        y0, x0 = rng.integers(0, h // 2), rng.integers(0, w // 2)
+        out[i, y0 : y0 + rng.integers(5, h // 2), x0 : x0 + rng.integers(5, w // 2)] = rng.uniform(
+            0, 255, 3
+        )
+        out[i] += rng.normal(0.0, 3.0, (h, w, 3))
+    images = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    images[4, :, :, 1] = 90
+    images[5] = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    return images
+
+
+_PHOTO = make_photo_batch()
+
+
+@pytest.fixture
+def photo_batch() -> np.ndarray:
+    """A fresh copy of the photo-like batch [6, 48, 64, 3] uint8 (see :func:`make_photo_batch`)."""
+    return _PHOTO.copy()
