@@ -78,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a classifier (default: on the demo data)")
     _add_common(t)
     t.add_argument("--model", choices=["small", "resnet18", "resnet50"], default="small")
-    t.add_argument("--epochs", type=int, default=6)
+    t.add_argument("--epochs", type=int, default=10)
     t.add_argument(
         "--lr", type=float, default=None, help="SGD lr (default 0.1 * batch/256... 0.05 for small)"
     )
@@ -114,7 +114,7 @@ def _loaders(args: argparse.Namespace, world: int) -> tuple[Any, Any]:
         seed=args.seed,
         num_threads=args.threads,
         drop_last=world > 1,
-        scale=(0.35, 1.0) if args.data is None else (0.08, 1.0),
+        scale=(0.5, 1.0) if args.data is None else (0.08, 1.0),
     )
     train = Loader(train_dir, policy=policy, config=cfg)
     val = None
@@ -160,9 +160,9 @@ def _train(args: argparse.Namespace) -> int:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model)
-    if args.model == "small":  # AdamW learns the small demo model in a few hundred steps
-        lr = args.lr if args.lr is not None else 3e-3
-        opt: torch.optim.Optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
+    if args.model == "small":  # Adam learns the small demo model in a few hundred steps
+        lr = args.lr if args.lr is not None else 1e-3
+        opt: torch.optim.Optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     else:  # the ImageNet recipe: SGD + Nesterov, lr 0.1 per 256 images
         lr = args.lr if args.lr is not None else 0.1 * args.batch_size / 256
         opt = torch.optim.SGD(
