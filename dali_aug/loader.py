@@ -276,7 +276,8 @@ class Loader:
         targets = self.source.targets
         while True:
             try:
-                outs = pipe.run()
+                # on CUDA, DALI orders its outputs on torch's current stream
+                outs = pipe.run(self._stream())
             except StopIteration:
                 break
             idx, params = pending.popleft()
@@ -297,9 +298,14 @@ class Loader:
                 stacklevel=2,
             )
 
+    def _stream(self) -> int | None:
+        return torch.cuda.current_stream().cuda_stream if self.device == "cuda" else None
+
     def _to_torch(self, tl: Any) -> torch.Tensor:
         if self.device == "cuda":
-            return torch.from_dlpack(tl.as_tensor())
+            # DALI recycles its output buffers: copy into torch-owned memory (on the stream
+            # the outputs were ordered on) before the next run can overwrite them
+            return torch.from_dlpack(tl.as_tensor()).clone()
         return torch.from_numpy(to_numpy_batch(tl))
 
 

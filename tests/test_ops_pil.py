@@ -1,5 +1,5 @@
 """Golden tests (STYLE rule 13b, DALI ``compare_against_baseline``): every op of both backends
-against the PIL reference (``tests/pil_reference.py``) at several levels, within the op's
+against the PIL reference (``dali_aug/ops/pil_reference.py``) at several levels, within the op's
 ``tolerance[backend]``; and the documented level -> parameter mapping (``ops.param``)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from pil_reference import pil_apply
+from dali_aug.ops.pil_reference import pil_apply
 
 from dali_aug import ops
 from dali_aug.ops import CATALOG, OpParams, get, resolve

@@ -1,7 +1,7 @@
-"""PIL reference implementations of the catalog ops (the AutoAugment reference semantics).
-
-Independent of the library's kernels: only ``dali_aug.ops.param`` (the documented
-level -> parameter mapping) is shared.
+"""PIL reference implementations of the catalog ops (the AutoAugment reference semantics),
+one image at a time: the golden reference of the tests and the PIL baseline of the
+benchmarks. Independent of the backends' kernels: only ``dali_aug.ops.param`` (the
+documented level -> parameter mapping) is shared.
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
-from dali_aug.ops import FILL, param
+from dali_aug.ops._api import param
+from dali_aug.ops._catalog import FILL
 
 _FILL = (FILL, FILL, FILL)
 
@@ -49,7 +50,7 @@ def pil_apply(
     elif name == "Equalize":
         out = ImageOps.equalize(img)
     elif name == "Solarize":
-        out = ImageOps.solarize(img, p)
+        out = ImageOps.solarize(img, p)  # type: ignore[arg-type]  # float thresholds work
     elif name == "Posterize":
         out = ImageOps.posterize(img, int(p))
     elif name == "Contrast":
