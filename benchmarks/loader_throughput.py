@@ -34,23 +34,14 @@ import numpy as np
 import torch
 from PIL import Image
 
+from dali_aug._pipeline import IMAGENET_MEAN, IMAGENET_STD
 from dali_aug.loader import Loader
+from dali_aug.ops import get
 from dali_aug.ops.pil_reference import pil_apply
 from dali_aug.policies import RAND_OPS, RandAugment
 
-MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1) * 255
-STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1) * 255
-SIGNED = {
-    "ShearX",
-    "ShearY",
-    "TranslateX",
-    "TranslateY",
-    "Rotate",
-    "Brightness",
-    "Color",
-    "Contrast",
-    "Sharpness",
-}
+MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1) * 255
+STD = torch.tensor(IMAGENET_STD).view(3, 1, 1) * 255
 
 
 def make_jpegs(root: Path, n: int, seed: int = 0) -> Path:
@@ -98,7 +89,7 @@ class PilRandAugment(torch.utils.data.Dataset):  # type: ignore[type-arg]
         arr = np.asarray(img)
         for _ in range(self.n):
             op = RAND_OPS[int(rng.integers(len(RAND_OPS)))]
-            level = self.m * (-1 if op in SIGNED and rng.random() < 0.5 else 1)
+            level = self.m * (-1 if get(op).signed and rng.random() < 0.5 else 1)
             arr = pil_apply(op, arr, level)
         x = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float()
         return (x - MEAN) / STD, int(self.files[i].parent.name[1:])
