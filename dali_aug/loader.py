@@ -29,7 +29,7 @@ import torch
 from dali_aug._pipeline import PipelineSpec, build_pipeline, to_numpy_batch
 from dali_aug.ops import OpParams, index
 from dali_aug.ops._dali import host_inputs
-from dali_aug.policies import AugmentPolicy, NoAugment
+from dali_aug.policies import AugmentPolicy, NoAugment, check_policy
 from dali_aug.sources import ArraySource, Source, looks_valid, open_source
 
 __all__ = ["Batch", "Loader", "LoaderConfig"]
@@ -145,7 +145,7 @@ class Loader:
     ) -> None:
         self.config = dataclasses.replace(config or LoaderConfig(), **overrides)
         self.source = open_source(data, split=split)
-        self.policy: AugmentPolicy = policy if policy is not None else NoAugment()
+        self.policy = check_policy(policy if policy is not None else NoAugment())
         self.device = _resolve_device(self.config.device)
         self.shard_id, self.num_shards = _default_shard(
             self.config.shard_id, self.config.num_shards
@@ -170,9 +170,7 @@ class Loader:
 
     def set_policy(self, policy: AugmentPolicy) -> None:
         """Replaces the policy; takes effect at the next iteration (no rebuild needed)."""
-        if not isinstance(policy, AugmentPolicy):
-            raise TypeError(f"policy must be a policy object, got {type(policy).__name__}")
-        self.policy = policy
+        self.policy = check_policy(policy)
 
     def shard_indices(self, epoch: int | None = None) -> torch.Tensor:
         """The dataset indices this shard visits in ``epoch``, in order."""

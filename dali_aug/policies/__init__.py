@@ -11,6 +11,7 @@ from dali_aug.policies._policy import (
     RandAugment,
     TrivialAugmentWide,
     auto_augment,
+    check_policy,
     policy_from_dict,
 )
 from dali_aug.policies._tables import RAND_OPS, WIDE_MAX_LEVEL
@@ -26,6 +27,7 @@ __all__ = [
     "RandAugment",
     "TrivialAugmentWide",
     "auto_augment",
+    "check_policy",
     "parse_policy",
     "policy_from_dict",
 ]

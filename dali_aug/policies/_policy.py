@@ -34,6 +34,7 @@ __all__ = [
     "RandAugment",
     "TrivialAugmentWide",
     "auto_augment",
+    "check_policy",
     "policy_from_dict",
 ]
 
@@ -320,6 +321,22 @@ class NoAugment:
 
 
 _KINDS: dict[str, Any] = {c.kind: c for c in (Policy, RandAugment, TrivialAugmentWide, NoAugment)}
+
+
+def check_policy(policy: object) -> AugmentPolicy:
+    """Returns ``policy`` if it is a policy object; TypeError naming the fix otherwise."""
+    if isinstance(policy, str):
+        raise TypeError(
+            f"policy {policy!r} is a string; build the object with "
+            "dali_aug.policies.parse_policy(name) or e.g. RandAugment(n=2, m=9)"
+        )
+    if isinstance(policy, type) or not isinstance(policy, AugmentPolicy):
+        what = policy.__name__ if isinstance(policy, type) else type(policy).__name__
+        raise TypeError(
+            f"policy must be a policy instance (RandAugment(...), auto_augment(...), Policy(...)),"
+            f" got {what}{' (a class: call it)' if isinstance(policy, type) else ''}"
+        )
+    return policy
 
 
 def policy_from_dict(d: dict[str, Any]) -> AugmentPolicy:
