@@ -139,13 +139,16 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self, loader: Loader) -> dict[str, Any]:
         """Loss and accuracy (single-label) or mAP/mA/F1 (multi-label) over ``loader``."""
-        self.model.eval()
+        # the bare module: a DDP wrapper's forward is a collective (buffer broadcast), and
+        # evaluation may run on one rank only
+        model = self._bare_model()
+        model.eval()
         all_logits, all_labels = [], []
         for batch in loader:
             with torch.autocast(
                 batch.images.device.type, dtype=self.amp, enabled=self.amp is not None
             ):
-                logits = self.model(self._prepare(batch.images))
+                logits = model(self._prepare(batch.images))
             all_logits.append(logits.float().cpu())
             all_labels.append(batch.labels.cpu())
         logits, labels = torch.cat(all_logits), torch.cat(all_labels)

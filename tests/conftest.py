@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -67,3 +69,39 @@ _PHOTO = make_photo_batch()
 def photo_batch() -> np.ndarray:
     """A fresh copy of the photo-like batch [6, 48, 64, 3] uint8 (see :func:`make_photo_batch`)."""
     return _PHOTO.copy()
+
+
+# -- Loader / trainer / CLI fixtures (shared by test_loader, test_train, test_cli) -----------
+# Tiny generated datasets, built once per session (make_shapes is deterministic).
+
+SHAPES_N = 64  #: images in :func:`shapes_dir` (single-label, 4 balanced classes)
+SHAPES_SIZE = 32  #: side of the generated images
+
+
+@pytest.fixture(scope="session")
+def shapes_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A single-label ImageFolder of ``SHAPES_N`` 32x32 JPEGs (classes circle/cross/...)."""
+    from dali_aug.datasets import make_shapes
+
+    root = tmp_path_factory.mktemp("shapes-single") / "data"
+    return make_shapes(root, SHAPES_N, seed=0, size=SHAPES_SIZE)
+
+
+@pytest.fixture(scope="session")
+def shapes_multi_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A multi-label shapes folder (``images/`` + ``labels.csv`` + ``classes.txt``), 48 images."""
+    from dali_aug.datasets import make_shapes
+
+    root = tmp_path_factory.mktemp("shapes-multi") / "data"
+    return make_shapes(root, 48, seed=1, multi_label=True, size=SHAPES_SIZE)
+
+
+@pytest.fixture(scope="session")
+def imagenet_layout_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ImageNet layout: ``DIR/train/<class>`` (48 images) and ``DIR/val/<class>`` (16)."""
+    from dali_aug.datasets import make_shapes
+
+    root = tmp_path_factory.mktemp("shapes-imagenet")
+    make_shapes(root / "train", 48, seed=2, size=SHAPES_SIZE)
+    make_shapes(root / "val", 16, seed=3, size=SHAPES_SIZE)
+    return root

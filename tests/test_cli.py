@@ -1,0 +1,265 @@
+"""Tests for the ``dali-aug`` command line (``dali_aug.cli.main``): train, resume, multi-label,
+show, the ImageNet layout, errors, and a 2-process torchrun run (CPU, gloo)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from dali_aug.cli import main
+from dali_aug.datasets import MULTI_LABELS, SHAPE_CLASSES, make_shapes
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = ["--size", "32", "--batch-size", "16", "--no-progress"]
+
+
+@pytest.fixture(autouse=True)
+def _cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Demo data (never generated here: every test passes --data) would go to a tmp folder."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DALI_AUG_CACHE", str(cache))
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    return cache
+
+
+@pytest.fixture(scope="module")
+def multi_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Multi-label ImageNet layout: DIR/train and DIR/val, each with labels.csv."""
+    root = tmp_path_factory.mktemp("cli-multi")
+    make_shapes(root / "train", 32, seed=5, multi_label=True, size=32)
+    make_shapes(root / "val", 16, seed=6, multi_label=True, size=32)
+    return root
+
+
+def _metrics(out: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((out / "metrics.json").read_text())
+    return data
+
+
+def _train(data: Path, out: Path, *extra: str) -> int:
+    return main(["train", "--data", str(data), "--out", str(out), *FAST, *extra])
+
+
+def _is_png(path: Path) -> bool:
+    with Image.open(path) as im:
+        return im.format == "PNG" and im.size[0] > 32 and im.size[1] > 32
+
+
+def test_train_writes_metrics_and_samples(
+    shapes_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], _cache: Path
+) -> None:
+    out = tmp_path / "run"
+    assert _train(shapes_dir, out, "--epochs", "1") == 0
+    printed = capsys.readouterr().out
+    assert "64 train images, 4 classes" in printed and "epoch=1" in printed
+    m = _metrics(out)
+    assert m["world_size"] == 1
+    assert m["skipped"] == []
+    assert m["classes"] == list(SHAPE_CLASSES)
+    assert [r["epoch"] for r in m["history"]] == [1]
+    row = m["history"][0]
+    assert row["images"] == 64 and row["skipped"] == 0 and row["train_loss"] > 0
+    assert "val_acc" not in row  # a plain ImageFolder has no val split
+    assert len(m["data_order_epoch0"]) == 16
+    assert m["args"]["policy"] == "rand-m9-n2"
+    assert _is_png(out / "samples.png")
+    assert (out / "checkpoint.pt").is_file()
+    assert not _cache.exists()  # --data given: no demo data generated
+
+
+def test_resume_continues_where_the_run_stopped(
+    shapes_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert _train(shapes_dir, straight, "--epochs", "2") == 0
+    assert _train(shapes_dir, split, "--epochs", "2", "--max-epochs-this-run", "1") == 0
+    assert [r["epoch"] for r in _metrics(split)["history"]] == [1]
+    capsys.readouterr()
+    assert _train(shapes_dir, split, "--epochs", "2", "--resume") == 0
+    printed = capsys.readouterr().out
+    assert "at epoch 2" in printed
+    assert "epoch=2" in printed and "epoch=1 " not in printed  # only the second epoch ran
+    a, b = _metrics(straight), _metrics(split)
+    assert [r["epoch"] for r in b["history"]] == [1, 2]
+    assert b["data_order_epoch0"] == a["data_order_epoch0"]
+    # the interrupted run is the uninterrupted one (same data, weights, optimizer, schedule)
+    for x, y in zip(a["history"], b["history"], strict=True):
+        assert x["images"] == y["images"]
+        assert y["train_loss"] == pytest.approx(x["train_loss"], rel=1e-4)
+
+
+def test_multi_label_run_reports_map(
+    multi_layout: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "multi"
+    assert _train(multi_layout, out, "--epochs", "1", "--multi-label") == 0
+    printed = capsys.readouterr().out
+    assert "final mAP:" in printed and "10 classes" in printed
+    m = _metrics(out)
+    assert m["classes"] == list(MULTI_LABELS)
+    row = m["history"][-1]
+    assert 0.0 <= row["mAP"] <= 1.0 and 0.0 <= row["mA"] <= 1.0
+    assert len(row["f1"]) == len(MULTI_LABELS)
+    assert "val_acc" not in row
+
+
+def test_imagenet_layout_reports_val_metrics(
+    imagenet_layout_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "inet"
+    assert _train(imagenet_layout_dir, out, "--epochs", "1", "--policy", "aa-imagenet") == 0
+    printed = capsys.readouterr().out
+    assert "48 train images" in printed
+    assert "final val_acc:" in printed and "(chance 0.250)" in printed
+    row = _metrics(out)["history"][-1]
+    assert 0.0 <= row["val_acc"] <= 1.0 and row["val_loss"] > 0
+    assert row["images"] == 48
+
+
+def test_skipped_files_are_recorded(shapes_dir: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(shapes_dir, data)
+    bad = data / "cross" / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    out = tmp_path / "run"
+    with pytest.warns(RuntimeWarning, match="skipped 1 unreadable"):
+        assert _train(data, out, "--epochs", "1") == 0
+    m = _metrics(out)
+    assert m["skipped"] == [str(bad)]
+    assert m["history"][0]["skipped"] == 1 and m["history"][0]["images"] == 64
+
+
+def test_show_writes_samples(
+    shapes_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "show"
+    argv = ["show", "--data", str(shapes_dir), "--size", "32", "--out", str(out)]
+    assert main([*argv, "--policy", "ta-wide"]) == 0
+    assert "samples.png" in capsys.readouterr().out
+    assert _is_png(out / "samples.png")
+    assert not (out / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("name", ["bogus", "rand-m11-n2", "aa-mnist", "rand-n2.5"])
+def test_bad_policy_name(
+    shapes_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    out = tmp_path / "never"
+    for command in ("train", "show"):
+        code = main([command, "--data", str(shapes_dir), "--policy", name, "--out", str(out)])
+        assert code == 2
+        err = capsys.readouterr().err
+        assert f"bad policy name {name!r}" in err
+        assert "Valid forms" in err and "aa-imagenet" in err and "rand-m<0-10>-n<int>" in err
+    assert not out.exists()
+
+
+def test_resume_without_checkpoint(shapes_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=r"--resume but .*checkpoint\.pt does not exist"):
+        _train(shapes_dir, tmp_path / "empty", "--epochs", "1", "--resume")
+
+
+def test_data_that_is_not_a_folder(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="is not a folder"):
+        _train(tmp_path / "missing", tmp_path / "out", "--epochs", "1")
+
+
+def test_argparse_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--model", "vgg"])
+    assert info.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main([])
+    assert info.value.code == 2
+
+
+# -- torchrun --------------------------------------------------------------------------------
+def _descendants(pid: int) -> list[int]:
+    """The ids of every process below ``pid`` (read from /proc), children first."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _run(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float) -> tuple[int | None, str]:
+    """Runs ``cmd`` (output to a file, so no pipe outlives it); on timeout stops it and every
+    process it started (torchrun puts its workers in their own sessions) and returns
+    (None, output)."""
+    log = cwd / f"run-{os.getpid()}.log"
+    with log.open("w") as fh:
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT)
+        try:
+            code: int | None = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            workers = _descendants(proc.pid)
+            proc.terminate()  # torchrun forwards SIGTERM to its workers
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            for pid in workers:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            code = None
+    return code, log.read_text()
+
+
+def _torchrun(
+    data: Path, out: Path, tmp: Path, timeout: float, *extra: str
+) -> tuple[int | None, str]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "DALI_AUG_CACHE": str(tmp / "cache"),
+    }
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", "dali_aug.cli", "train", "--data", str(data), "--epochs", "1", "--size", "32",
+        "--batch-size", "8", "--out", str(out), "--no-progress", *extra,
+    ]  # fmt: skip
+    return _run(cmd, env, tmp, timeout)
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes(shapes_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    code, log = _torchrun(shapes_dir, out, tmp_path, 240)
+    assert code == 0, log[-4000:]
+    m = _metrics(out)
+    assert m["world_size"] == 2
+    assert "shards: 2" in log
+    row = m["history"][0]
+    assert row["images"] == 32  # rank 0's shard: 64 / 2, full batches of 8 (drop_last)
+    assert (out / "samples.png").is_file()
+
+
+@pytest.mark.slow
+def test_torchrun_with_val_split(imagenet_layout_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ddp-val"
+    code, log = _torchrun(imagenet_layout_dir, out, tmp_path, 30)
+    assert code == 0, f"exit {code} (None: hung, killed after 30 s)\n{log[-3000:]}"
+    assert "val_acc" in _metrics(out)["history"][0]
