@@ -47,6 +47,11 @@ def _data_dirs(args: argparse.Namespace) -> tuple[Path, Path | None]:
     root = Path(args.data)
     if not root.is_dir():
         raise SystemExit(f"error: --data {root} is not a folder")
+    train_root = root / "train" if (root / "train").is_dir() else root
+    if args.multi_label and not (train_root / "labels.csv").is_file():
+        raise SystemExit(
+            f"error: --multi-label needs {train_root / 'labels.csv'} (header 'path,labels')"
+        )
     if (root / "train").is_dir():  # ImageNet layout
         return root / "train", (root / "val") if (root / "val").is_dir() else None
     return root, None

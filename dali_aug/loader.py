@@ -112,6 +112,8 @@ def _resolve_device(device: Device) -> str:
 
 def _default_shard(shard_id: int | None, num_shards: int | None) -> tuple[int, int]:
     if num_shards is None:
+        if shard_id is not None:
+            raise ValueError(f"shard_id={shard_id} needs num_shards; pass both (or neither)")
         dist = torch.distributed
         if dist.is_available() and dist.is_initialized():
             return dist.get_rank(), dist.get_world_size()
@@ -154,6 +156,7 @@ class Loader:
         #: paths (or array indices) of the samples skipped as unreadable, in order.
         self.skipped: list[str] = []
         self._bad: set[int] = set()
+        self._epoch_skips: list[str] = []
 
     # -- public state -------------------------------------------------------------------
     @property
@@ -200,6 +203,7 @@ class Loader:
         if isinstance(src, ArraySource):
             return src.read(i)
         if i in self._bad:
+            self._epoch_skips.append(src.name(i))
             return None
         try:
             data = src.read(i)
@@ -214,6 +218,7 @@ class Loader:
                 )
             self._bad.add(i)
             self.skipped.append(src.name(i))
+            self._epoch_skips.append(src.name(i))
             return None
         return np.frombuffer(data, dtype=np.uint8)
 
@@ -226,7 +231,7 @@ class Loader:
         layers = policy.num_layers if cfg.train else 0
         g = torch.Generator().manual_seed(self._seed(self.epoch, stream=1))
         pending: collections.deque[tuple[torch.Tensor, OpParams]] = collections.deque()
-        skipped_before = len(self.skipped)
+        self._epoch_skips = []
 
         def batches() -> Iterator[Any]:
             for k in range(n_batches):
@@ -287,7 +292,7 @@ class Loader:
                 batch.clean = _undo_flip(clean, params)
             yield batch
         del pipe
-        new = self.skipped[skipped_before:]
+        new = self._epoch_skips
         if new:
             warnings.warn(
                 f"epoch {self.epoch}: skipped {len(new)} unreadable file(s) (see loader.skipped):"

@@ -191,6 +191,20 @@ def test_unreadable_files_are_skipped_with_a_warning(corrupt_dir: Path) -> None:
         assert torch.equal(b.labels, loader.source.targets[b.indices])
 
 
+def test_skipped_files_are_reported_every_epoch(corrupt_dir: Path) -> None:
+    loader = Loader(corrupt_dir, batch_size=8, **CPU)
+    for epoch in range(2):
+        loader.set_epoch(epoch)
+        with pytest.warns(RuntimeWarning, match=f"epoch {epoch}: skipped 2 unreadable"):
+            list(loader)
+    assert sorted(loader.skipped) == sorted(_bad_paths(corrupt_dir))  # listed once each
+
+
+def test_shard_id_without_num_shards_raises(shapes_dir: Path) -> None:
+    with pytest.raises(ValueError, match="needs num_shards"):
+        Loader(shapes_dir, shard_id=1, **CPU)
+
+
 def test_strict_raises_on_the_first_bad_file(corrupt_dir: Path) -> None:
     loader = Loader(corrupt_dir, batch_size=8, strict=True, **CPU)
     order = [loader.source.name(i) for i in loader.shard_indices(0).tolist()]

@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from dali_aug.ops.pil_reference import pil_apply
 
 from dali_aug import ops
 from dali_aug.ops import CATALOG, OpParams, get, resolve
+from dali_aug.ops.pil_reference import pil_apply
 
 BACKENDS = ("torch", "dali")
 SEED = 11
