@@ -91,7 +91,7 @@ class PilRandAugment(torch.utils.data.Dataset):  # type: ignore[type-arg]
             op = RAND_OPS[int(rng.integers(len(RAND_OPS)))]
             level = self.m * (-1 if get(op).signed and rng.random() < 0.5 else 1)
             arr = pil_apply(op, arr, level)
-        x = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float()
+        x = torch.from_numpy(np.array(arr)).permute(2, 0, 1).float()
         return (x - MEAN) / STD, int(self.files[i].parent.name[1:])
 
 
