@@ -105,3 +105,17 @@ def imagenet_layout_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     make_shapes(root / "train", 48, seed=2, size=SHAPES_SIZE)
     make_shapes(root / "val", 16, seed=3, size=SHAPES_SIZE)
     return root
+
+
+def opencv_equalize(channel: np.ndarray) -> np.ndarray:
+    """OpenCV ``equalizeHist`` (the formula ``fn.equalize`` follows): the first occupied bin
+    maps to 0 and bin ``v`` to ``round(255 * (cdf(v) - h_first) / (N - h_first))``."""
+    hist = np.bincount(channel.ravel(), minlength=256).astype(np.int64)
+    first = int(np.flatnonzero(hist)[0])
+    total = int(hist.sum())
+    if hist[first] == total:
+        return channel.copy()
+    cdf = np.cumsum(hist) - hist[first]
+    lut = np.clip(np.rint(cdf * (255.0 / (total - hist[first]))), 0, 255)
+    lut[: first + 1] = 0
+    return lut.astype(np.uint8)[channel]

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import opencv_equalize
 
 from dali_aug._pipeline import IMAGENET_MEAN, IMAGENET_STD
 from dali_aug.datasets import MULTI_LABELS, SHAPE_CLASSES
@@ -224,19 +225,6 @@ def _denormalise(images: torch.Tensor) -> torch.Tensor:
     return (images.float() * STD + MEAN).mul(255).round().clamp(0, 255).to(torch.uint8)
 
 
-def _opencv_equalize(channel: np.ndarray) -> np.ndarray:
-    """OpenCV ``equalizeHist`` (what DALI's ``fn.equalize`` computes)."""
-    hist = np.bincount(channel.ravel(), minlength=256).astype(np.int64)
-    first = int(np.flatnonzero(hist)[0])
-    total = int(hist.sum())
-    if hist[first] == total:
-        return channel.copy()
-    cdf = np.cumsum(hist) - hist[first]
-    lut = np.clip(np.rint(cdf * (255.0 / (total - hist[first]))), 0, 255)
-    lut[: first + 1] = 0
-    return lut.astype(np.uint8)[channel]
-
-
 def _loose(op_ids: list[int]) -> bool:
     """Whether the catalog allows the DALI backend to differ on every pixel for some op."""
     return any(CATALOG[o].tolerance["dali"][1] >= 1.0 for o in op_ids)
@@ -261,7 +249,7 @@ def _replay_stats(batch: Batch) -> tuple[float, float, int]:
             x = batch.clean[i].flip(-1) if ops[0] == index("FlipLR") else batch.clean[i]
             got = _denormalise(batch.images[i : i + 1].float())[0]
             for c in range(3):
-                want = _opencv_equalize(x[c].numpy())
+                want = opencv_equalize(x[c].numpy())
                 assert np.array_equal(got[c].numpy(), want), f"sample {i} channel {c}"
             checked += 1
     return frac_tight, float(off.float().mean()), checked

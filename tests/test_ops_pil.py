@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import opencv_equalize
 
 from dali_aug import ops
 from dali_aug.ops import CATALOG, OpParams, get, resolve
@@ -89,20 +90,6 @@ def test_cutout_box_is_filled(photo_batch: np.ndarray) -> None:
         assert (out[i][changed[i]] == ops.FILL).all()
 
 
-def _opencv_equalize(channel: np.ndarray) -> np.ndarray:
-    """OpenCV ``equalizeHist`` (the formula ``fn.equalize`` follows): the first occupied bin
-    maps to 0 and bin ``v`` to ``round(255 * (cdf(v) - h_first) / (N - h_first))``."""
-    hist = np.bincount(channel.ravel(), minlength=256).astype(np.int64)
-    first = int(np.flatnonzero(hist)[0])
-    total = int(hist.sum())
-    if hist[first] == total:
-        return channel.copy()
-    cdf = np.cumsum(hist) - hist[first]
-    lut = np.clip(np.rint(cdf * (255.0 / (total - hist[first]))), 0, 255)
-    lut[: first + 1] = 0
-    return lut.astype(np.uint8)[channel]
-
-
 def test_dali_equalize_follows_opencv(photo_batch: np.ndarray) -> None:
     """DALI's Equalize follows OpenCV's LUT formula (the catalog's documented deviation)."""
     out = ops.apply("Equalize", photo_batch, 0.0, backend="dali")
@@ -110,7 +97,7 @@ def test_dali_equalize_follows_opencv(photo_batch: np.ndarray) -> None:
         for c in range(3):
             np.testing.assert_array_equal(
                 out[i, ..., c],
-                _opencv_equalize(photo_batch[i, ..., c]),
+                opencv_equalize(photo_batch[i, ..., c]),
                 err_msg=f"image {i} channel {c}",
             )
 
