@@ -87,6 +87,14 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--lr", type=float, default=None, help="SGD lr (default 0.1 * batch/256... 0.05 for small)"
     )
+    t.add_argument(
+        "--method",
+        choices=["none", "keep"],
+        default="none",
+        help="sample-aware method run in the training step",
+    )
+    t.add_argument("--keep-mode", choices=["cutout", "paste", "cutmix"], default="cutout")
+    t.add_argument("--saliency", choices=["full", "lowres", "early"], default="lowres")
     t.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
     t.add_argument("--channels-last", action="store_true")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
@@ -121,7 +129,8 @@ def _loaders(args: argparse.Namespace, world: int) -> tuple[Any, Any]:
         drop_last=world > 1,
         scale=(0.5, 1.0) if args.data is None else (0.08, 1.0),
     )
-    train = Loader(train_dir, policy=policy, config=cfg)
+    paste = getattr(args, "method", "none") == "keep" and args.keep_mode == "paste"
+    train = Loader(train_dir, policy=policy, config=cfg, provenance=paste)
     val = None
     if val_dir is not None:
         val = Loader(
@@ -163,22 +172,36 @@ def _train(args: argparse.Namespace) -> int:
     model: torch.nn.Module = build_model(args.model, len(train.classes)).to(train.device)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    hooks = []
+    params = list(model.parameters())
+    if args.method == "keep":
+        from dali_aug.keep import KeepHook
+
+        keep = KeepHook(
+            model,
+            len(train.classes),
+            mode=args.keep_mode,
+            saliency_mode=args.saliency,
+            seed=args.seed,
+        )
+        size = train.config.size
+        params += keep.attach(torch.zeros(1, 3, size, size, device=train.device))
+        hooks.append(keep)
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model)
     if args.model == "small":  # Adam learns the small demo model in a few hundred steps
         lr = args.lr if args.lr is not None else 1e-3
-        opt: torch.optim.Optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+        opt: torch.optim.Optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
     else:  # the ImageNet recipe: SGD + Nesterov, lr 0.1 per 256 images
         lr = args.lr if args.lr is not None else 0.1 * args.batch_size / 256
-        opt = torch.optim.SGD(
-            model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-5, nesterov=True
-        )
+        opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=5e-5, nesterov=True)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs)
     amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.amp]
     trainer = Trainer(
         model,
         opt,
         multi_label=train.multi_label,
+        hooks=hooks,
         amp=amp,
         channels_last=args.channels_last,
         scheduler=sched,

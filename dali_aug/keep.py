@@ -26,6 +26,7 @@ elsewhere. The augmentations work on normalised float NCHW batches:
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Literal
 
 import torch
@@ -33,10 +34,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from dali_aug.kernels.region_select import select_regions
+from dali_aug.loader import Batch
+from dali_aug.ops import OpParams, apply_params
+from dali_aug.train import Hook, Trainer
+from dali_aug.viz import normalize
 
 __all__ = [
     "EARLY_LOSS_WEIGHT",
     "EarlyHead",
+    "KeepHook",
+    "KeepMode",
     "SaliencyMode",
     "box_mask",
     "keep_cutmix",
@@ -209,3 +216,96 @@ def keep_cutmix(
     area = bh * bw / (h * w)
     mixed = (1 - area) * y + area * y[partner]
     return out, mixed, src, dst
+
+
+KeepMode = Literal["cutout", "paste", "cutmix"]
+
+
+class KeepHook(Hook):
+    """Trainer hook: saliency in the training step, then Selective-Cut (``cutout``),
+    Selective-Paste of the pre-policy image into the policy's output (``paste``, needs a
+    Loader with ``provenance=True``), or KeepCutMix (``cutmix``).
+
+    With ``saliency="early"`` the hook also trains its :class:`EarlyHead` on the first
+    block's features (captured by a forward hook, no extra forward) with weight 0.3; add
+    ``hook.early_head.parameters()`` to the optimizer (after one call of ``hook.attach``).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        num_classes: int,
+        *,
+        mode: KeepMode = "cutout",
+        saliency_mode: SaliencyMode = "lowres",
+        box_fraction: float = 0.25,
+        tau: float = 0.6,
+        seed: int = 0,
+    ) -> None:
+        if mode not in ("cutout", "paste", "cutmix"):
+            raise ValueError(f"unknown keep mode {mode!r}; use 'cutout', 'paste' or 'cutmix'")
+        if not 0 < box_fraction <= 1:
+            raise ValueError(f"box_fraction={box_fraction} must be in (0, 1]")
+        self.model, self.num_classes, self.mode = model, num_classes, mode
+        self.saliency_mode, self.box_fraction, self.tau = saliency_mode, box_fraction, tau
+        self.generator = torch.Generator().manual_seed(seed)
+        self.early_head = EarlyHead(num_classes) if saliency_mode == "early" else None
+        self._stem_out: torch.Tensor | None = None
+        stem = getattr(model, "stem", None)
+        if self.early_head is not None:
+            if stem is None:
+                raise ValueError("saliency='early' needs a model with a .stem (first block)")
+            stem.register_forward_hook(self._capture)
+
+    def _capture(self, module: nn.Module, args: object, output: torch.Tensor) -> None:
+        self._stem_out = output
+
+    def attach(self, example: torch.Tensor) -> list[nn.Parameter]:
+        """Initialises the early head's lazy layer; returns the parameters to optimise."""
+        if self.early_head is None:
+            return []
+        stem = getattr(self.model, "stem", None)
+        assert isinstance(stem, nn.Module)
+        with torch.no_grad():
+            self.early_head.to(example.device)(stem(example[:1]))
+        self._stem_out = None
+        return list(self.early_head.parameters())
+
+    def before_forward(self, trainer: Trainer, batch: Batch) -> Batch:
+        x = batch.images
+        h, w = x.shape[-2:]
+        size = (max(1, round(h * self.box_fraction)), max(1, round(w * self.box_fraction)))
+        g = self.generator
+        if self.mode == "paste":
+            if batch.clean is None or batch.params is None:
+                raise ValueError("keep mode 'paste' needs a Loader with provenance=True")
+            flip = OpParams(*(t[:, :1] for t in dataclasses.astuple(batch.params)))
+            original = normalize(apply_params(batch.clean, flip)).to(x.dtype)
+            sal = saliency(
+                self.model,
+                original,
+                batch.labels,
+                mode=self.saliency_mode,
+                early_head=self.early_head,
+            )
+            images, _ = keep_paste(x, original, sal, size, tau=self.tau, generator=g)
+            return dataclasses.replace(batch, images=images)
+        sal = saliency(
+            self.model, x, batch.labels, mode=self.saliency_mode, early_head=self.early_head
+        )
+        if self.mode == "cutout":
+            images, _ = keep_cutout(x, sal, size, tau=self.tau, generator=g)
+            return dataclasses.replace(batch, images=images)
+        images, mixed, _, _ = keep_cutmix(
+            x, batch.labels, sal, size, self.num_classes, tau=self.tau, generator=g
+        )
+        return dataclasses.replace(batch, images=images, labels=mixed)
+
+    def on_loss(
+        self, trainer: Trainer, batch: Batch, logits: torch.Tensor, losses: torch.Tensor
+    ) -> torch.Tensor:
+        if self.early_head is None or self._stem_out is None:
+            return losses
+        early = trainer.losses(self.early_head(self._stem_out).float(), batch.labels)
+        self._stem_out = None
+        return losses + EARLY_LOSS_WEIGHT * early

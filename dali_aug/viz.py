@@ -11,7 +11,14 @@ from PIL import Image, ImageDraw
 from dali_aug._pipeline import IMAGENET_MEAN, IMAGENET_STD
 from dali_aug.ops import CATALOG, OpParams
 
-__all__ = ["denormalize", "op_labels", "save_grid"]
+__all__ = ["denormalize", "normalize", "op_labels", "save_grid"]
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 NCHW -> normalised float32 NCHW (the Loader's output normalisation)."""
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1) * 255
+    return (images.float() - mean) / std
 
 
 def denormalize(images: torch.Tensor) -> np.ndarray:

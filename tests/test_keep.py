@@ -3,11 +3,26 @@ augmentations on top of the region selection (whose own tests are test_region_se
 
 from __future__ import annotations
 
+import json
+import math
+from pathlib import Path
+
 import pytest
 import torch
 from dali_aug.kernels.region_select import region_scores, score_threshold
 
-from dali_aug.keep import EarlyHead, box_mask, keep_cutmix, keep_cutout, keep_paste, saliency
+from dali_aug.cli import main
+from dali_aug.datasets import make_shapes
+from dali_aug.keep import (
+    EarlyHead,
+    KeepHook,
+    box_mask,
+    keep_cutmix,
+    keep_cutout,
+    keep_paste,
+    saliency,
+)
+from dali_aug.loader import Batch
 from dali_aug.models import build_model
 
 SIZE = (6, 6)
@@ -122,3 +137,46 @@ def test_keep_cutmix(images: torch.Tensor, multi: bool) -> None:
     area = 36 / 1024
     y = targets.float() if multi else torch.nn.functional.one_hot(targets, 4).float()
     torch.testing.assert_close(mixed, (1 - area) * y + area * y[partner])
+
+
+@pytest.mark.parametrize("keep_mode", ["cutout", "paste", "cutmix"])
+@pytest.mark.parametrize("sal_mode", ["full", "lowres", "early"])
+def test_keep_method_trains_from_the_cli(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, keep_mode: str, sal_mode: str
+) -> None:
+    data = tmp_path_factory.getbasetemp() / "keep-shapes"
+    make_shapes(data, 32, seed=3, size=32)
+    out = tmp_path / "run"
+    argv = [
+        "train",
+        "--data",
+        str(data),
+        "--size",
+        "32",
+        "--batch-size",
+        "16",
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--method",
+        "keep",
+        "--keep-mode",
+        keep_mode,
+        "--saliency",
+        sal_mode,
+    ]
+    assert main(argv) == 0
+    history = json.loads((out / "metrics.json").read_text())["history"]
+    assert len(history) == 1 and history[0]["images"] == 32
+    assert math.isfinite(history[0]["train_loss"])
+
+
+def test_keep_hook_paste_needs_provenance(model: torch.nn.Module, images: torch.Tensor) -> None:
+    hook = KeepHook(model, 4, mode="paste", saliency_mode="full")
+    batch = Batch(images=images, labels=torch.zeros(6, dtype=torch.long), indices=torch.arange(6))
+    with pytest.raises(ValueError, match="provenance=True"):
+        hook.before_forward(None, batch)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="keep mode"):
+        KeepHook(model, 4, mode="bad")  # type: ignore[arg-type]
