@@ -36,6 +36,7 @@ from torch import nn
 from dali_aug.kernels.region_select import select_regions
 from dali_aug.loader import Batch
 from dali_aug.ops import OpParams, apply_params
+from dali_aug.ops._torch_kernels import box_mask
 from dali_aug.train import Hook, Trainer
 from dali_aug.viz import normalize
 
@@ -131,15 +132,6 @@ def saliency(
         sal = F.interpolate(sal.unsqueeze(1), size=(h, w), mode="bilinear", align_corners=False)
         sal = sal.squeeze(1).clamp(min=0)
     return sal.float().contiguous()
-
-
-def box_mask(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Boolean masks [N, 1, H, W] of half-open boxes (y0, x0, y1, x1) [N, 4]."""
-    ys = torch.arange(height, device=boxes.device).view(1, height, 1)
-    xs = torch.arange(width, device=boxes.device).view(1, 1, width)
-    b = boxes.view(-1, 4, 1, 1)
-    inside = (ys >= b[:, 0]) & (ys < b[:, 2]) & (xs >= b[:, 1]) & (xs < b[:, 3])
-    return inside.unsqueeze(1)
 
 
 def keep_cutout(

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from dali_aug.ops._catalog import FILL, Family
 from dali_aug.ops._params import Resolved
 
-__all__ = ["KERNELS"]
+__all__ = ["KERNELS", "box_mask"]
 
 Kernel = Callable[[torch.Tensor, Resolved, torch.Tensor], torch.Tensor]
 
@@ -169,14 +169,19 @@ def _sharpness(x: torch.Tensor, r: Resolved, batch: torch.Tensor) -> torch.Tenso
     return _blend(_smooth(x), x, r.value)
 
 
+def box_mask(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Boolean masks [N, 1, H, W] of half-open boxes (y0, x0, y1, x1) [N, 4]."""
+    ys = torch.arange(height, device=boxes.device).view(1, height, 1)
+    xs = torch.arange(width, device=boxes.device).view(1, 1, width)
+    b = boxes.view(-1, 4, 1, 1)
+    inside = (ys >= b[:, 0]) & (ys < b[:, 2]) & (xs >= b[:, 1]) & (xs < b[:, 3])
+    return inside.unsqueeze(1)
+
+
 def _cutout(x: torch.Tensor, r: Resolved, batch: torch.Tensor) -> torch.Tensor:
     """Fills the half-open box (y0, x0, y1, x1) with gray 128 (AutoAugment Cutout)."""
-    h, w = x.shape[-2:]
-    ys = torch.arange(h, device=x.device)[None, :, None]
-    xs = torch.arange(w, device=x.device)[None, None, :]
-    b = r.box[:, :, None, None]
-    inside = (ys >= b[:, 0]) & (ys < b[:, 2]) & (xs >= b[:, 1]) & (xs < b[:, 3])
-    return torch.where(inside.unsqueeze(1), torch.full_like(x, FILL), x)
+    inside = box_mask(r.box, *x.shape[-2:])
+    return torch.where(inside, torch.full_like(x, FILL), x)
 
 
 def _sample_pairing(x: torch.Tensor, r: Resolved, batch: torch.Tensor) -> torch.Tensor:
