@@ -93,16 +93,32 @@ def _parser() -> argparse.ArgumentParser:
         default="none",
         help="sample-aware method run in the training step",
     )
-    t.add_argument("--keep-mode", choices=["cutout", "paste", "cutmix"], default="cutout")
-    t.add_argument("--saliency", choices=["full", "lowres", "early"], default="lowres")
+    _add_keep(t)
     t.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
     t.add_argument("--channels-last", action="store_true")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     t.add_argument("--max-epochs-this-run", type=int, default=None, help=argparse.SUPPRESS)
     t.add_argument("--no-progress", action="store_true")
-    s = sub.add_parser("show", help="write a grid of augmented samples (samples.png)")
+    s = sub.add_parser(
+        "show",
+        help="write a grid of augmented samples (samples.png); with --method keep, the "
+        "saliency maps and the chosen boxes (keep.png)",
+    )
     _add_common(s)
+    s.add_argument("--method", choices=["none", "keep"], default="none")
+    s.add_argument("--model", choices=["small", "resnet18", "resnet50"], default="small")
+    s.add_argument(
+        "--checkpoint",
+        default=None,
+        help="trained model for the saliency (default: OUT/checkpoint.pt if it exists)",
+    )
+    _add_keep(s)
     return parser
+
+
+def _add_keep(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--keep-mode", choices=["cutout", "paste", "cutmix"], default="cutout")
+    p.add_argument("--saliency", choices=["full", "lowres", "early"], default="lowres")
 
 
 def _distributed() -> tuple[int, int]:
@@ -140,16 +156,18 @@ def _loaders(args: argparse.Namespace, world: int) -> tuple[Any, Any]:
     return train, val
 
 
+def _preview_loader(train: Any, batch_size: int) -> Any:
+    """The training loader's data and policy, unsharded, with provenance, for pictures."""
+    config = dataclasses.replace(
+        train.config, provenance=True, batch_size=batch_size, shard_id=0, num_shards=1
+    )
+    return train.__class__(train.source, policy=train.policy, config=config)
+
+
 def _show(args: argparse.Namespace, train: Any) -> Path:
     from dali_aug.viz import denormalize, op_labels, save_grid
 
-    loader = train.__class__(
-        train.source,
-        policy=train.policy,
-        config=dataclasses.replace(
-            train.config, provenance=True, batch_size=32, shard_id=0, num_shards=1
-        ),
-    )
+    loader = _preview_loader(train, 32)
     batch = next(iter(loader))
     assert batch.params is not None
     out = Path(args.out)
@@ -160,6 +178,58 @@ def _show(args: argparse.Namespace, train: Any) -> Path:
     ]
     caps = [f"{n}: {o}" if n else o for n, o in zip(names, op_labels(batch.params), strict=True)]
     return save_grid(denormalize(batch.images), caps, out / "samples.png")
+
+
+def _keep_hook(args: argparse.Namespace, model: torch.nn.Module, loader: Any) -> tuple[Any, list]:
+    """The KeepHook the flags ask for, attached; returns it and its parameters to optimise."""
+    from dali_aug.keep import KeepHook
+
+    hook = KeepHook(
+        model,
+        len(loader.classes),
+        mode=args.keep_mode,
+        saliency_mode=args.saliency,
+        seed=args.seed,
+    )
+    size = loader.config.size
+    return hook, hook.attach(torch.zeros(1, 3, size, size, device=loader.device))
+
+
+def _show_keep(args: argparse.Namespace, train: Any) -> Path:
+    """keep.png: per image, the KeepAugment result with its box above the saliency map the
+    box was chosen from (colours: :func:`dali_aug.keep.save_preview`)."""
+    from dali_aug.keep import save_preview
+    from dali_aug.models import build_model
+
+    loader = _preview_loader(train, 16)
+    model = build_model(args.model, len(loader.classes)).to(loader.device)
+    hook, _ = _keep_hook(args, model, loader)
+    ckpt = Path(args.checkpoint) if args.checkpoint else Path(args.out) / "checkpoint.pt"
+    if ckpt.is_file():
+        state = torch.load(ckpt, map_location=loader.device, weights_only=False)
+        model.load_state_dict(state["model"])
+        keep_states = [v for v in state.get("hooks", {}).values() if "early_head" in v]
+        if hook.early_head is not None:
+            if not keep_states or keep_states[0]["early_head"] is None:
+                raise SystemExit(
+                    f"error: {ckpt} has no early head; train with --method keep --saliency "
+                    "early first, or show another --saliency"
+                )
+            hook.early_head.load_state_dict(keep_states[0]["early_head"])
+        print(f"saliency of the model in {ckpt}")
+    elif args.checkpoint:
+        raise SystemExit(f"error: --checkpoint {ckpt} does not exist")
+    else:
+        print(
+            f"warning: no {ckpt}; the saliency is that of an untrained model (train first: "
+            f"dali-aug train --method keep --saliency {args.saliency} --out {args.out})",
+            file=sys.stderr,
+        )
+    model.eval()
+    result = hook.augment(next(iter(loader)))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return save_preview(result, args.keep_mode, out / "keep.png")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -175,17 +245,8 @@ def _train(args: argparse.Namespace) -> int:
     hooks = []
     params = list(model.parameters())
     if args.method == "keep":
-        from dali_aug.keep import KeepHook
-
-        keep = KeepHook(
-            model,
-            len(train.classes),
-            mode=args.keep_mode,
-            saliency_mode=args.saliency,
-            seed=args.seed,
-        )
-        size = train.config.size
-        params += keep.attach(torch.zeros(1, 3, size, size, device=train.device))
+        keep, keep_params = _keep_hook(args, model, train)
+        params += keep_params
         hooks.append(keep)
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model)
@@ -264,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "show":
         train, _ = _loaders(args, 1)
+        if args.method == "keep":
+            print(f"wrote {_show_keep(args, train)}")
+            return 0
         print(f"wrote {_show(args, train)}")
         return 0
     return _train(args)

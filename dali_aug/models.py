@@ -2,8 +2,9 @@
 arXiv:1512.03385) written here because torchvision does not import beside the CPU torch wheel.
 
 Every model exposes ``features(x)`` (penultimate features) and ``head`` (the linear
-classifier), so feature-space methods can hook in, and ``stem_out`` (after the first block)
-for early-exit heads.
+classifier), so feature-space methods can hook in, and ``early_features(x)`` (the output of
+the first block: the stem plus the first stage, ``body[:first_block]``) for early-exit heads
+such as KeepAugment's.
 """
 
 from __future__ import annotations
@@ -19,13 +20,31 @@ ModelName = Literal["small", "resnet18", "resnet50"]
 
 
 class Classifier(nn.Module):
-    """``body`` -> global average pool -> ``head``."""
+    """``stem`` -> ``body`` -> global average pool -> ``head``.
 
-    def __init__(self, stem: nn.Module, body: nn.Module, width: int, num_classes: int) -> None:
+    ``first_block`` is the number of ``body`` modules that, after the stem, make up the
+    network's first block (ResNet: the first stage), whose output ``early_features`` returns.
+    """
+
+    def __init__(
+        self, stem: nn.Module, body: nn.Sequential, width: int, num_classes: int, first_block: int
+    ) -> None:
         super().__init__()
+        if not 0 <= first_block <= len(body):
+            raise ValueError(f"first_block={first_block} must be in [0, {len(body)}]")
         self.stem = stem
         self.body = body
         self.head = nn.Linear(width, num_classes)
+        self.first_block = first_block
+
+    @property
+    def early_layer(self) -> nn.Module:
+        """The module whose output is :meth:`early_features` (for forward hooks)."""
+        return self.body[self.first_block - 1] if self.first_block else self.stem
+
+    def early_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The first block's feature map."""
+        return self.body[: self.first_block](self.stem(x))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(self.stem(x)).mean(dim=(2, 3))
@@ -87,7 +106,7 @@ def _resnet(block: type[_Basic], depths: tuple[int, ...], num_classes: int) -> C
         for i in range(depth):
             layers.append(block(cin, width, 2 if (i == 0 and stage > 0) else 1))
             cin = width * block.expansion
-    return Classifier(stem, nn.Sequential(*layers), cin, num_classes)
+    return Classifier(stem, nn.Sequential(*layers), cin, num_classes, first_block=depths[0])
 
 
 def build_model(name: ModelName, num_classes: int) -> Classifier:
@@ -107,7 +126,7 @@ def build_model(name: ModelName, num_classes: int) -> Classifier:
             nn.MaxPool2d(2),
             _conv_bn(128, 192),
         )
-        return Classifier(stem, body, 192, num_classes)
+        return Classifier(stem, body, 192, num_classes, first_block=2)  # conv + pool
     if name == "resnet18":
         return _resnet(_Basic, (2, 2, 2, 2), num_classes)
     if name == "resnet50":

@@ -40,6 +40,13 @@ class Hook:
     def after_backward(self, trainer: Trainer, batch: Batch) -> None:
         return None
 
+    def state_dict(self) -> dict[str, Any]:
+        """What the hook must keep across a checkpoint (learned heads, generators)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None
+
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """Top-1 accuracy of single-label logits."""
@@ -173,9 +180,23 @@ class Trainer:
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "epoch": self.epoch,
             "history": self.history,
+            "hooks": {
+                _hook_key(i, h): st for i, h in enumerate(self.hooks) if (st := h.state_dict())
+            },
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved = dict(state.get("hooks", {}))
+        keys = [_hook_key(i, h) for i, h in enumerate(self.hooks)]
+        missing = [
+            k for k, h in zip(keys, self.hooks, strict=True) if h.state_dict() and k not in saved
+        ]
+        extra = sorted(set(saved) - set(keys))
+        if missing or extra:
+            raise ValueError(
+                f"the checkpoint's hook states {sorted(saved)} do not match this trainer's hooks "
+                f"{keys}; resume with the same --method options"
+            )
         model = self._bare_model()
         model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -183,6 +204,9 @@ class Trainer:
             self.scheduler.load_state_dict(state["scheduler"])
         self.epoch = int(state["epoch"])
         self.history = list(state["history"])
+        for key, hook in zip(keys, self.hooks, strict=True):
+            if key in saved:
+                hook.load_state_dict(saved[key])
 
     def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> None:
         tmp = Path(path).with_suffix(".tmp")
@@ -235,6 +259,10 @@ class Trainer:
             if checkpoint is not None:
                 self.save(checkpoint)
         return self.history
+
+
+def _hook_key(index: int, hook: Hook) -> str:
+    return f"{index}:{type(hook).__name__}"
 
 
 def _format_row(row: dict[str, Any]) -> str:

@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 from dali_aug._pipeline import IMAGENET_MEAN, IMAGENET_STD
 from dali_aug.ops import CATALOG, OpParams
 
-__all__ = ["denormalize", "normalize", "op_labels", "save_grid"]
+__all__ = ["denormalize", "draw_boxes", "heatmap", "normalize", "op_labels", "save_grid"]
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
@@ -27,6 +27,27 @@ def denormalize(images: torch.Tensor) -> np.ndarray:
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     x = (images.detach().float().cpu() * std + mean) * 255
     return x.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+
+
+def heatmap(maps: torch.Tensor) -> np.ndarray:
+    """[N, H, W] non-negative maps -> uint8 NHWC pictures, each scaled to its own maximum,
+    black -> red -> yellow -> white."""
+    m = maps.detach().float().cpu()
+    m = m / m.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1)
+    rgb = torch.stack([(3 * m).clamp(0, 1), (3 * m - 1).clamp(0, 1), (3 * m - 2).clamp(0, 1)], -1)
+    return (rgb * 255).round().byte().numpy()
+
+
+def draw_boxes(images: np.ndarray, boxes: torch.Tensor, color: tuple[int, int, int]) -> np.ndarray:
+    """Copy of uint8 NHWC ``images`` with the outline of one half-open (y0, x0, y1, x1) box
+    per image drawn in ``color``."""
+    if len(boxes) != len(images):
+        raise ValueError(f"{len(boxes)} boxes for {len(images)} images")
+    out = images.copy()
+    for n, (y0, x0, y1, x1) in enumerate(boxes.tolist()):  # a picture for humans, not a hot path
+        out[n, y0:y1, [x0, x1 - 1]] = color
+        out[n, [y0, y1 - 1], x0:x1] = color
+    return out
 
 
 def op_labels(params: OpParams) -> list[str]:

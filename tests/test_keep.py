@@ -7,9 +7,11 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from dali_aug.kernels.region_select import region_scores, score_threshold
+from PIL import Image
 
 from dali_aug.cli import main
 from dali_aug.datasets import make_shapes
@@ -24,6 +26,9 @@ from dali_aug.keep import (
 )
 from dali_aug.loader import Batch
 from dali_aug.models import build_model
+from dali_aug.sources import FolderSource
+from dali_aug.train import Trainer
+from dali_aug.viz import draw_boxes, heatmap
 
 SIZE = (6, 6)
 
@@ -171,6 +176,51 @@ def test_keep_method_trains_from_the_cli(
     history = json.loads((out / "metrics.json").read_text())["history"]
     assert len(history) == 1 and history[0]["images"] == 32
     assert math.isfinite(history[0]["train_loss"])
+    # the picture of what the trained model's saliency chooses
+    show = ["show", "--data", str(data), "--size", "32", "--out", str(out), "--method", "keep"]
+    assert main([*show, "--keep-mode", keep_mode, "--saliency", sal_mode]) == 0
+    with Image.open(out / "keep.png") as picture:  # 16 images: 2 x (result row + map row)
+        assert picture.size == (8 * 64, 4 * (64 + 28))
+
+
+def test_show_keep_without_a_checkpoint_warns_and_early_needs_a_trained_head(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = make_shapes(tmp_path / "shapes", 16, seed=4, size=32)
+    base = ["show", "--data", str(data), "--size", "32", "--out", str(tmp_path / "o")]
+    assert main([*base, "--method", "keep", "--saliency", "full"]) == 0
+    assert "untrained model" in capsys.readouterr().err
+    assert (tmp_path / "o" / "keep.png").is_file()
+    with pytest.raises(SystemExit, match="does not exist"):
+        main([*base, "--method", "keep", "--checkpoint", str(tmp_path / "nope.pt")])
+    # a checkpoint trained without the early head cannot show early saliency
+    model = build_model("small", 4)
+    torch.save({"model": model.state_dict(), "hooks": {}}, tmp_path / "plain.pt")
+    with pytest.raises(SystemExit, match="no early head"):
+        main(
+            [
+                *base,
+                "--method",
+                "keep",
+                "--saliency",
+                "early",
+                "--checkpoint",
+                str(tmp_path / "plain.pt"),
+            ]
+        )
+
+
+def test_draw_boxes_and_heatmap() -> None:
+    images = np.zeros((2, 8, 8, 3), np.uint8)
+    out = draw_boxes(images, torch.tensor([[1, 2, 4, 6], [0, 0, 8, 8]]), (255, 0, 0))
+    assert images.sum() == 0  # input untouched
+    outline = np.zeros((8, 8), bool)
+    outline[1:4, [2, 5]] = outline[[1, 3], 2:6] = True
+    assert np.array_equal(out[0, ..., 0] == 255, outline)
+    assert out[1, 0, :, 0].all() and out[1, :, 7, 0].all() and not out[1, 1:7, 1:7].any()
+    maps = heatmap(torch.tensor([[[0.0, 1.0], [0.5, 2.0]]]))
+    assert maps.dtype == np.uint8 and maps.shape == (1, 2, 2, 3)
+    assert maps[0, 0, 0].tolist() == [0, 0, 0] and maps[0, 1, 1].tolist() == [255, 255, 255]
 
 
 def test_keep_hook_paste_needs_provenance(model: torch.nn.Module, images: torch.Tensor) -> None:
@@ -180,3 +230,80 @@ def test_keep_hook_paste_needs_provenance(model: torch.nn.Module, images: torch.
         hook.before_forward(None, batch)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="keep mode"):
         KeepHook(model, 4, mode="bad")  # type: ignore[arg-type]
+
+
+def _train_with_keep(
+    root: Path, saliency_mode: str, steps: int, seed: int
+) -> tuple[Trainer, KeepHook, torch.Tensor, torch.Tensor]:
+    """A small model trained by the real step (KeepHook with Selective-Cut) on 32 px shapes;
+    returns the trainer, the hook and the training images and labels."""
+    source = FolderSource.scan(make_shapes(root, 384, seed=seed, size=32))
+    x = torch.stack([_read(source.root / p) for p in source.paths])
+    y = source.targets
+    torch.manual_seed(seed)
+    model = build_model("small", len(source.classes))
+    hook = KeepHook(model, len(source.classes), saliency_mode=saliency_mode, seed=seed)  # type: ignore[arg-type]
+    params = list(model.parameters()) + hook.attach(x[:1])
+    trainer = Trainer(model, torch.optim.AdamW(params, lr=2e-3), hooks=[hook])
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        i = torch.randint(0, len(x), (32,), generator=g)
+        trainer.step(Batch(images=x[i], labels=y[i], indices=i))
+    return trainer, hook, x, y
+
+
+def _read(path: Path) -> torch.Tensor:
+    from PIL import Image
+
+    from dali_aug.viz import normalize
+
+    rgb = torch.from_numpy(np.asarray(Image.open(path).convert("RGB")).copy())
+    return normalize(rgb.permute(2, 0, 1)[None])[0]
+
+
+def _corr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean over images of the Pearson correlation of two [N, ...] maps."""
+    a, b = a.flatten(1).double(), b.flatten(1).double()
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    return float(((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-12)).mean())
+
+
+@pytest.mark.slow
+def test_lowres_and_early_maps_correlate_with_full_on_a_trained_model(tmp_path: Path) -> None:
+    """The cheap saliency modes rank boxes like the full map (on training images, where
+    KeepAugment computes them): box-score correlation with the full map is clearly positive
+    and clearly above that with a mismatched image's map."""
+    trainer, hook, x, y = _train_with_keep(tmp_path / "shapes", "early", steps=300, seed=23)
+    model = trainer.model.eval()
+    x, y = x[::3], y[::3]  # 128 images of all classes
+    assert (model(x).argmax(1) == y).float().mean() > 0.9  # trained
+    box = (8, 8)  # the hook's box at 32 px
+    full = region_scores(saliency(model, x, y), box).float()
+    report = {}
+    for mode in ("lowres", "early"):
+        sal = saliency(model, x, y, mode=mode, early_head=hook.early_head)  # type: ignore[arg-type]
+        cheap = region_scores(sal, box).float()
+        report[mode] = (_corr(full, cheap), _corr(full, cheap.roll(1, 0)))
+    print("box-score correlation with full (matched, mismatched):", report)
+    for mode, (matched, mismatched) in report.items():
+        assert matched > 0.2, (mode, report)
+        assert matched > mismatched + 0.1, (mode, report)
+
+
+def test_early_head_is_saved_and_restored_with_the_trainer(tmp_path: Path) -> None:
+    trainer, hook, _, _ = _train_with_keep(tmp_path / "shapes", "early", steps=2, seed=5)
+    state = trainer.state_dict()
+    assert hook.early_head is not None
+    model = build_model("small", 4)
+    fresh = KeepHook(model, 4, saliency_mode="early", seed=99)
+    params = list(model.parameters()) + fresh.attach(torch.zeros(1, 3, 32, 32))
+    other = Trainer(model, torch.optim.AdamW(params, lr=2e-3), hooks=[fresh])
+    other.load_state_dict(state)
+    assert fresh.early_head is not None
+    for k, v in hook.early_head.state_dict().items():
+        assert torch.equal(fresh.early_head.state_dict()[k], v), k
+    assert torch.equal(fresh.generator.get_state(), hook.generator.get_state())
+    # resuming without the hook (another --method) is an error that says so
+    bare = Trainer(build_model("small", 4), torch.optim.SGD(model.parameters(), lr=0.1))
+    with pytest.raises(ValueError, match="same --method"):
+        bare.load_state_dict(state)
