@@ -89,9 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--method",
-        choices=["none", "keep"],
+        choices=["none", "cutout", "keep"],
         default="none",
-        help="sample-aware method run in the training step",
+        help="method run in the training step (cutout: KeepCutout's saliency-blind baseline)",
     )
     _add_keep(t)
     t.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
@@ -244,6 +244,10 @@ def _train(args: argparse.Namespace) -> int:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     hooks = []
     params = list(model.parameters())
+    if args.method == "cutout":
+        from dali_aug.keep import CutoutHook
+
+        hooks.append(CutoutHook(seed=args.seed))
     if args.method == "keep":
         keep, keep_params = _keep_hook(args, model, train)
         params += keep_params

@@ -48,6 +48,7 @@ from dali_aug.viz import denormalize, draw_boxes, heatmap, normalize, save_grid
 
 __all__ = [
     "EARLY_LOSS_WEIGHT",
+    "CutoutHook",
     "EarlyHead",
     "KeepHook",
     "KeepMode",
@@ -236,6 +237,38 @@ class KeepResult:
     partner_boxes: torch.Tensor | None
 
 
+class CutoutHook(Hook):
+    """Cutout (DeVries & Taylor, arXiv:1708.04552) in the training step: KeepCutout's
+    baseline, with the same box (``box_fraction`` of each side, fully inside the image, placed
+    uniformly) and the same fill (0, the mean of normalised images), but blind to saliency."""
+
+    def __init__(self, *, box_fraction: float = 0.25, seed: int = 0) -> None:
+        if not 0 < box_fraction <= 1:
+            raise ValueError(f"box_fraction={box_fraction} must be in (0, 1]")
+        self.box_fraction = box_fraction
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def before_forward(self, trainer: Trainer, batch: Batch) -> Batch:
+        x = batch.images
+        n, _, h, w = x.shape
+        bh, bw = _box_size(h, w, self.box_fraction)
+        y0 = torch.randint(0, h - bh + 1, (n,), generator=self.generator)
+        x0 = torch.randint(0, w - bw + 1, (n,), generator=self.generator)
+        boxes = torch.stack([y0, x0, y0 + bh, x0 + bw], 1).to(x.device)
+        images = torch.where(box_mask(boxes, h, w), torch.zeros_like(x), x)
+        return dataclasses.replace(batch, images=images)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+
+
+def _box_size(h: int, w: int, fraction: float) -> tuple[int, int]:
+    return max(1, round(h * fraction)), max(1, round(w * fraction))
+
+
 class KeepHook(Hook):
     """Trainer hook: saliency in the training step, then Selective-Cut (``cutout``),
     Selective-Paste of the pre-policy image into the policy's output (``paste``, needs a
@@ -310,7 +343,7 @@ class KeepHook(Hook):
         """The hook's augmentation of ``batch``, with the saliency maps and boxes it used."""
         x = batch.images
         h, w = x.shape[-2:]
-        size = (max(1, round(h * self.box_fraction)), max(1, round(w * self.box_fraction)))
+        size = _box_size(h, w, self.box_fraction)
         g = self.generator
         source = x
         if self.mode == "paste":

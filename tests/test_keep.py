@@ -16,6 +16,7 @@ from PIL import Image
 from dali_aug.cli import main
 from dali_aug.datasets import make_shapes
 from dali_aug.keep import (
+    CutoutHook,
     EarlyHead,
     KeepHook,
     box_mask,
@@ -307,3 +308,39 @@ def test_early_head_is_saved_and_restored_with_the_trainer(tmp_path: Path) -> No
     bare = Trainer(build_model("small", 4), torch.optim.SGD(model.parameters(), lr=0.1))
     with pytest.raises(ValueError, match="same --method"):
         bare.load_state_dict(state)
+
+
+def test_cutout_hook_is_the_saliency_blind_baseline(images: torch.Tensor) -> None:
+    hook = CutoutHook(box_fraction=0.25, seed=3)
+    batch = Batch(images=images, labels=torch.zeros(6, dtype=torch.long), indices=torch.arange(6))
+    out = hook.before_forward(None, batch).images  # type: ignore[arg-type]
+    changed = out != images
+    assert torch.equal(out[changed], torch.zeros_like(out[changed]))  # filled with 0
+    # exactly one 8 x 8 box per image (images are 32 px), inside the image
+    per_image = changed.any(1)
+    assert per_image.flatten(1).sum(1).tolist() == [64] * 6
+    rows, cols = per_image.any(2), per_image.any(1)
+    assert rows.sum(1).tolist() == [8] * 6 and cols.sum(1).tolist() == [8] * 6
+    # positions are uniform over the 25 x 25 placements (chi-square on the top-left corner)
+    from scipy.stats import chisquare
+
+    many = torch.zeros(2000, 1, 8, 8)
+    hook = CutoutHook(box_fraction=0.5, seed=4)
+    cut = hook.before_forward(None, Batch(many + 1, torch.zeros(2000), torch.arange(2000)))  # type: ignore[arg-type]
+    mask = cut.images[:, 0] == 0
+    corner = mask.float().flatten(1).argmax(1)  # row-major first zero = top-left corner
+    y, x = corner // 8, corner % 8
+    counts = torch.bincount(y * 5 + x, minlength=25)
+    assert len(counts) == 25 and chisquare(counts.numpy()).pvalue > 1e-3
+    with pytest.raises(ValueError, match="box_fraction"):
+        CutoutHook(box_fraction=0.0)
+
+
+def test_cutout_method_trains_from_the_cli(tmp_path: Path) -> None:
+    data = make_shapes(tmp_path / "shapes", 16, seed=3, size=32)
+    out = tmp_path / "run"
+    argv = ["train", "--data", str(data), "--size", "32", "--batch-size", "8", "--epochs", "1"]
+    assert main([*argv, "--out", str(out), "--no-progress", "--method", "cutout"]) == 0
+    history = json.loads((out / "metrics.json").read_text())["history"]
+    assert history[0]["images"] == 16 and math.isfinite(history[0]["train_loss"])
+    assert "0:CutoutHook" in torch.load(out / "checkpoint.pt", weights_only=False)["hooks"]

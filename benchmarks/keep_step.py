@@ -1,0 +1,114 @@
+"""Training-step time of KeepAugment's saliency modes against Cutout (issue 5).
+
+One training step (``Trainer.step``: hooks, forward, loss, backward, optimizer step) on a
+resident batch, for: no augmentation, Cutout (a uniformly placed box filled in the step, the
+same fill as KeepCutout), and KeepCutout with ``full``, ``lowres`` and ``early`` saliency
+(``KeepHook``; ``early`` includes training its head); Cutout is
+``dali_aug.keep.CutoutHook``. Peers run in interleaved rounds in one process; the headline
+is each step's median time as a ratio to Cutout's in the same run.
+
+    python benchmarks/keep_step.py                       # CPU, small model, 64 px, batch 64
+    python benchmarks/keep_step.py --model resnet50 --size 224 --batch-size 128 --amp bf16 \
+        --device cuda                                    # the GPU row of the issue
+
+Writes ``benchmarks/results/keep_step.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dali_aug.keep import CutoutHook, KeepHook
+from dali_aug.loader import Batch
+from dali_aug.models import build_model
+from dali_aug.train import Hook, Trainer
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--model", default="small", choices=["small", "resnet18", "resnet50"])
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--classes", type=int, default=4)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--steps", type=int, default=10, help="timed steps per peer per round")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--out", default="benchmarks/results/keep_step.json")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.amp]
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(args.batch_size, 3, args.size, args.size, generator=g).to(device)
+    labels = torch.randint(0, args.classes, (args.batch_size,), generator=g).to(device)
+    batch = Batch(images, labels, torch.arange(args.batch_size))
+
+    def trainer(saliency: str | None = None, cutout: bool = False) -> Trainer:
+        torch.manual_seed(0)
+        model = build_model(args.model, args.classes).to(device)
+        params = list(model.parameters())
+        hooks: list[Hook] = [CutoutHook(seed=0)] if cutout else []
+        if saliency is not None:
+            keep = KeepHook(model, args.classes, saliency_mode=saliency, seed=0)  # type: ignore[arg-type]
+            params += keep.attach(images[:1])
+            hooks.append(keep)
+        opt = torch.optim.SGD(params, lr=0.01, momentum=0.9)
+        return Trainer(model, opt, hooks=hooks, amp=amp)
+
+    peers = {"no aug": trainer(), "Cutout": trainer(cutout=True)}
+    for mode in ("full", "lowres", "early"):
+        peers[f"KeepCutout ({mode})"] = trainer(saliency=mode)
+    for t in peers.values():  # warm-up, outside the timed region
+        for _ in range(2):
+            t.step(batch)
+    _sync(device)
+    runs: dict[str, list[float]] = {name: [] for name in peers}
+    for _ in range(args.rounds):
+        for name, t in peers.items():
+            _sync(device)
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                t.step(batch)
+            _sync(device)
+            runs[name].append((time.perf_counter() - start) / args.steps * 1e3)
+    base = statistics.median(runs["Cutout"])
+    rows: list[dict[str, Any]] = []
+    print(f"{'step':<22}{'ms/step (median)':>18}{'min-max':>18}{'x Cutout':>10}")
+    for name, ms in runs.items():
+        med = statistics.median(ms)
+        rows.append({"peer": name, "ms_median": med, "ms_runs": ms, "ratio_to_cutout": med / base})
+        print(f"{name:<22}{med:>18.1f}{f'{min(ms):.1f}-{max(ms):.1f}':>18}{med / base:>10.2f}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "settings": vars(args),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "torch": torch.__version__,
+        },
+        "rows": rows,
+    }
+    out.write_text(json.dumps(payload, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
