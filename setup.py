@@ -17,6 +17,7 @@ setup(
         "dali_aug.ops",
         "dali_aug.policies",
         "dali_aug.datasets",
+        "dali_aug.bench",
         "dali_aug.kernels",
     ],
     package_dir={"dali_aug.kernels": "kernels"},

@@ -113,6 +113,15 @@ def _parser() -> argparse.ArgumentParser:
         help="trained model for the saliency (default: OUT/checkpoint.pt if it exists)",
     )
     _add_keep(s)
+    # -- bench (issue 7): flags live in dali_aug.bench --
+    from dali_aug.bench import add_arguments as _bench_arguments
+
+    _bench_arguments(
+        sub.add_parser(
+            "bench", help="throughput vs DALI auto_aug, Kornia, torchvision v2, timm (table)"
+        )
+    )
+    # -- end bench --
     return parser
 
 
@@ -322,6 +331,10 @@ def _train(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "bench":  # -- bench (issue 7) --
+        from dali_aug.bench import run_from_args
+
+        return run_from_args(args)
     try:
         parse_policy(args.policy)
     except ValueError as err:

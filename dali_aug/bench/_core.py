@@ -1,0 +1,412 @@
+"""The measurement core of ``dali-aug bench``: settings, peers, interleaved timing, ratios,
+the table, the goals and the JSON record. Library-free: the peers live in ``_e2e`` and
+``_stage`` and import their libraries lazily.
+
+Timing follows the rules of ``benchmarks/README.md``: every peer is built (``Peer.setup``)
+outside the timed region, warmed up, then timed in interleaved rounds (round r runs every peer
+once before round r + 1 starts), each call ending with a device synchronisation; a row reports
+the median images/s over the rounds with min-max.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import torch
+
+__all__ = [
+    "SCHEMA",
+    "BenchConfig",
+    "Peer",
+    "PeerSpec",
+    "Row",
+    "Unavailable",
+    "compute_ratios",
+    "describe_error",
+    "format_goals",
+    "format_table",
+    "goals",
+    "machine_info",
+    "measure",
+    "payload",
+    "sync",
+    "versions",
+]
+
+SCHEMA = "dali-aug-bench/1"
+Device = Literal["cpu", "cuda"]
+Stage = Literal["end-to-end", "augment"]
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+    """Settings of one benchmark run (copy with ``dataclasses.replace``).
+
+    Attributes:
+        images: JPEGs in the generated folder (end-to-end epoch size).
+        batch_size: end-to-end batch size.
+        stage_batch: batch size of the augmentation stage (resident on the device).
+        size: output side (square) of both stages.
+        rounds: timed rounds per peer (interleaved), after ``warmup`` untimed calls.
+        warmup: untimed calls per peer before the first round.
+        stage_iters: at least this many policy calls per augmentation-stage measurement...
+        stage_min_s: ...and at least this many seconds (libraries that draw one op per batch
+            call vary from call to call; many calls average the draw out).
+        threads: CPU threads of every peer (DALI ``num_threads``, DataLoader ``num_workers``,
+            ``torch.set_num_threads``).
+        device: where the output tensors land (``cuda``: DALI mixed decode and GPU ops).
+        stages: which stages to run.
+        seed: seed of the data, orders and policies.
+        data: an existing ImageFolder of JPEGs to use instead of generating one.
+    """
+
+    images: int = 2048
+    batch_size: int = 64
+    stage_batch: int = 256
+    size: int = 224
+    rounds: int = 5
+    warmup: int = 1
+    stage_iters: int = 1
+    stage_min_s: float = 1.0
+    threads: int = max(1, os.cpu_count() or 1)
+    device: Device = "cpu"
+    stages: tuple[Stage, ...] = ("end-to-end", "augment")
+    seed: int = 0
+    data: Path | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("images", "batch_size", "stage_batch", "rounds", "stage_iters", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"BenchConfig.{name}={getattr(self, name)} must be >= 1")
+        if self.stage_min_s < 0:
+            raise ValueError(f"BenchConfig.stage_min_s={self.stage_min_s} must be >= 0")
+        if self.warmup < 0:
+            raise ValueError(f"BenchConfig.warmup={self.warmup} must be >= 0")
+        if self.size < 32:
+            raise ValueError(f"BenchConfig.size={self.size} must be >= 32 pixels")
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"BenchConfig.device={self.device!r}; use 'cpu' or 'cuda'")
+        bad = set(self.stages) - {"end-to-end", "augment"}
+        if bad or not self.stages:
+            raise ValueError(f"BenchConfig.stages={self.stages}; use 'end-to-end' and/or 'augment'")
+
+
+class Unavailable(RuntimeError):
+    """A peer that cannot run here; the message is the reason shown in the table."""
+
+
+class Peer(Protocol):
+    """One timed contender. ``setup`` builds it (untimed); ``step`` does one unit of work
+    (an epoch end to end; policy calls for at least ``stage_iters`` calls and ``stage_min_s``
+    seconds in the augmentation stage) and returns the number of images, with the device
+    synchronised; ``close`` releases workers."""
+
+    def setup(self) -> None: ...
+
+    def step(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class PeerSpec:
+    """A peer to build: ``factory`` imports its library and returns the :class:`Peer`
+    (raising :class:`Unavailable` or ``ImportError`` with the reason when it cannot run)."""
+
+    stage: Stage
+    policy: str
+    name: str
+    factory: Callable[[], Peer]
+    ours: bool = False
+    note: str = ""
+
+
+@dataclasses.dataclass
+class Row:
+    """The result of one peer: images/s of every timed round, or the reason it did not run."""
+
+    stage: Stage
+    policy: str
+    name: str
+    ours: bool = False
+    note: str = ""
+    runs: list[float] = dataclasses.field(default_factory=list)
+    error: str | None = None
+    setup_s: float | None = None
+    ratio: float | None = None
+
+    @property
+    def median(self) -> float | None:
+        return statistics.median(self.runs) if self.runs and self.error is None else None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["median"] = self.median
+        d["min"] = min(self.runs) if self.runs else None
+        d["max"] = max(self.runs) if self.runs else None
+        return d
+
+
+def describe_error(err: BaseException) -> str:
+    """One line saying why a peer could not run (for the table and the JSON)."""
+    if isinstance(err, Unavailable):
+        return str(err)
+    text = " ".join(str(err).split()) or "(no message)"
+    if len(text) > 160:
+        text = text[:157] + "..."
+    if isinstance(err, ImportError):
+        return f"not importable: {text}"
+    return f"{type(err).__name__}: {text}"
+
+
+def sync(device: Device) -> None:
+    """Waits for the device's queued work (a no-op on the CPU)."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def measure(
+    specs: Sequence[PeerSpec],
+    config: BenchConfig,
+    *,
+    log: Callable[[str], None] = print,
+    clock: Callable[[], float] = time.perf_counter,
+) -> list[Row]:
+    """Builds every peer, warms it up and times it in interleaved rounds.
+
+    A peer whose build, warm-up or any round fails keeps its row, with the reason in
+    ``Row.error`` (its earlier rounds stay in ``Row.runs`` for the record).
+
+    Returns:
+        one :class:`Row` per spec, in the order given.
+    """
+    rows = [Row(s.stage, s.policy, s.name, s.ours, s.note) for s in specs]
+    peers: list[Peer | None] = []
+    for spec, row in zip(specs, rows, strict=True):
+        t0 = clock()
+        try:
+            peer = spec.factory()
+            peer.setup()
+            for _ in range(config.warmup):
+                peer.step()
+            sync(config.device)
+        except Exception as err:  # any failure of a peer is reported, never fatal
+            row.error = describe_error(err)
+            log(f"  {spec.stage} {spec.policy} {spec.name}: cannot run ({row.error})")
+            peers.append(None)
+            continue
+        row.setup_s = clock() - t0
+        log(f"  {spec.stage} {spec.policy} {spec.name}: built + warm-up {row.setup_s:.1f} s")
+        peers.append(peer)
+    for r in range(config.rounds):
+        for k, (timed, row) in enumerate(zip(peers, rows, strict=True)):
+            if timed is None:
+                continue
+            try:
+                t0 = clock()
+                n = timed.step()
+                sync(config.device)
+                seconds = clock() - t0
+            except Exception as err:
+                row.error = f"failed in round {r + 1}: {describe_error(err)}"
+                _close(timed)
+                peers[k] = None
+                continue
+            row.runs.append(n / seconds if seconds > 0 else float("inf"))
+        log(f"  round {r + 1}/{config.rounds} done")
+    for left in peers:
+        if left is not None:
+            _close(left)
+    return rows
+
+
+def _close(peer: Peer) -> None:
+    try:
+        peer.close()
+    except Exception:  # closing must not hide the results
+        pass
+
+
+def compute_ratios(rows: Sequence[Row]) -> dict[tuple[str, str], str | None]:
+    """Sets ``Row.ratio`` = median / median of the fastest *peer* (a row with ``ours=False``)
+    of the same stage and policy, measured in the same run.
+
+    Returns:
+        the name of the fastest peer per (stage, policy), None where no peer ran.
+    """
+    best: dict[tuple[str, str], Row] = {}
+    for row in rows:
+        key = (row.stage, row.policy)
+        med = row.median
+        if row.ours or med is None:
+            continue
+        if key not in best or med > (best[key].median or 0.0):
+            best[key] = row
+    for row in rows:
+        ref = best.get((row.stage, row.policy))
+        med = row.median
+        row.ratio = (
+            med / ref.median if (ref is not None and med is not None and ref.median) else None
+        )
+    return {
+        key: (best[key].name if key in best else None)
+        for key in {(r.stage, r.policy) for r in rows}
+    }
+
+
+def _fmt_rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
+
+
+def format_table(rows: Sequence[Row], *, width: int = 44) -> str:
+    """A plain-text table: one block per (stage, policy), ratios against the fastest peer."""
+    head = f"{'stage / policy / peer':{width}s} {'img/s':>9s} {'min-max':>15s} {'vs best':>8s}"
+    lines = [head, "-" * len(head)]
+    seen: list[tuple[str, str]] = []
+    for row in rows:
+        if (row.stage, row.policy) not in seen:
+            seen.append((row.stage, row.policy))
+    for stage, policy in seen:
+        lines.append(f"{stage} | {policy}")
+        for row in (r for r in rows if (r.stage, r.policy) == (stage, policy)):
+            name = ("* " if row.ours else "  ") + row.name
+            if len(name) > width:
+                name = name[: width - 3] + "..."
+            if row.error is not None or not row.runs:
+                reason = row.error or "no timed round"
+                lines.append(f"{name:{width}s} {'n/a':>9s}   {reason}")
+                continue
+            spread = f"{_fmt_rate(min(row.runs))}-{_fmt_rate(max(row.runs))}"
+            ratio = "-" if row.ratio is None else f"{row.ratio:.2f}x"
+            note = f"   {row.note}" if row.note else ""
+            lines.append(
+                f"{name:{width}s} {_fmt_rate(row.median):>9s} {spread:>15s} {ratio:>8s}{note}"
+            )
+    lines.append(
+        "* = dali-aug; 'vs best' = median / median of the fastest peer of the block (same run)"
+    )
+    return "\n".join(lines)
+
+
+def _find(rows: Sequence[Row], stage: str, policy: str, prefix: str) -> Row | None:
+    for row in rows:
+        if row.stage == stage and row.policy == policy and row.name.startswith(prefix):
+            return row
+    return None
+
+
+def _ratio(a: Row | None, b: Sequence[Row | None]) -> float | None:
+    meds = [r.median for r in b if r is not None and r.median is not None]
+    if a is None or a.median is None or not meds:
+        return None
+    return a.median / max(meds)
+
+
+def goals(rows: Sequence[Row], device: Device) -> list[dict[str, Any]]:
+    """The issue's goals, as ratios of this run: CPU end to end >= 1.5x the fastest of
+    DataLoader + torchvision v2 / timm; GPU augmentation stage >= 1.5x DALI auto_aug and
+    >= 10x Kornia (RandAugment, the faster dali-aug backend)."""
+    out: list[dict[str, Any]] = []
+    e2e, rand = "end-to-end", "rand-m9-n2"
+    loaders = [_find(rows, e2e, rand, "a."), _find(rows, e2e, rand, "b.")]
+    dataloaders = [_find(rows, e2e, rand, "c."), _find(rows, e2e, rand, "d.")]
+    for ours in loaders:
+        out.append(
+            {
+                "goal": f"{device} end-to-end: {ours.name if ours else 'dali-aug'} >= 1.5x "
+                "fastest of c/d",
+                "target": 1.5,
+                "ratio": _ratio(ours, dataloaders),
+            }
+        )
+    ours_stage = [_find(rows, "augment", rand, p) for p in ("dali-aug (DALI", "dali-aug (torch")]
+    best = max(
+        (r for r in ours_stage if r is not None and r.median is not None),
+        key=lambda r: r.median or 0.0,
+        default=None,
+    )
+    for peer, target in (("DALI auto_aug", 1.5), ("Kornia", 10.0)):
+        out.append(
+            {
+                "goal": f"{device} augmentation stage (RandAugment): best dali-aug backend >= "
+                f"{target:g}x {peer}" + ("" if device == "cuda" else " (the goal is for a GPU)"),
+                "target": target,
+                "ratio": _ratio(best, [_find(rows, "augment", rand, peer)]),
+            }
+        )
+    for g in out:
+        g["met"] = None if g["ratio"] is None else bool(g["ratio"] >= g["target"])
+    return out
+
+
+def format_goals(items: Sequence[dict[str, Any]]) -> str:
+    lines = []
+    for g in items:
+        ratio = "n/a" if g["ratio"] is None else f"{g['ratio']:.2f}x"
+        state = "n/a" if g["met"] is None else ("met" if g["met"] else "not met")
+        lines.append(f"goal: {g['goal']}: {ratio} ({state})")
+    return "\n".join(lines)
+
+
+def machine_info(device: Device) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "cpu_count": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "device": device,
+    }
+    try:
+        info["load_average"] = os.getloadavg()
+    except OSError:
+        pass
+    if device == "cuda" and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def versions() -> dict[str, str]:
+    """Versions of the libraries involved ("not importable: ..." for the missing ones)."""
+    out: dict[str, str] = {}
+    for name in (
+        "dali_aug",
+        "torch",
+        "torchvision",
+        "timm",
+        "kornia",
+        "nvidia.dali",
+        "numpy",
+        "PIL",
+    ):
+        try:
+            mod = importlib.import_module(name)
+            out[name] = str(getattr(mod, "__version__", "?"))
+        except Exception as err:
+            out[name] = describe_error(err)
+    return out
+
+
+def payload(
+    config: BenchConfig, rows: Sequence[Row], extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The JSON record: machine, versions, settings, every run of every row, the goals."""
+    settings = dataclasses.asdict(config)
+    settings["data"] = None if config.data is None else str(config.data)
+    settings["stages"] = list(config.stages)
+    return {
+        "schema": SCHEMA,
+        "machine": machine_info(config.device),
+        "versions": versions(),
+        "settings": settings | (extra or {}),
+        "rows": [r.to_dict() for r in rows],
+        "goals": goals(rows, config.device),
+    }
