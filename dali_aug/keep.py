@@ -29,8 +29,9 @@ elsewhere. The augmentations work on normalised float NCHW batches:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -89,6 +90,26 @@ def _target_score(logits: torch.Tensor, targets: torch.Tensor | None) -> torch.T
     return logits.gather(1, targets.long().view(-1, 1)).squeeze(1)
 
 
+@contextlib.contextmanager
+def _running_stats_kept(model: nn.Module) -> Iterator[None]:
+    """Restores the batch-norm running statistics after the saliency pass: in training mode
+    it normalises with batch statistics like the step does, but it must not count as a
+    batch (a half-resolution copy would skew the statistics used at evaluation)."""
+    norms = [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats
+    ]
+    saved = [[t.clone() for t in m.buffers()] for m in norms]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for m, buffers in zip(norms, saved, strict=True):
+                for t, old in zip(m.buffers(), buffers, strict=True):
+                    t.copy_(old)
+
+
 def saliency(
     model: nn.Module,
     images: torch.Tensor,
@@ -99,6 +120,9 @@ def saliency(
     first_block: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Saliency maps [N, H, W] (float32, >= 0) of ``images`` [N, 3, H, W].
+
+    The model runs in its current mode (batch statistics in training mode); its batch-norm
+    running statistics are left unchanged.
 
     Args:
         model: the classifier (its parameters receive no gradient from this call).
@@ -124,7 +148,7 @@ def saliency(
     else:
         raise ValueError(f"unknown saliency mode {mode!r}; use 'full', 'lowres' or 'early'")
     x = x.clone().requires_grad_(True)
-    with torch.enable_grad():
+    with torch.enable_grad(), _running_stats_kept(model):
         if mode == "early":
             first = first_block or getattr(model, "early_features", None)
             if early_head is None or first is None:

@@ -344,3 +344,21 @@ def test_cutout_method_trains_from_the_cli(tmp_path: Path) -> None:
     history = json.loads((out / "metrics.json").read_text())["history"]
     assert history[0]["images"] == 16 and math.isfinite(history[0]["train_loss"])
     assert "0:CutoutHook" in torch.load(out / "checkpoint.pt", weights_only=False)["hooks"]
+
+
+@pytest.mark.parametrize("mode", ["full", "lowres", "early"])
+def test_saliency_leaves_batch_norm_statistics_alone(images: torch.Tensor, mode: str) -> None:
+    """A regression: the saliency pass in training mode used to update the running
+    statistics (with half-resolution images for lowres), which broke evaluation."""
+    torch.manual_seed(0)
+    net = build_model("small", 4).train()
+    head = EarlyHead(4)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    sal = saliency(
+        net, images * 3 + 1, torch.zeros(6, dtype=torch.long), mode=mode, early_head=head
+    )  # type: ignore[arg-type]
+    assert float(sal.sum()) > 0
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    net(images)  # the model's own forward still updates them
+    assert not torch.equal(net.state_dict()["stem.1.running_mean"], before["stem.1.running_mean"])
