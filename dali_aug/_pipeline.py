@@ -1,25 +1,37 @@
 """The DALI graph of the Loader: decode -> crop/flip -> policy -> normalize.
 
-Per-sample randomness that the provenance must record (flip, policy ops) comes from the host
-through ``external_source``; the random-resized-crop window is drawn by DALI's own seeded
-``decoders.image_random_crop`` (ROI decoding: only the crop is decoded).
+All per-sample randomness comes from the host through ``external_source``: the flip and the
+policy ops (which the provenance records) and the uniforms of the random-resized crop. The
+graph draws no random numbers, so it is built once per Loader and reused every epoch (a DALI
+seed would fix the crops of the pipeline's whole lifetime, not of one epoch). The crop window
+itself is computed in the graph from the image shape (``peek_image_shape``, which follows the
+EXIF orientation as the decoder does) with torchvision's ``RandomResizedCrop`` rule, then
+decoded with ``decoders.image_slice`` (ROI decoding: only the window is decoded).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import torch
 from nvidia.dali import fn, pipeline_def, types
+from nvidia.dali import math as dmath
+from nvidia.dali.data_node import DataNode
 
 from dali_aug.ops._dali import NUM_LAYER_INPUTS, LayerNodes, apply_layers
 
-__all__ = ["PipelineSpec", "build_pipeline"]
+__all__ = ["CROP_ATTEMPTS", "PipelineSpec", "build_pipeline", "crop_uniforms"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: Tries at an (area, aspect ratio) pair that fits the image before the centre-crop fallback.
+CROP_ATTEMPTS = 10
+_RATIO = (3 / 4, 4 / 3)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +43,6 @@ class PipelineSpec:
     train: bool
     encoded: bool  # file bytes (decode) or raw HWC arrays
     layers: int
-    seed: int
     num_threads: int
     device_id: int | None
     scale: tuple[float, float]
@@ -39,51 +50,105 @@ class PipelineSpec:
     clean: bool = False  # also return the pre-policy uint8 images (provenance replay)
 
 
+def crop_uniforms(
+    n: int, scale: tuple[float, float], generator: torch.Generator
+) -> list[np.ndarray]:
+    """The host's draws for ``n`` random-resized crops, one float32 array per sample:
+    ``CROP_ATTEMPTS`` area fractions (uniform in ``scale``), as many log aspect ratios
+    (uniform in [log 3/4, log 4/3]) and the (y, x) position of the window, uniform in [0, 1)."""
+    u = torch.rand((n, 2 * CROP_ATTEMPTS + 2), generator=generator, dtype=torch.float64)
+    lo, hi = scale
+    log_lo, log_hi = math.log(_RATIO[0]), math.log(_RATIO[1])
+    k = CROP_ATTEMPTS
+    u[:, :k] = lo + (hi - lo) * u[:, :k]
+    u[:, k : 2 * k] = log_lo + (log_hi - log_lo) * u[:, k : 2 * k]
+    return list(u.float().numpy())
+
+
+def _crop_window(hwc: DataNode, uniforms: DataNode) -> tuple[DataNode, DataNode]:
+    """torchvision ``RandomResizedCrop.get_params`` as DALI arithmetic on one sample's shape.
+
+    The first of the ``CROP_ATTEMPTS`` (area, ratio) pairs whose window fits the image wins;
+    if none fits, the centre crop of the whole image with its aspect ratio clamped to
+    [3/4, 4/3]. Returns the window's int32 (y, x) start and (h, w) shape.
+    """
+    k = CROP_ATTEMPTS
+    h_img, w_img = hwc[0], hwc[1]
+    area = uniforms[0:k] * (h_img * w_img)
+    ratio = dmath.exp(uniforms[k : 2 * k])
+    w = dmath.floor(dmath.sqrt(area * ratio) + 0.5)
+    h = dmath.floor(dmath.sqrt(area / ratio) + 0.5)
+    fits = (w <= w_img) & (h <= h_img) & (w >= 1.0) & (h >= 1.0)
+    attempt = types.Constant(np.arange(k, dtype=np.float32))
+    first = fn.reductions.min(attempt + (fits ^ True) * float(k))
+    pick = attempt == first  # one-hot on the first attempt that fits; all False if none
+    found = first < float(k)
+    lost = found ^ True
+    # fallback (torchvision): the whole image, cut to the nearest admissible aspect ratio
+    in_ratio = w_img / h_img
+    wide, tall = in_ratio > _RATIO[1], in_ratio < _RATIO[0]
+    w_fb = wide * dmath.floor(h_img * _RATIO[1] + 0.5) + (wide ^ True) * w_img
+    h_fb = tall * dmath.floor(w_img / _RATIO[0] + 0.5) + (tall ^ True) * h_img
+    w_win = found * fn.reductions.sum(w * pick) + lost * w_fb
+    h_win = found * fn.reductions.sum(h * pick) + lost * h_fb
+    y_pos, x_pos = uniforms[2 * k], uniforms[2 * k + 1]
+    y0 = found * dmath.floor(y_pos * (h_img - h_win + 1.0)) + lost * dmath.floor(
+        (h_img - h_win) * 0.5
+    )
+    x0 = found * dmath.floor(x_pos * (w_img - w_win + 1.0)) + lost * dmath.floor(
+        (w_img - w_win) * 0.5
+    )
+    start = fn.cast(fn.stack(y0, x0), dtype=types.INT32)
+    shape = fn.cast(fn.stack(h_win, w_win), dtype=types.INT32)
+    return start, shape
+
+
 def build_pipeline(spec: PipelineSpec, source: Callable[[], Any]) -> Any:
-    """Builds the pipeline; ``source()`` returns (images, flips, *layer inputs) per batch in
-    training, the images alone in evaluation."""
+    """Builds the pipeline; ``source()`` returns (images, flips, crop uniforms, *layer
+    inputs) per batch in training (see :func:`crop_uniforms`), the images alone in
+    evaluation. The graph draws no random numbers: it can serve every epoch."""
     gpu = spec.device_id is not None
 
     @pipeline_def(
         batch_size=spec.batch_size,
         num_threads=spec.num_threads,
         device_id=spec.device_id,
-        seed=spec.seed,
+        seed=0,  # unused: no operator of the graph is random
         enable_conditionals=spec.train,
         prefetch_queue_depth=2,
     )
     def pipe() -> Any:
         if spec.train:
             nodes = fn.external_source(
-                source=source, num_outputs=2 + NUM_LAYER_INPUTS * spec.layers, batch=True
+                source=source, num_outputs=3 + NUM_LAYER_INPUTS * spec.layers, batch=True
             )
-            data, flip = nodes[0], nodes[1]
+            data, flip, uniforms = nodes[0], nodes[1], nodes[2]
         else:
             data = fn.external_source(source=source, batch=True)
         s = spec.size
         if spec.train:
             if spec.encoded:
-                images = fn.decoders.image_random_crop(
+                hwc = fn.peek_image_shape(data, dtype=types.FLOAT)
+                start, shape = _crop_window(hwc, uniforms)
+                images = fn.decoders.image_slice(
                     data,
                     device="mixed" if gpu else "cpu",
                     output_type=types.RGB,
-                    random_area=list(spec.scale),
-                    random_aspect_ratio=[3 / 4, 4 / 3],
-                    num_attempts=10,
+                    start=start,
+                    shape=shape,
+                    axis_names="HW",
                 )
-                images = fn.resize(images, size=[s, s], antialias=True)
             else:
                 raw = fn.reshape(data, layout="HWC")
-                images = fn.random_resized_crop(
-                    raw.gpu() if gpu else raw,
-                    size=[s, s],
-                    random_area=list(spec.scale),
-                    random_aspect_ratio=[3 / 4, 4 / 3],
+                start, shape = _crop_window(raw.shape(dtype=types.FLOAT), uniforms)
+                images = fn.slice(
+                    raw.gpu() if gpu else raw, start=start, shape=shape, axis_names="HW"
                 )
+            images = fn.resize(images, size=[s, s], antialias=True)
             images = fn.flip(images, horizontal=flip)
             clean = images
             per_layer = [
-                LayerNodes(*nodes[2 + NUM_LAYER_INPUTS * i : 2 + NUM_LAYER_INPUTS * (i + 1)])
+                LayerNodes(*nodes[3 + NUM_LAYER_INPUTS * i : 3 + NUM_LAYER_INPUTS * (i + 1)])
                 for i in range(spec.layers)
             ]
             images = apply_layers(images, per_layer, size=(s, s))

@@ -1,9 +1,11 @@
 """``dali_aug.Loader``: the DataLoader replacement.
 
 The host side (this module) owns everything that must be reproducible and recorded: the
-epoch order (a ``torch.Generator`` seeded with ``(seed, epoch)``), the shard, the flips and the
-policy's per-sample ops (the provenance), and the skipped files. The DALI pipeline
-(``_pipeline``) decodes, crops, runs the policy and normalises, on the CPU or the GPU.
+epoch order (a ``torch.Generator`` seeded with ``(seed, epoch)``), the shard, the flips, the
+crop draws and the policy's per-sample ops (the provenance), and the skipped files. The DALI
+pipeline (``_pipeline``) decodes, crops, runs the policy and normalises, on the CPU or the GPU;
+it draws no random numbers, so one pipeline serves every epoch (built on the first iteration,
+rebuilt only when the policy's layer count changes or an epoch was left unfinished).
 
 Example:
     >>> loader = Loader("data/shapes", policy=RandAugment(n=2, m=9), batch_size=64, size=64)
@@ -26,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from dali_aug._pipeline import PipelineSpec, build_pipeline, to_numpy_batch
+from dali_aug._pipeline import PipelineSpec, build_pipeline, crop_uniforms, to_numpy_batch
 from dali_aug.ops import OpParams, index
 from dali_aug.ops._dali import host_inputs
 from dali_aug.policies import AugmentPolicy, NoAugment, check_policy
@@ -157,6 +159,8 @@ class Loader:
         self.skipped: list[str] = []
         self._bad: set[int] = set()
         self._epoch_skips: list[str] = []
+        #: an idle pipeline (its spec and its source) left by the last finished epoch
+        self._idle: tuple[PipelineSpec, Any, _Feed] | None = None
 
     # -- public state -------------------------------------------------------------------
     @property
@@ -230,6 +234,7 @@ class Loader:
         policy = self.policy
         layers = policy.num_layers if cfg.train else 0
         g = torch.Generator().manual_seed(self._seed(self.epoch, stream=1))
+        g_crop = torch.Generator().manual_seed(self._seed(self.epoch, stream=2))
         pending: collections.deque[tuple[torch.Tensor, OpParams]] = collections.deque()
         self._epoch_skips = []
 
@@ -255,13 +260,9 @@ class Loader:
                 yield (
                     images,
                     [np.array(int(f), dtype=np.int32) for f in flips],
+                    crop_uniforms(m, cfg.scale, g_crop),
                     *host_inputs(params, cfg.size, cfg.size),
                 )
-
-        it = batches()
-
-        def source() -> Any:
-            return next(it)  # StopIteration ends DALI's epoch
 
         spec = PipelineSpec(
             batch_size=b,
@@ -269,13 +270,20 @@ class Loader:
             train=cfg.train,
             encoded=not isinstance(self.source, ArraySource),
             layers=layers,
-            seed=self._seed(self.epoch, stream=2),
             num_threads=cfg.num_threads,
             device_id=0 if self.device == "cuda" else None,
             scale=cfg.scale,
             clean=cfg.provenance,
         )
-        pipe = build_pipeline(spec, source)
+        # take the idle pipeline (a concurrent iteration builds its own); it goes back only
+        # once this epoch has run to its end, so no batch of an abandoned epoch is left queued
+        idle, self._idle = self._idle, None
+        if idle is not None and idle[0] == spec:
+            _, pipe, feed = idle
+        else:
+            feed = _Feed()
+            pipe = build_pipeline(spec, feed)
+        feed.it = batches()
         targets = self.source.targets
         while True:
             try:
@@ -291,7 +299,9 @@ class Loader:
                 clean = self._to_torch(outs[1])
                 batch.clean = _undo_flip(clean, params)
             yield batch
-        del pipe
+        pipe.reset()
+        feed.it = iter(())
+        self._idle = (spec, pipe, feed)
         new = self._epoch_skips
         if new:
             warnings.warn(
@@ -310,6 +320,17 @@ class Loader:
             # the outputs were ordered on) before the next run can overwrite them
             return torch.from_dlpack(tl.as_tensor()).clone()
         return torch.from_numpy(to_numpy_batch(tl))
+
+
+class _Feed:
+    """The pipeline's ``external_source``: the batches of the epoch being iterated (the
+    pipeline outlives one epoch; each iteration installs its own iterator)."""
+
+    def __init__(self) -> None:
+        self.it: Iterator[Any] = iter(())
+
+    def __call__(self) -> Any:
+        return next(self.it)  # StopIteration ends DALI's epoch
 
 
 def _with_flip(params: OpParams, flips: torch.Tensor) -> OpParams:

@@ -156,6 +156,25 @@ def test_same_seed_gives_identical_batches(shapes_dir: Path) -> None:
     assert not torch.equal(other.shard_indices(1), first.shard_indices(1))
 
 
+def test_one_pipeline_serves_every_epoch_and_an_abandoned_epoch_leaks_nothing(
+    shapes_dir: Path,
+) -> None:
+    def make() -> Loader:
+        return Loader(shapes_dir, policy=RandAugment(n=2, m=9), batch_size=16, seed=5, **CPU)
+
+    loader = make()
+    first = _epoch(loader, 0)
+    assert loader._idle is not None
+    pipe = loader._idle[1]
+    second = _epoch(loader, 1)
+    assert loader._idle is not None and loader._idle[1] is pipe  # built once, reused
+    _assert_same_batches(second, _epoch(make(), 1))  # same batches as a fresh Loader's
+    # abandon an epoch after one batch: the next full epoch is still exactly epoch 0
+    loader.set_epoch(0)
+    next(iter(loader))
+    _assert_same_batches(_epoch(loader, 0), first)
+
+
 # -- unreadable files ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def corrupt_dir(tmp_path_factory: pytest.TempPathFactory, shapes_dir: Path) -> Path:

@@ -339,7 +339,7 @@ def end_to_end_specs(root: Path, cfg: BenchConfig) -> list[PeerSpec]:
             "a. dali-aug Loader (DALI policy)",
             checked(lambda: LoaderPeer(root, cfg, torch_backend=False)),
             ours=True,
-            note=f"DALI {pipe}; graph rebuilt each epoch (in the time)",
+            note=f"DALI {pipe}; graph built once per Loader (first epoch in the time)",
         ),
         spec(
             "b. dali-aug Loader + torch-backend policy",

@@ -89,11 +89,39 @@ def _to_float(x: DataNode) -> DataNode:
     return fn.cast(x, dtype=types.FLOAT)
 
 
+#: 1.5 * 2**23: adding it to an integer-valued float32 ``v`` with ``|v| < 2**22`` is exact and
+#: leaves ``v`` in the low mantissa bits: the int32 bit pattern is ``_MAGIC_BITS + v``.
+_MAGIC = 12582912.0
+_MAGIC_BITS = 0x4B400000
+
+
+def _to_uint8(v: DataNode) -> DataNode:
+    """An integer-valued float32 batch as uint8, saturated to [0, 255].
+
+    ``fn.cast(float -> uint8)`` rounds every element with a library call (~0.6 ms per 224 x 224
+    image on this 2-core VM, more than the blend arithmetic); reading the integer out of the
+    mantissa (``v + 1.5 * 2**23`` reinterpreted as int32) and saturating it with an
+    ``int32 -> uint8`` cast gives the same values several times faster. Exact because ``v`` is
+    integer-valued (floored) and small.
+    """
+    bits = fn.reinterpret(v + _MAGIC, dtype=types.INT32)
+    return fn.cast(bits - types.Constant(_MAGIC_BITS, dtype=types.INT32), dtype=types.UINT8)
+
+
 def _blend(degenerate: DataNode, x: DataNode, factor: DataNode) -> DataNode:
     """PIL ``Image.blend``: ``floor(deg + f * (x - deg))`` clipped (values are >= 0 here,
-    where PIL truncates toward zero, floor is the same)."""
-    out = degenerate + factor * (_to_float(x) - degenerate)
-    return fn.cast(dmath.clamp(dmath.floor(out), 0.0, 255.0), dtype=types.UINT8)
+    where PIL truncates toward zero, floor is the same). ``degenerate`` is float32 (so that
+    ``x - deg`` is signed); ``x`` may be uint8 (DALI arithmetic promotes it exactly)."""
+    return _to_uint8(dmath.floor(degenerate + factor * (x - degenerate)))
+
+
+def _brightness(x: DataNode, factor: DataNode) -> DataNode:
+    """``_blend(0, x, f)`` with DALI's uint8 brightness kernel, about 10x faster than the
+    float blend. The kernel computes ``round(x * f - 0.5)`` saturated, which equals PIL's
+    ``floor(f * x)`` in float32: checked for all 256 values of ``x`` against the factors of
+    every level on a 1/256 grid in [-11, 11] and 4000 random factors in [0, 2.2] (CPU; the
+    GPU kernel is held to the catalog's DALI tolerance like every other op)."""
+    return fn.brightness(x, brightness=factor, brightness_shift=-0.5 / 255, dtype=types.UINT8)
 
 
 def _luma(x: DataNode) -> DataNode:
@@ -119,17 +147,17 @@ def _kernel(family: Family, x: DataNode, p: LayerNodes, size: tuple[int, int]) -
         lo = _to_float(fn.reductions.min(x, axis_names="HW", keep_dims=True))
         hi = _to_float(fn.reductions.max(x, axis_names="HW", keep_dims=True))
         flat = hi <= lo
-        scale = 255.0 / (hi - lo + flat)
-        out = dmath.floor((_to_float(x) - lo) * scale)
-        out = flat * _to_float(x) + (flat ^ True) * out
-        return fn.cast(dmath.clamp(out, 0.0, 255.0), dtype=types.UINT8)
+        # a flat channel maps through (x - 0) * 1 = x; the others through (x - lo) * scale
+        # (per-channel scalars, so the image itself sees one subtraction and one product)
+        scale = flat + (flat ^ True) * (255.0 / (hi - lo + flat))
+        return _to_uint8(dmath.floor((x - lo * (flat ^ True)) * scale))
     if family is Family.INVERT:
         return types.Constant(255, dtype=types.UINT8) - x
     if family is Family.EQUALIZE:
         return fn.equalize(x)
     if family is Family.SOLARIZE:
-        keep = _to_float(x) < p.value
-        return keep * x + (keep ^ True) * (types.Constant(255, dtype=types.UINT8) - x)
+        # 255 - x == x ^ 255 for uint8: flip the bits of the pixels at or above the threshold
+        return x ^ ((x >= p.value) * types.Constant(255, dtype=types.UINT8))
     if family is Family.POSTERIZE:
         return x & p.mask
     if family is Family.BLEND_MEAN:
@@ -138,12 +166,13 @@ def _kernel(family: Family, x: DataNode, p: LayerNodes, size: tuple[int, int]) -
     if family is Family.BLEND_GRAY:
         return _blend(_luma(x), x, p.value)
     if family is Family.BLEND_BLACK:
-        return _blend(types.Constant(0.0), x, p.value)
+        return _brightness(x, p.value)
     if family is Family.BLEND_SMOOTH:
-        smooth = _to_float(fn.filter(x, _SMOOTH))
+        # PIL keeps the 1-px border: there the degenerate is x itself. With d = x - degenerate
+        # (zeroed on the border by the constant mask), x - d is the degenerate, exactly.
         inner = types.Constant(_border_mask(*size))
-        degenerate = inner * smooth + (1.0 - inner) * _to_float(x)
-        return _blend(degenerate, x, p.value)
+        d = (x - _to_float(fn.filter(x, _SMOOTH))) * inner
+        return _to_uint8(dmath.floor((x - d) + p.value * d))
     if family is Family.CUTOUT:
         return fn.erase(x, anchor=p.anchor, shape=p.shape, axis_names="HW", fill_value=FILL)
     if family is Family.SAMPLE_PAIRING:
