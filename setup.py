@@ -19,6 +19,7 @@ setup(
         "dali_aug.datasets",
         "dali_aug.bench",
         "dali_aug.kernels",
+        "dali_aug.lbaug",
     ],
     package_dir={"dali_aug.kernels": "kernels"},
     package_data={"dali_aug.kernels": ["*.cu"]},

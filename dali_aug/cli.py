@@ -1,4 +1,4 @@
-"""The ``dali-aug`` command line: ``train`` and ``show``.
+"""The ``dali-aug`` command line: ``train``, ``show``, ``bench`` and ``search``.
 
 Strings become objects here and only here (policy names -> policy objects, flags -> configs).
 """
@@ -89,11 +89,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--method",
-        choices=["none", "cutout", "keep"],
+        choices=["none", "cutout", "keep", "lbaug"],
         default="none",
-        help="method run in the training step (cutout: KeepCutout's saliency-blind baseline)",
+        help="method run in the training step (cutout: KeepCutout's saliency-blind baseline; "
+        "lbaug: the label-based ops of --actor, replacing --policy)",
     )
     _add_keep(t)
+    # -- lbaug (issue 6): flags live in dali_aug.lbaug._cli --
+    from dali_aug.lbaug._cli import add_search_parser, add_train_arguments
+
+    add_train_arguments(t)
+    # -- end lbaug --
     t.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
     t.add_argument("--channels-last", action="store_true")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
@@ -122,6 +128,7 @@ def _parser() -> argparse.ArgumentParser:
         )
     )
     # -- end bench --
+    add_search_parser(sub)  # -- lbaug (issue 6): dali-aug search lbaug --
     return parser
 
 
@@ -144,7 +151,8 @@ def _loaders(args: argparse.Namespace, world: int) -> tuple[Any, Any]:
 
     train_dir, val_dir = _data_dirs(args)
     size = args.size or (DEMO_SIZE if args.data is None else 224)
-    policy = parse_policy(args.policy)
+    lbaug = getattr(args, "method", "none") == "lbaug"  # -- lbaug (issue 6): ops in the step --
+    policy = parse_policy("none" if lbaug else args.policy)
     cfg = LoaderConfig(
         batch_size=args.batch_size,
         size=size,
@@ -155,7 +163,7 @@ def _loaders(args: argparse.Namespace, world: int) -> tuple[Any, Any]:
         scale=(0.5, 1.0) if args.data is None else (0.08, 1.0),
     )
     paste = getattr(args, "method", "none") == "keep" and args.keep_mode == "paste"
-    train = Loader(train_dir, policy=policy, config=cfg, provenance=paste)
+    train = Loader(train_dir, policy=policy, config=cfg, provenance=paste or lbaug)
     val = None
     if val_dir is not None:
         val = Loader(
@@ -251,7 +259,7 @@ def _train(args: argparse.Namespace) -> int:
     model: torch.nn.Module = build_model(args.model, len(train.classes)).to(train.device)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    hooks = []
+    hooks: list[Any] = []
     params = list(model.parameters())
     if args.method == "cutout":
         from dali_aug.keep import CutoutHook
@@ -261,6 +269,11 @@ def _train(args: argparse.Namespace) -> int:
         keep, keep_params = _keep_hook(args, model, train)
         params += keep_params
         hooks.append(keep)
+    if args.method == "lbaug":  # -- lbaug (issue 6) --
+        from dali_aug.lbaug._cli import make_hook
+
+        lbaug_hook = make_hook(args, train)
+        hooks.append(lbaug_hook)
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model)
     if args.model == "small":  # Adam learns the small demo model in a few hundred steps
@@ -292,7 +305,8 @@ def _train(args: argparse.Namespace) -> int:
         print(
             f"data: {train.source.root if hasattr(train.source, 'root') else 'arrays'} "
             f"({len(train.source)} train images, {len(train.classes)} classes), "
-            f"policy: {args.policy}, model: {args.model}, device: {train.device}, "
+            f"policy: {'lbaug ' + args.actor if args.method == 'lbaug' else args.policy}, "
+            f"model: {args.model}, device: {train.device}, "
             f"shards: {world}"
         )
         _show(args, train)
@@ -317,6 +331,10 @@ def _train(args: argparse.Namespace) -> int:
             "history": trainer.history,
             "data_order_epoch0": train.shard_indices(0)[:16].tolist(),
         }
+        if args.method == "lbaug":  # -- lbaug (issue 6): the ops the actor applied --
+            from dali_aug.lbaug._cli import describe
+
+            payload["lbaug"] = describe(lbaug_hook)
         write_metrics(out / "metrics.json", payload)
         last = trainer.history[-1] if trainer.history else {}
         key = "mAP" if train.multi_label else "val_acc"
@@ -335,6 +353,10 @@ def main(argv: list[str] | None = None) -> int:
         from dali_aug.bench import run_from_args
 
         return run_from_args(args)
+    if args.command == "search":  # -- lbaug (issue 6) --
+        from dali_aug.lbaug._cli import run_search
+
+        return run_search(args)
     try:
         parse_policy(args.policy)
     except ValueError as err:

@@ -1,0 +1,305 @@
+"""The LB-Aug actor: an MLP from a multi-hot label vector to three factorised categoricals.
+
+LB-Aug (Label-Based AutoAugmentation, Eq. 4 and App. B): ``f_a(y) = (pi(op; y),
+pi(p; y), pi(lambda; y))`` where ``pi(op; y)`` is a categorical over the ops and, for every op
+``j``, ``pi_j(p; y)`` and ``pi_j(lambda; y)`` are categoricals over 11 apply-probability levels
+and 10 magnitude levels. The joint log-probability factorises (Eq. 6)::
+
+    log pi(op=j, p=k, lambda=l; y) = log pi(j; y) + log pi_j(k; y) + log pi_j(l; y)
+
+Levels: apply-probability level ``k`` in ``0..P-1`` means probability ``k / (P - 1)``
+(``0, 0.1, ..., 1`` for ``P = 11``); magnitude level ``l`` in ``0..M-1`` means the catalog
+level ``(l + 1) * 10 / M`` on the AutoAugment 0-10 scale (``1..10`` for ``M = 10``: a
+fraction ``(l + 1) / M`` of the op's maximum, as FAA's normalised magnitudes), with a fair
+random sign for signed ops (gap-fill; the paper gives no level values).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from torch import nn
+
+from dali_aug.ops import CATALOG, OpParams, index, names, random_extras
+
+__all__ = [
+    "AA_OPS",
+    "DEMO_OPS",
+    "Actor",
+    "ActorConfig",
+    "ActorOutput",
+    "applied_probability",
+    "check_labels",
+    "entropy",
+    "joint_log_prob",
+    "to_op_params",
+]
+
+#: The 16 AutoAugment ops of the LB-Aug search space (the first 16 catalog entries).
+AA_OPS: tuple[str, ...] = names()[:16]
+
+#: The AutoAugment ops plus FlipLR/FlipUD: the default of ``dali-aug search lbaug``, so that
+#: the actor also decides the horizontal flip (the demo shapes' left/right labels are destroyed
+#: by it, arrow_up by FlipUD).
+DEMO_OPS: tuple[str, ...] = (*AA_OPS, "FlipLR", "FlipUD")
+
+
+@dataclasses.dataclass(frozen=True)
+class ActorConfig:
+    """The actor's shape (copy with ``dataclasses.replace``).
+
+    Attributes:
+        num_labels: width of the multi-hot label vector.
+        ops: the op names of the search space (catalog names; no duplicates, no Identity:
+            "not applied" is the apply-probability's job).
+        hidden: width of the hidden layers.
+        depth: number of hidden FC layers, each followed by ReLU and dropout (paper: 3).
+        dropout: dropout probability (paper: 0.5).
+        prob_levels: apply-probability levels (paper: 11, i.e. 0, 0.1, ..., 1).
+        mag_levels: magnitude levels (paper: 10).
+    """
+
+    num_labels: int
+    ops: tuple[str, ...] = AA_OPS
+    hidden: int = 256
+    depth: int = 3
+    dropout: float = 0.5
+    prob_levels: int = 11
+    mag_levels: int = 10
+
+    def __post_init__(self) -> None:
+        for field in ("num_labels", "hidden", "depth", "prob_levels", "mag_levels"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"ActorConfig.{field} must be an int, got {value!r}")
+        if self.num_labels < 1:
+            raise ValueError(f"ActorConfig.num_labels={self.num_labels} must be >= 1")
+        if self.hidden < 1 or self.depth < 1:
+            raise ValueError(
+                f"ActorConfig: hidden={self.hidden} and depth={self.depth} must be >= 1"
+            )
+        if self.prob_levels < 2 or self.mag_levels < 1:
+            raise ValueError(
+                f"ActorConfig: prob_levels={self.prob_levels} must be >= 2 and "
+                f"mag_levels={self.mag_levels} >= 1"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"ActorConfig.dropout={self.dropout} must be in [0, 1)")
+        if isinstance(self.ops, str) or not isinstance(self.ops, tuple):
+            raise TypeError(f"ActorConfig.ops must be a tuple of op names, got {self.ops!r}")
+        if not self.ops:
+            raise ValueError("ActorConfig.ops is empty; give at least one op name")
+        for name in self.ops:
+            index(name)  # ValueError with the valid names
+        if "Identity" in self.ops:
+            raise ValueError(
+                "ActorConfig.ops must not contain 'Identity': an op that is not applied "
+                "(apply-probability level 0) already leaves the image unchanged"
+            )
+        if len(set(self.ops)) != len(self.ops):
+            raise ValueError(f"ActorConfig.ops has duplicates: {self.ops}")
+
+    @property
+    def num_ops(self) -> int:
+        return len(self.ops)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "ops": list(self.ops)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ActorConfig:
+        return cls(**{**d, "ops": tuple(d["ops"])})
+
+
+@dataclasses.dataclass(frozen=True)
+class ActorOutput:
+    """The actor's logits for a batch of label vectors.
+
+    Attributes:
+        op_logits: [N, K] over the ops.
+        prob_logits: [N, K, P], row ``j``: over the apply-probability levels of op ``j``.
+        mag_logits: [N, K, M], row ``j``: over the magnitude levels of op ``j``.
+    """
+
+    op_logits: torch.Tensor
+    prob_logits: torch.Tensor
+    mag_logits: torch.Tensor
+
+
+def check_labels(labels: torch.Tensor, num_labels: int) -> torch.Tensor:
+    """Validates a multi-hot batch and returns it as float32.
+
+    All-zero rows (an image with no positive label) are valid.
+
+    Raises:
+        TypeError: ``labels`` is not a floating/bool/integer tensor.
+        ValueError: wrong shape or width, or non-finite values.
+    """
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"labels must be a torch.Tensor [N, {num_labels}], got {type(labels)}")
+    if labels.dim() != 2:
+        raise ValueError(
+            f"labels must be multi-hot [N, {num_labels}], got shape {tuple(labels.shape)}; "
+            "LB-Aug needs multi-label targets (single-label class ids: one-hot them first)"
+        )
+    if labels.shape[1] != num_labels:
+        raise ValueError(
+            f"labels have width {labels.shape[1]} but the actor expects {num_labels} labels; "
+            "use an actor searched on this label set"
+        )
+    if labels.is_complex():
+        raise TypeError(f"labels must be real, got {labels.dtype}")
+    x = labels.float()
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("labels contain NaN or inf; pass multi-hot 0/1 label vectors")
+    return x
+
+
+class Actor(nn.Module):
+    """``depth`` x (Linear -> ReLU -> Dropout) then linear heads for the three distributions.
+
+    Args:
+        config: the :class:`ActorConfig`.
+
+    Shape:
+        input: multi-hot labels [N, C] (float, 0/1; all-zero rows allowed).
+        output: :class:`ActorOutput` with [N, K], [N, K, P], [N, K, M] logits.
+
+    Example:
+        >>> actor = Actor(ActorConfig(num_labels=10))
+        >>> out = actor(torch.zeros(4, 10))
+        >>> out.prob_logits.shape
+        torch.Size([4, 16, 11])
+    """
+
+    catalog_ids: torch.Tensor  # int64 [K] buffer: the catalog id of each op of the space
+
+    def __init__(self, config: ActorConfig) -> None:
+        super().__init__()
+        self.config = config
+        layers: list[nn.Module] = []
+        width = config.num_labels
+        for _ in range(config.depth):
+            layers += [nn.Linear(width, config.hidden), nn.ReLU(), nn.Dropout(config.dropout)]
+            width = config.hidden
+        self.trunk = nn.Sequential(*layers)
+        k = config.num_ops
+        self.op_head = nn.Linear(width, k)
+        self.prob_head = nn.Linear(width, k * config.prob_levels)
+        self.mag_head = nn.Linear(width, k * config.mag_levels)
+        self.register_buffer(
+            "catalog_ids", torch.tensor([index(n) for n in config.ops], dtype=torch.int64)
+        )
+
+    def forward(self, labels: torch.Tensor) -> ActorOutput:
+        cfg = self.config
+        h = self.trunk(check_labels(labels, cfg.num_labels))
+        n, k = h.shape[0], cfg.num_ops
+        out = ActorOutput(
+            self.op_head(h),
+            self.prob_head(h).view(n, k, cfg.prob_levels),
+            self.mag_head(h).view(n, k, cfg.mag_levels),
+        )
+        check_logits(out)
+        return out
+
+
+def check_logits(out: ActorOutput) -> None:
+    """Raises ValueError if any logit is NaN (e.g. a diverged actor)."""
+    for name in ("op_logits", "prob_logits", "mag_logits"):
+        if bool(torch.isnan(getattr(out, name)).any()):
+            raise ValueError(
+                f"the actor produced NaN {name}; the actor diverged or was loaded from a "
+                "corrupt checkpoint (lower the actor learning rate or search again)"
+            )
+
+
+def joint_log_prob(
+    out: ActorOutput,
+    op_ids: torch.Tensor,
+    prob_levels: torch.Tensor,
+    mag_levels: torch.Tensor,
+) -> torch.Tensor:
+    """``log pi(op) + log pi_op(p) + log pi_op(lambda)`` per sample (Eq. 6), [N], from the
+    logits (differentiable); the same quantity the sampler returns."""
+    rows = torch.arange(op_ids.shape[0], device=op_ids.device)
+    lp_op = out.op_logits.log_softmax(-1)[rows, op_ids]
+    lp_p = out.prob_logits[rows, op_ids].log_softmax(-1)[rows, prob_levels]
+    lp_m = out.mag_logits[rows, op_ids].log_softmax(-1)[rows, mag_levels]
+    return lp_op + lp_p + lp_m
+
+
+def entropy(out: ActorOutput) -> torch.Tensor:
+    """[N]: the entropy of the joint distribution, ``H(op) + sum_j pi(j) (H(p | j) +
+    H(lambda | j))`` (the factorisation of Eq. 6), differentiable."""
+
+    def h(logits: torch.Tensor) -> torch.Tensor:
+        logp = logits.log_softmax(-1)
+        return -(logp.exp() * logp).sum(-1)
+
+    op_p = out.op_logits.softmax(-1)
+    return h(out.op_logits) + (op_p * (h(out.prob_logits) + h(out.mag_logits))).sum(-1)
+
+
+def applied_probability(out: ActorOutput) -> torch.Tensor:
+    """[N, K]: the probability that op ``j`` is chosen *and* applied,
+    ``pi(j; y) * E[p | j; y]``."""
+    p = out.prob_logits.shape[-1]
+    values = torch.linspace(0.0, 1.0, p, device=out.prob_logits.device)
+    expected_p = (out.prob_logits.softmax(-1) * values).sum(-1)
+    return out.op_logits.softmax(-1) * expected_p
+
+
+def to_op_params(
+    catalog_ids: torch.Tensor,
+    op_ids: torch.Tensor,
+    prob_levels: torch.Tensor,
+    mag_levels: torch.Tensor,
+    *,
+    prob_levels_total: int,
+    mag_levels_total: int,
+    generator: torch.Generator | None,
+    draw_apply: bool = True,
+) -> tuple[OpParams, torch.Tensor]:
+    """Turns sampled levels into one layer of :class:`OpParams` (Eq. 1).
+
+    Each sample applies its op with probability ``k / (P - 1)`` (a Bernoulli draw), at catalog
+    level ``(l + 1) * 10 / M`` with a fair random sign for signed ops; samples that do not
+    apply get Identity. The Bernoulli draws, signs, Cutout centres and SamplePairing partners
+    come from ``generator`` (a CPU generator; the global RNG when None).
+
+    Args:
+        catalog_ids: int64 [K], the catalog id of each op of the actor's search space.
+        op_ids: int64 [N], sampled op indices into ``catalog_ids``.
+        prob_levels: int64 [N] in ``0..P-1``.
+        mag_levels: int64 [N] in ``0..M-1``.
+        prob_levels_total: ``P``.
+        mag_levels_total: ``M``.
+        generator: CPU generator for the non-policy randomness.
+        draw_apply: draw the Bernoulli; with False every op is applied and the second
+            output is the apply probability instead (the search weighs rewards by it).
+
+    Returns:
+        (params [N, 1] on the ids' device, applied: bool [N], or with ``draw_apply=False``
+        the apply probabilities float32 [N]).
+    """
+    n = op_ids.shape[0]
+    device = op_ids.device
+    u = torch.rand((n, 2), generator=generator).to(device)
+    prob = prob_levels.float() / (prob_levels_total - 1)
+    applied = u[:, 0] < prob if draw_apply else prob > 0
+    cat = catalog_ids.to(device)[op_ids]
+    signed = _SIGNED.to(device)[cat]
+    sign = torch.where(signed & (u[:, 1] < 0.5), -1.0, 1.0)
+    level = (mag_levels.float() + 1.0) * (10.0 / mag_levels_total) * sign
+    cat = torch.where(applied, cat, _IDENTITY)
+    level = torch.where(applied, level, torch.zeros_like(level))
+    centers, partners = random_extras(n, 1, generator=generator)
+    params = OpParams(cat.unsqueeze(1), level.unsqueeze(1), centers.to(device), partners.to(device))
+    return params, (applied if draw_apply else prob)
+
+
+_SIGNED = torch.tensor([op.signed for op in CATALOG])
+_IDENTITY = index("Identity")
