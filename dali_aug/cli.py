@@ -69,6 +69,11 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         help=f"augmentation policy, e.g. {', '.join(POLICY_NAMES)}",
     )
     p.add_argument("--multi-label", action="store_true", help="multi-hot labels (labels.csv)")
+    p.add_argument(
+        "--no-flip",
+        action="store_true",
+        help="no random horizontal flip (for labels that a flip changes, e.g. left/right)",
+    )
     p.add_argument("--size", type=int, default=None, help="image side (default: 64 demo, 224)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -161,6 +166,7 @@ def _loaders(args: argparse.Namespace, world: int) -> tuple[Any, Any]:
         num_threads=args.threads,
         drop_last=world > 1,
         scale=(0.5, 1.0) if args.data is None else (0.08, 1.0),
+        flip=not args.no_flip,
     )
     paste = getattr(args, "method", "none") == "keep" and args.keep_mode == "paste"
     train = Loader(train_dir, policy=policy, config=cfg, provenance=paste or lbaug)

@@ -59,6 +59,8 @@ class LoaderConfig:
         num_threads: DALI worker threads.
         dtype: output dtype (float32, float16 or bfloat16).
         scale: area range of the random-resized crop.
+        flip: random horizontal flip in the train transform; turn it off when labels are not
+            flip-invariant (e.g. left/right attributes). The policy's draws do not depend on it.
     """
 
     batch_size: int = 64
@@ -75,6 +77,7 @@ class LoaderConfig:
     num_threads: int = 2
     dtype: torch.dtype = torch.float32
     scale: tuple[float, float] = (0.08, 1.0)
+    flip: bool = True
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -247,7 +250,7 @@ class Loader:
                 if m == 0:
                     continue
                 flips = (
-                    torch.rand(m, generator=g) < 0.5
+                    (torch.rand(m, generator=g) < 0.5) & cfg.flip
                     if cfg.train
                     else torch.zeros(m, dtype=torch.bool)
                 )

@@ -102,7 +102,7 @@ def test_multi_label_run_reports_map(
     multi_layout: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "multi"
-    assert _train(multi_layout, out, "--epochs", "1", "--multi-label") == 0
+    assert _train(multi_layout, out, "--epochs", "1", "--multi-label", "--no-flip") == 0
     printed = capsys.readouterr().out
     assert "final mAP:" in printed and "10 classes" in printed
     m = _metrics(out)
@@ -111,6 +111,7 @@ def test_multi_label_run_reports_map(
     assert 0.0 <= row["mAP"] <= 1.0 and 0.0 <= row["mA"] <= 1.0
     assert len(row["f1"]) == len(MULTI_LABELS)
     assert "val_acc" not in row
+    assert m["args"]["no_flip"] is True
 
 
 def test_imagenet_layout_reports_val_metrics(

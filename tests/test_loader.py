@@ -175,6 +175,22 @@ def test_one_pipeline_serves_every_epoch_and_an_abandoned_epoch_leaks_nothing(
     _assert_same_batches(_epoch(loader, 0), first)
 
 
+def test_flip_off_keeps_every_other_draw(shapes_dir: Path) -> None:
+    def make(flip: bool) -> Loader:
+        cfg = LoaderConfig(batch_size=16, seed=2, flip=flip, device="cpu", size=SIZE)
+        return Loader(shapes_dir, policy=RandAugment(n=2, m=9), config=cfg, provenance=True)
+
+    on, off = list(make(True)), list(make(False))
+    flip_ids = torch.cat([b.params.op_ids[:, 0] for b in on if b.params is not None])
+    assert (flip_ids == index("FlipLR")).any()  # the default flips some images
+    for a, b in zip(on, off, strict=True):
+        assert a.params is not None and b.params is not None
+        assert (b.params.op_ids[:, 0] == index("Identity")).all()  # no flip at all
+        assert torch.equal(a.indices, b.indices)
+        assert torch.equal(a.params.op_ids[:, 1:], b.params.op_ids[:, 1:])  # same policy ops
+        assert torch.equal(a.clean, b.clean)  # same crops (clean is before the flip)
+
+
 # -- unreadable files ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def corrupt_dir(tmp_path_factory: pytest.TempPathFactory, shapes_dir: Path) -> Path:
