@@ -70,7 +70,6 @@ Example:
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -81,7 +80,9 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 # The CuPy helpers are shared with the region-select kernel (one cache of CuPy's availability).
-from .region_select import _cupy_stream, _cupy_usable
+from ._cupy import check_uniforms_tensor, raw_module
+from ._cupy import cupy_stream as _cupy_stream
+from ._cupy import cupy_usable as _cupy_usable
 
 __all__ = [
     "CU_SOURCE_PATH",
@@ -177,22 +178,9 @@ def _as_float32(t: torch.Tensor) -> torch.Tensor:
 
 def _check_uniforms(op: str, uniforms: object, n: int, device: torch.device) -> torch.Tensor:
     """Type, shape and device checks; returns the uniforms as C-contiguous float32."""
-    if not isinstance(uniforms, torch.Tensor):
-        raise TypeError(
-            f"{op}: uniforms must be a torch.Tensor [N, 3] of floats in [0, 1), got "
-            f"{type(uniforms).__name__}; draw them with torch.rand(N, 3, generator=...)"
-        )
-    if not uniforms.is_floating_point():
-        raise TypeError(
-            f"{op}: uniforms must be a floating-point tensor, got {uniforms.dtype}; draw them "
-            "with torch.rand(N, 3, generator=...)"
-        )
-    if tuple(uniforms.shape) != (n, 3):
-        raise ValueError(
-            f"{op}: uniforms must have shape [N, 3] = ({n}, 3) (op, probability level, "
-            f"magnitude level), got {tuple(uniforms.shape)}; draw them with "
-            "torch.rand(N, 3, generator=...)"
-        )
+    uniforms = check_uniforms_tensor(
+        op, uniforms, (n, 3), layout="[N, 3]", meaning="op, probability level, magnitude level"
+    )
     if uniforms.device != device:
         raise ValueError(
             f"{op}: uniforms must be on the logits' device {device}, got {uniforms.device}; "
@@ -331,12 +319,9 @@ def sample_reference(
 # -- CUDA -----------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=1)
 def _module() -> Any:
-    """The RawModule of ``label_sample.cu``; CuPy compiles it on first use, per device."""
-    import cupy
-
-    return cupy.RawModule(code=CU_SOURCE_PATH.read_text(encoding="utf-8"), options=("-std=c++17",))
+    """The RawModule of ``label_sample.cu`` (compiled on first use, cached)."""
+    return raw_module(CU_SOURCE_PATH)
 
 
 def _sample_cuda(

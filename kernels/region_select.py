@@ -56,7 +56,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import operator
 from pathlib import Path
@@ -65,6 +64,10 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ._cupy import check_uniforms_tensor, raw_module
+from ._cupy import cupy_stream as _cupy_stream
+from ._cupy import cupy_usable as _cupy_usable
 
 __all__ = [
     "CU_SOURCE_PATH",
@@ -145,22 +148,8 @@ def _check_mode(op: str, mode: object) -> None:
 
 
 def _check_uniforms(op: str, uniforms: object, n: int, device: torch.device) -> torch.Tensor:
-    if not isinstance(uniforms, torch.Tensor):
-        raise TypeError(
-            f"{op}: uniforms must be a torch.Tensor [N] of floats in [0, 1), got "
-            f"{type(uniforms).__name__}; draw them with torch.rand(N, generator=...)"
-        )
-    if not uniforms.is_floating_point():
-        raise TypeError(
-            f"{op}: uniforms must be a floating-point tensor, got {uniforms.dtype}; "
-            "draw them with torch.rand(N, generator=...)"
-        )
-    if tuple(uniforms.shape) != (n,):
-        raise ValueError(
-            f"{op}: uniforms must have shape [N] = ({n},) (one per image), got "
-            f"{tuple(uniforms.shape)}; draw them with torch.rand(N, generator=...)"
-        )
-    return uniforms.to(device=device, dtype=torch.float64)
+    u = check_uniforms_tensor(op, uniforms, (n,), layout="[N]", meaning="one per image")
+    return u.to(device=device, dtype=torch.float64)
 
 
 def _check_values(op: str, saliency: torch.Tensor, uniforms: torch.Tensor) -> None:
@@ -311,34 +300,9 @@ def select_regions_reference(
 # -- CUDA -----------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=1)
-def _cupy_usable() -> bool:
-    """Whether CuPy imports and sees a CUDA device (cached; never raises)."""
-    try:
-        import cupy
-    except ImportError:
-        return False
-    try:
-        return bool(cupy.cuda.is_available())
-    except Exception:  # a broken driver or runtime counts as unavailable
-        return False
-
-
-@functools.lru_cache(maxsize=1)
 def _module() -> Any:
-    """The RawModule of ``region_select.cu``; CuPy compiles it on first use, per device."""
-    import cupy
-
-    return cupy.RawModule(code=CU_SOURCE_PATH.read_text(encoding="utf-8"), options=("-std=c++17",))
-
-
-def _cupy_stream(cupy: Any, torch_stream: torch.cuda.Stream) -> Any:
-    """A CuPy view of torch's stream (``Stream.from_external`` on CuPy >= 14, which deprecates
-    ``ExternalStream``; ``ExternalStream`` before)."""
-    from_external = getattr(cupy.cuda.Stream, "from_external", None)
-    if from_external is not None:
-        return from_external(torch_stream)
-    return cupy.cuda.ExternalStream(torch_stream.cuda_stream, torch_stream.device_index)
+    """The RawModule of ``region_select.cu`` (compiled on first use, cached)."""
+    return raw_module(CU_SOURCE_PATH)
 
 
 @dataclasses.dataclass(frozen=True)
