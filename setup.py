@@ -3,7 +3,7 @@ then ``pip install -e ".[test]"``: see README.md."""
 
 from __future__ import annotations
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="dali-aug",
@@ -13,13 +13,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=[
-        "dali_aug",
-        "dali_aug.ops",
-        "dali_aug.policies",
-        "dali_aug.datasets",
-        "dali_aug.bench",
+        *find_packages(include=["dali_aug", "dali_aug.*"]),
         "dali_aug.kernels",
-        "dali_aug.lbaug",
     ],
     package_dir={"dali_aug.kernels": "kernels"},
     package_data={"dali_aug.kernels": ["*.cu"]},
@@ -33,7 +28,7 @@ setup(
     ],
     extras_require={
         "gpu": ["cupy-cuda13x>=13"],
-        "test": ["pytest>=8", "scipy>=1.10", "ruff>=0.6", "mypy>=1.10"],
+        "test": ["pytest>=8", "scipy>=1.10", "scikit-learn>=1.3", "ruff>=0.6", "mypy>=1.10"],
     },
     entry_points={"console_scripts": ["dali-aug=dali_aug.cli:main"]},
 )

@@ -1,15 +1,15 @@
-"""Training-step time of KeepAugment's saliency modes against Cutout (issue 5).
+"""Training-step time of KeepAugment's saliency modes against Cutout.
 
-One training step (``Trainer.step``: hooks, forward, loss, backward, optimizer step) on a
+One training step (``Trainer.step``: methods, forward, loss, backward, optimizer step) on a
 resident batch, for: no augmentation, Cutout (a uniformly placed box filled in the step, the
 same fill as KeepCutout), and KeepCutout with ``full``, ``lowres`` and ``early`` saliency
-(``KeepHook``; ``early`` includes training its head); Cutout is
-``dali_aug.keep.CutoutHook``. Peers run in interleaved rounds in one process; the headline
-is each step's median time as a ratio to Cutout's in the same run.
+(``KeepMethod``; ``early`` includes training its head); Cutout is
+``dali_aug.methods.cutout.CutoutMethod``. Peers run in interleaved rounds in one process;
+the headline is each step's median time as a ratio to Cutout's in the same run.
 
     python benchmarks/keep_step.py                       # CPU, small model, 64 px, batch 64
     python benchmarks/keep_step.py --model resnet50 --size 224 --batch-size 128 --amp bf16 \
-        --device cuda                                    # the GPU row of the issue
+        --device cuda                                    # the GPU row
 
 Writes ``benchmarks/results/keep_step.json``.
 """
@@ -26,10 +26,11 @@ from typing import Any
 
 import torch
 
-from dali_aug.keep import CutoutHook, KeepHook
-from dali_aug.loader import Batch
+from dali_aug.batch import Batch
+from dali_aug.methods.cutout import CutoutMethod
+from dali_aug.methods.keep import KeepMethod
 from dali_aug.models import build_model
-from dali_aug.train import Hook, Trainer
+from dali_aug.train import Method, Trainer
 
 
 def _sync(device: torch.device) -> None:
@@ -61,14 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     def trainer(saliency: str | None = None, cutout: bool = False) -> Trainer:
         torch.manual_seed(0)
         model = build_model(args.model, args.classes).to(device)
-        params = list(model.parameters())
-        hooks: list[Hook] = [CutoutHook(seed=0)] if cutout else []
+        methods: list[Method] = [CutoutMethod(seed=0)] if cutout else []
         if saliency is not None:
-            keep = KeepHook(model, args.classes, saliency_mode=saliency, seed=0)  # type: ignore[arg-type]
-            params += keep.attach(images[:1])
-            hooks.append(keep)
-        opt = torch.optim.SGD(params, lr=0.01, momentum=0.9)
-        return Trainer(model, opt, hooks=hooks, amp=amp)
+            methods.append(KeepMethod(model, args.classes, saliency_mode=saliency, seed=0))  # type: ignore[arg-type]
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        return Trainer(model, opt, methods=methods, amp=amp)
 
     peers = {"no aug": trainer(), "Cutout": trainer(cutout=True)}
     for mode in ("full", "lowres", "early"):

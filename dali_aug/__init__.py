@@ -1,5 +1,8 @@
 """dali_aug: a GPU data pipeline (NVIDIA DALI + torch) with learned data augmentation.
 
+Importing the package, the ops, the policies, the trainer and the methods needs no DALI;
+only the Loader (``dali_aug.Loader``, imported on first use) and the DALI backend do.
+
 Example:
     >>> from dali_aug import Loader, RandAugment
     >>> loader = Loader("data/train", policy=RandAugment(n=2, m=9), batch_size=64)
@@ -7,7 +10,10 @@ Example:
 
 from __future__ import annotations
 
-from dali_aug.loader import Batch, Loader, LoaderConfig
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from dali_aug.batch import Batch
 from dali_aug.ops import OpParams
 from dali_aug.policies import (
     NoAugment,
@@ -18,6 +24,9 @@ from dali_aug.policies import (
     auto_augment,
     parse_policy,
 )
+
+if TYPE_CHECKING:
+    from dali_aug.loader import Loader, LoaderConfig
 
 __version__ = "0.1.0"
 
@@ -35,3 +44,11 @@ __all__ = [
     "auto_augment",
     "parse_policy",
 ]
+
+_LAZY = {"Loader": "dali_aug.loader", "LoaderConfig": "dali_aug.loader"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'dali_aug' has no attribute {name!r}")

@@ -18,16 +18,33 @@ from typing import Any
 
 import numpy as np
 import torch
-from nvidia.dali import fn, pipeline_def, types
-from nvidia.dali import math as dmath
-from nvidia.dali.data_node import DataNode
+
+from dali_aug.ops._optional import missing_dali
+
+try:
+    from nvidia.dali import fn, pipeline_def, types
+    from nvidia.dali import math as dmath
+    from nvidia.dali.data_node import DataNode
+except ImportError as _err:
+    raise missing_dali(
+        _err,
+        what="dali_aug.Loader",
+        alternative=" (the ops, policies, trainer and methods work without it, on tensors)",
+    ) from _err
 
 from dali_aug.ops._dali import NUM_LAYER_INPUTS, LayerNodes, apply_layers
+from dali_aug.ops._normalize import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["CROP_ATTEMPTS", "PipelineSpec", "build_pipeline", "crop_uniforms"]
+__all__ = [
+    "CROP_ATTEMPTS",
+    "DecodeProbe",
+    "PipelineSpec",
+    "build_pipeline",
+    "crop_uniforms",
+    "to_numpy_batch",
+    "to_torch",
+]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: Tries at an (area, aspect ratio) pair that fits the image before the centre-crop fallback.
 CROP_ATTEMPTS = 10
@@ -48,21 +65,21 @@ class PipelineSpec:
     scale: tuple[float, float]
     output_float: bool = True
     clean: bool = False  # also return the pre-policy uint8 images (provenance replay)
+    prefetch: int = 2  # DALI's prefetch_queue_depth: batches fed ahead of the one output
 
 
-def crop_uniforms(
-    n: int, scale: tuple[float, float], generator: torch.Generator
-) -> list[np.ndarray]:
-    """The host's draws for ``n`` random-resized crops, one float32 array per sample:
-    ``CROP_ATTEMPTS`` area fractions (uniform in ``scale``), as many log aspect ratios
-    (uniform in [log 3/4, log 4/3]) and the (y, x) position of the window, uniform in [0, 1)."""
+def crop_uniforms(n: int, scale: tuple[float, float], generator: torch.Generator) -> np.ndarray:
+    """The host's draws for ``n`` random-resized crops as one float32 array [n, 22] (a dense
+    batch for ``external_source``; row ``i`` is sample ``i``): ``CROP_ATTEMPTS`` area
+    fractions (uniform in ``scale``), as many log aspect ratios (uniform in
+    [log 3/4, log 4/3]) and the (y, x) position of the window, uniform in [0, 1)."""
     u = torch.rand((n, 2 * CROP_ATTEMPTS + 2), generator=generator, dtype=torch.float64)
     lo, hi = scale
     log_lo, log_hi = math.log(_RATIO[0]), math.log(_RATIO[1])
     k = CROP_ATTEMPTS
     u[:, :k] = lo + (hi - lo) * u[:, :k]
     u[:, k : 2 * k] = log_lo + (log_hi - log_lo) * u[:, k : 2 * k]
-    return list(u.float().numpy())
+    return u.float().numpy()
 
 
 def _crop_window(hwc: DataNode, uniforms: DataNode) -> tuple[DataNode, DataNode]:
@@ -115,7 +132,7 @@ def build_pipeline(spec: PipelineSpec, source: Callable[[], Any]) -> Any:
         device_id=spec.device_id,
         seed=0,  # unused: no operator of the graph is random
         enable_conditionals=spec.train,
-        prefetch_queue_depth=2,
+        prefetch_queue_depth=spec.prefetch,
     )
     def pipe() -> Any:
         if spec.train:
@@ -179,8 +196,62 @@ def build_pipeline(spec: PipelineSpec, source: Callable[[], Any]) -> Any:
     return p
 
 
+class DecodeProbe:
+    """Runs single samples through the decode stage of a spec's graph (batch 1, no policy, the
+    same decoder and device): tells which samples of a batch that made the pipeline fail the
+    pipeline's own decoder rejects (PIL accepts files DALI rejects, and the other way round).
+
+    Args:
+        spec: the spec of the pipeline that failed; it must decode (``spec.encoded``).
+    """
+
+    def __init__(self, spec: PipelineSpec) -> None:
+        if not spec.encoded:
+            raise ValueError("DecodeProbe needs a spec that decodes files (encoded=True)")
+        # prefetch 1: the run that fails is the run of the sample just fed
+        self.spec = dataclasses.replace(
+            spec, batch_size=1, layers=0, clean=False, num_threads=1, prefetch=1
+        )
+        self._sample: Any = ()
+        self._pipe: Any = None
+
+    def _feed(self) -> Any:
+        return self._sample
+
+    def decodes(self, data: np.ndarray, uniforms: np.ndarray | None = None) -> bool:
+        """Whether one file's bytes go through the graph; ``uniforms`` is the sample's row of
+        :func:`crop_uniforms` (training specs: the crop window decides what is decoded)."""
+        if self.spec.train:
+            if uniforms is None:
+                raise ValueError("a training spec needs the sample's crop uniforms")
+            self._sample = ([data], np.zeros(1, dtype=np.int32), uniforms[None])
+        else:
+            self._sample = [data]
+        if self._pipe is None:
+            self._pipe = build_pipeline(self.spec, self._feed)
+        try:
+            self._pipe.run()
+        except RuntimeError:
+            self._pipe = None  # DALI: "Current pipeline object is no longer valid"
+            return False
+        return True
+
+
 def to_numpy_batch(tl: Any) -> np.ndarray:
-    """A DALI TensorList (CPU or GPU) as one dense numpy array."""
+    """A DALI TensorList (CPU or GPU) of equally shaped samples as one dense numpy array."""
     if hasattr(tl, "as_cpu"):
         tl = tl.as_cpu()
     return np.asarray(tl.as_tensor())
+
+
+def to_torch(tl: Any, device: str) -> torch.Tensor:
+    """A DALI output TensorList as a torch tensor [B, ...] on ``device`` ("cpu" or "cuda").
+
+    On CUDA the batch is copied into torch-owned memory (on the stream the outputs were
+    ordered on): DALI recycles its GPU output buffers, and the next run would overwrite them.
+    On the CPU the tensor shares the memory of the DALI output, which DALI does not reuse
+    while the tensor holds it.
+    """
+    if device == "cuda":
+        return torch.from_dlpack(tl.as_tensor()).clone()
+    return torch.from_numpy(to_numpy_batch(tl))

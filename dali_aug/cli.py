@@ -1,63 +1,49 @@
-"""The ``dali-aug`` command line: ``train``, ``show``, ``bench`` and ``search``.
+"""The ``dali-aug`` command line: ``train``, ``show``, ``bench`` and ``search <method>``.
 
 Strings become objects here and only here (policy names -> policy objects, flags -> configs).
+The ``--method`` choices and the ``search`` verbs come from :data:`dali_aug.methods.REGISTRY`;
+a verb's own flags (and its imports: the Loader, DALI, the benchmark code, the methods) are
+loaded only when that verb runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import json
+import math
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from dali_aug.policies import POLICY_NAMES, parse_policy
+from dali_aug.methods import BuildContext, cli_module, names
 
 __all__ = ["main"]
 
-DEMO_SIZE = 64
-
-
-def _cache_dir() -> Path:
-    base = os.environ.get("DALI_AUG_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "dali_aug"
-    )
-    return Path(base)
-
-
-def demo_data(multi_label: bool, n: int = 4000, seed: int = 0) -> tuple[Path, Path]:
-    """Generates (once, cached) the demo shapes: a train and a val folder."""
-    from dali_aug.datasets import make_shapes
-
-    kind = "multi" if multi_label else "single"
-    root = _cache_dir() / f"shapes-{kind}-{n}-s{seed}"
-    train = make_shapes(root / "train", n, seed=seed, multi_label=multi_label, size=DEMO_SIZE)
-    val = make_shapes(
-        root / "val", n // 4, seed=seed + 10_000, multi_label=multi_label, size=DEMO_SIZE
-    )
-    return Path(train), Path(val)
-
-
-def _data_dirs(args: argparse.Namespace) -> tuple[Path, Path | None]:
-    if args.data is None:
-        return demo_data(args.multi_label)
-    root = Path(args.data)
-    if not root.is_dir():
-        raise SystemExit(f"error: --data {root} is not a folder")
-    train_root = root / "train" if (root / "train").is_dir() else root
-    if args.multi_label and not (train_root / "labels.csv").is_file():
-        raise SystemExit(
-            f"error: --multi-label needs {train_root / 'labels.csv'} (header 'path,labels')"
-        )
-    if (root / "train").is_dir():  # ImageNet layout
-        return root / "train", (root / "val") if (root / "val").is_dir() else None
-    return root, None
+#: flags that may change on ``--resume`` (the rest define the run and must match)
+RESUMABLE = frozenset(
+    {
+        "command",
+        "epochs",
+        "lr",
+        "resume",
+        "out",
+        "no_progress",
+        "threads",
+        "device",
+        "max_epochs_this_run",
+    }
+)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
+    from dali_aug.policies import POLICY_NAMES
+
     p.add_argument(
         "--data",
         help="ImageFolder, ImageNet layout (DIR/train, DIR/val) or a "
@@ -80,66 +66,75 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="DALI CPU threads")
     p.add_argument("--out", default="runs/latest", help="output folder")
+    p.add_argument("--model", choices=["small", "resnet18", "resnet50"], default="small")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(command: str | None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s subparser gets its flags (and imports)."""
     parser = argparse.ArgumentParser(prog="dali-aug", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a classifier (default: on the demo data)")
-    _add_common(t)
-    t.add_argument("--model", choices=["small", "resnet18", "resnet50"], default="small")
-    t.add_argument("--epochs", type=int, default=10)
-    t.add_argument(
-        "--lr", type=float, default=None, help="SGD lr (default 0.1 * batch/256... 0.05 for small)"
-    )
-    t.add_argument(
-        "--method",
-        choices=["none", "cutout", "keep", "lbaug"],
-        default="none",
-        help="method run in the training step (cutout: KeepCutout's saliency-blind baseline; "
-        "lbaug: the label-based ops of --actor, replacing --policy)",
-    )
-    _add_keep(t)
-    # -- lbaug (issue 6): flags live in dali_aug.lbaug._cli --
-    from dali_aug.lbaug._cli import add_search_parser, add_train_arguments
-
-    add_train_arguments(t)
-    # -- end lbaug --
-    t.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
-    t.add_argument("--channels-last", action="store_true")
-    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    t.add_argument("--max-epochs-this-run", type=int, default=None, help=argparse.SUPPRESS)
-    t.add_argument("--no-progress", action="store_true")
     s = sub.add_parser(
         "show",
         help="write a grid of augmented samples (samples.png); with --method keep, the "
         "saliency maps and the chosen boxes (keep.png)",
     )
-    _add_common(s)
-    s.add_argument("--method", choices=["none", "keep"], default="none")
-    s.add_argument("--model", choices=["small", "resnet18", "resnet50"], default="small")
-    s.add_argument(
-        "--checkpoint",
-        default=None,
-        help="trained model for the saliency (default: OUT/checkpoint.pt if it exists)",
+    b = sub.add_parser(
+        "bench", help="throughput vs DALI auto_aug, Kornia, torchvision v2, timm (table)"
     )
-    _add_keep(s)
-    # -- bench (issue 7): flags live in dali_aug.bench --
-    from dali_aug.bench import add_arguments as _bench_arguments
-
-    _bench_arguments(
-        sub.add_parser(
-            "bench", help="throughput vs DALI auto_aug, Kornia, torchvision v2, timm (table)"
+    search = sub.add_parser("search", help="search an augmentation policy offline")
+    if command == "train":
+        _add_train(t)
+    if command == "show":
+        _add_common(s)
+        shows = [n for n in names() if hasattr(cli_module(n), "show")]
+        s.add_argument("--method", choices=["none", *shows], default="none")
+        s.add_argument(
+            "--checkpoint",
+            default=None,
+            help="trained model for the saliency (default: OUT/checkpoint.pt if it exists)",
         )
-    )
-    # -- end bench --
-    add_search_parser(sub)  # -- lbaug (issue 6): dali-aug search lbaug --
+        for n in shows:
+            cli_module(n).add_arguments(s)
+    if command == "bench":
+        from dali_aug.bench._run import add_arguments as bench_arguments
+
+        bench_arguments(b)
+    verbs = search.add_subparsers(dest="method", required=True)
+    for n in names():
+        mod = cli_module(n)
+        if hasattr(mod, "run_search"):
+            p = verbs.add_parser(n, help=mod.SEARCH_HELP)
+            if command == "search":
+                mod.add_search_arguments(p)
     return parser
 
 
-def _add_keep(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--keep-mode", choices=["cutout", "paste", "cutmix"], default="cutout")
-    p.add_argument("--saliency", choices=["full", "lowres", "early"], default="lowres")
+def _add_train(t: argparse.ArgumentParser) -> None:
+    _add_common(t)
+    t.add_argument("--epochs", type=int, default=10)
+    t.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="peak learning rate of the cosine schedule (default: AdamW 1e-3 for the small "
+        "model; SGD + Nesterov 0.1 * batch / 256 for the ResNets)",
+    )
+    helps = "; ".join(f"{n}: {cli_module(n).HELP}" for n in names())
+    t.add_argument(
+        "--method",
+        nargs="+",
+        choices=["none", *names()],
+        default=["none"],
+        help=f"training-step method(s), applied in the order given ({helps})",
+    )
+    for n in names():
+        cli_module(n).add_arguments(t)
+    t.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
+    t.add_argument("--channels-last", action="store_true")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    t.add_argument("--max-epochs-this-run", type=int, default=None, help=argparse.SUPPRESS)
+    t.add_argument("--no-progress", action="store_true")
 
 
 def _distributed() -> tuple[int, int]:
@@ -151,38 +146,100 @@ def _distributed() -> tuple[int, int]:
     return 0, 1
 
 
-def _loaders(args: argparse.Namespace, world: int) -> tuple[Any, Any]:
-    from dali_aug.loader import Loader, LoaderConfig
+def _device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda but CUDA is not available; use --device cpu")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
-    train_dir, val_dir = _data_dirs(args)
+
+@dataclasses.dataclass
+class _Setup:
+    """The objects a train or show run is built from."""
+
+    source: Any
+    val_dir: Path | None
+    size: int
+    ctx: BuildContext
+    methods: list[Any]
+
+
+def _setup(args: argparse.Namespace, method_names: list[str]) -> _Setup:
+    from dali_aug.datasets import DEMO_SIZE, resolve_data
+    from dali_aug.models import build_model
+    from dali_aug.sources import open_source
+
+    try:
+        train_dir, val_dir = resolve_data(args.data, multi_label=args.multi_label)
+        source = open_source(train_dir)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
     size = args.size or (DEMO_SIZE if args.data is None else 224)
-    lbaug = getattr(args, "method", "none") == "lbaug"  # -- lbaug (issue 6): ops in the step --
-    policy = parse_policy("none" if lbaug else args.policy)
+    device = _device(args.device)
+    model = build_model(args.model, len(source.classes)).to(device)
+    ctx = BuildContext(model, source.classes, source.multi_label, device, size, args.seed)
+    methods = [cli_module(n).build(args, ctx) for n in method_names]
+    return _Setup(source, val_dir, size, ctx, methods)
+
+
+def _loaders(args: argparse.Namespace, setup: _Setup, world: int) -> tuple[Any, Any]:
+    from dali_aug.loader import Loader, LoaderConfig
+    from dali_aug.policies import NoAugment, parse_policy
+    from dali_aug.train import LoaderNeeds
+
+    needs = functools.reduce(
+        lambda a, b: a | b, (m.loader_needs() for m in setup.methods), LoaderNeeds()
+    )
+    if not needs.policy and args.policy not in ("none", _DEFAULT_POLICY):
+        print(
+            f"note: --method {' '.join(args.method)} replaces the dataset-level policy; "
+            f"--policy {args.policy} is not applied",
+            file=sys.stderr,
+        )
+    policy = parse_policy(args.policy) if needs.policy else NoAugment()
     cfg = LoaderConfig(
         batch_size=args.batch_size,
-        size=size,
-        device=args.device,
+        size=setup.size,
+        device=setup.ctx.device.type,  # type: ignore[arg-type]
         seed=args.seed,
         num_threads=args.threads,
         drop_last=world > 1,
         scale=(0.5, 1.0) if args.data is None else (0.08, 1.0),
         flip=not args.no_flip,
+        op_record=needs.op_record,
+        clean=needs.clean,
     )
-    paste = getattr(args, "method", "none") == "keep" and args.keep_mode == "paste"
-    train = Loader(train_dir, policy=policy, config=cfg, provenance=paste or lbaug)
+    train = Loader(setup.source, policy=policy, config=cfg)
     val = None
-    if val_dir is not None:
+    if setup.val_dir is not None:
         val = Loader(
-            val_dir,
-            config=dataclasses.replace(cfg, train=False, drop_last=False, shard_id=0, num_shards=1),
+            setup.val_dir,
+            config=dataclasses.replace(
+                cfg,
+                train=False,
+                drop_last=False,
+                shard_id=0,
+                num_shards=1,
+                op_record=False,
+                clean=False,
+            ),
         )
     return train, val
 
 
-def _preview_loader(train: Any, batch_size: int) -> Any:
-    """The training loader's data and policy, unsharded, with provenance, for pictures."""
+_DEFAULT_POLICY = "rand-m9-n2"
+
+
+def _preview_loader(train: Any, batch_size: int, *, clean: bool = False) -> Any:
+    """The training loader's data and policy, unsharded, with the op record, for pictures."""
     config = dataclasses.replace(
-        train.config, provenance=True, batch_size=batch_size, shard_id=0, num_shards=1
+        train.config,
+        op_record=True,
+        clean=clean or train.config.clean,
+        batch_size=batch_size,
+        shard_id=0,
+        num_shards=1,
     )
     return train.__class__(train.source, policy=train.policy, config=config)
 
@@ -195,152 +252,130 @@ def _show(args: argparse.Namespace, train: Any) -> Path:
     assert batch.params is not None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    names = [
+    names_ = [
         loader.classes[i] if not loader.multi_label else ""
         for i in (batch.labels.tolist() if not loader.multi_label else range(len(batch.labels)))
     ]
-    caps = [f"{n}: {o}" if n else o for n, o in zip(names, op_labels(batch.params), strict=True)]
+    caps = [f"{n}: {o}" if n else o for n, o in zip(names_, op_labels(batch.params), strict=True)]
     return save_grid(denormalize(batch.images), caps, out / "samples.png")
 
 
-def _keep_hook(args: argparse.Namespace, model: torch.nn.Module, loader: Any) -> tuple[Any, list]:
-    """The KeepHook the flags ask for, attached; returns it and its parameters to optimise."""
-    from dali_aug.keep import KeepHook
-
-    hook = KeepHook(
-        model,
-        len(loader.classes),
-        mode=args.keep_mode,
-        saliency_mode=args.saliency,
-        seed=args.seed,
-    )
-    size = loader.config.size
-    return hook, hook.attach(torch.zeros(1, 3, size, size, device=loader.device))
+def _cosine(epochs: int, epoch: int) -> float:
+    """The cosine schedule's factor at the start of ``epoch`` of ``epochs``."""
+    return 0.5 * (1.0 + math.cos(math.pi * min(epoch, epochs) / max(epochs, 1)))
 
 
-def _show_keep(args: argparse.Namespace, train: Any) -> Path:
-    """keep.png: per image, the KeepAugment result with its box above the saliency map the
-    box was chosen from (colours: :func:`dali_aug.keep.save_preview`)."""
-    from dali_aug.keep import save_preview
-    from dali_aug.models import build_model
+def _reschedule(trainer: Any, lr: float, epochs: int) -> None:
+    """After a resume: the schedule of *this* run's ``--epochs`` and ``--lr``, continued at
+    the trainer's epoch (the checkpoint's schedule was for the old length)."""
+    opt, sched = trainer.optimizer, trainer.scheduler
+    sched.lr_lambdas = [functools.partial(_cosine, epochs)] * len(opt.param_groups)
+    sched.base_lrs = [lr] * len(opt.param_groups)
+    for g in opt.param_groups:
+        g["initial_lr"] = lr
+        g["lr"] = lr * _cosine(epochs, trainer.epoch)
+    sched.last_epoch = trainer.epoch
 
-    loader = _preview_loader(train, 16)
-    model = build_model(args.model, len(loader.classes)).to(loader.device)
-    hook, _ = _keep_hook(args, model, loader)
-    ckpt = Path(args.checkpoint) if args.checkpoint else Path(args.out) / "checkpoint.pt"
-    if ckpt.is_file():
-        state = torch.load(ckpt, map_location=loader.device, weights_only=False)
-        model.load_state_dict(state["model"])
-        keep_states = [v for v in state.get("hooks", {}).values() if "early_head" in v]
-        if hook.early_head is not None:
-            if not keep_states or keep_states[0]["early_head"] is None:
-                raise SystemExit(
-                    f"error: {ckpt} has no early head; train with --method keep --saliency "
-                    "early first, or show another --saliency"
-                )
-            hook.early_head.load_state_dict(keep_states[0]["early_head"])
-        print(f"saliency of the model in {ckpt}")
-    elif args.checkpoint:
-        raise SystemExit(f"error: --checkpoint {ckpt} does not exist")
-    else:
-        print(
-            f"warning: no {ckpt}; the saliency is that of an untrained model (train first: "
-            f"dali-aug train --method keep --saliency {args.saliency} --out {args.out})",
-            file=sys.stderr,
-        )
-    model.eval()
-    result = hook.augment(next(iter(loader)))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    return save_preview(result, args.keep_mode, out / "keep.png")
+
+def _run_args(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: v for k, v in sorted(vars(args).items()) if k not in RESUMABLE}
 
 
 def _train(args: argparse.Namespace) -> int:
-    from dali_aug.models import build_model
-    from dali_aug.train import Trainer, write_metrics
+    from dali_aug.train import Trainer, check_resume, load_checkpoint, write_metrics
 
+    method_names = [m for m in args.method if m != "none"]
     rank, world = _distributed()
     torch.manual_seed(args.seed)
-    train, val = _loaders(args, world)
-    model: torch.nn.Module = build_model(args.model, len(train.classes)).to(train.device)
-    if args.channels_last:
-        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    hooks: list[Any] = []
-    params = list(model.parameters())
-    if args.method == "cutout":
-        from dali_aug.keep import CutoutHook
-
-        hooks.append(CutoutHook(seed=args.seed))
-    if args.method == "keep":
-        keep, keep_params = _keep_hook(args, model, train)
-        params += keep_params
-        hooks.append(keep)
-    if args.method == "lbaug":  # -- lbaug (issue 6) --
-        from dali_aug.lbaug._cli import make_hook
-
-        lbaug_hook = make_hook(args, train)
-        hooks.append(lbaug_hook)
-    if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(model)
+    setup = _setup(args, method_names)
+    train, val = _loaders(args, setup, world)
+    model = setup.ctx.model
     if args.model == "small":  # Adam learns the small demo model in a few hundred steps
         lr = args.lr if args.lr is not None else 1e-3
-        opt: torch.optim.Optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
+        opt: torch.optim.Optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     else:  # the ImageNet recipe: SGD + Nesterov, lr 0.1 per 256 images
         lr = args.lr if args.lr is not None else 0.1 * args.batch_size / 256
-        opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=5e-5, nesterov=True)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs)
+        opt = torch.optim.SGD(
+            model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-5, nesterov=True
+        )
     amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.amp]
     trainer = Trainer(
         model,
         opt,
         multi_label=train.multi_label,
-        hooks=hooks,
+        methods=setup.methods,
         amp=amp,
         channels_last=args.channels_last,
-        scheduler=sched,
+    )
+    trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(
+        opt, functools.partial(_cosine, args.epochs)
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoint.pt"
+    run = _run_args(args)
     if args.resume:
         if not ckpt.is_file():
             raise SystemExit(f"error: --resume but {ckpt} does not exist")
-        trainer.load_state_dict(torch.load(ckpt, weights_only=False))
+        try:
+            state = load_checkpoint(ckpt, map_location=setup.ctx.device)
+            check_resume(state.get("run", {}), run)
+            trainer.load_state_dict(state)
+        except ValueError as err:
+            raise SystemExit(f"error: {err}") from None
+        _reschedule(trainer, lr, args.epochs)
         print(f"resumed from {ckpt} at epoch {trainer.epoch + 1}")
     if rank == 0:
+        record = {"args": vars(args), "world_size": world, "started": time.time()}
+        (out / "run.json").write_text(json.dumps(record, indent=2, default=str))
+        if not args.resume:
+            (out / "history.jsonl").write_text("")
         print(
-            f"data: {train.source.root if hasattr(train.source, 'root') else 'arrays'} "
+            f"data: {getattr(train.source, 'root', 'arrays')} "
             f"({len(train.source)} train images, {len(train.classes)} classes), "
-            f"policy: {'lbaug ' + args.actor if args.method == 'lbaug' else args.policy}, "
-            f"model: {args.model}, device: {train.device}, "
-            f"shards: {world}"
+            f"policy: {args.policy if train.policy.num_layers else 'none'}, "
+            f"methods: {' '.join(method_names) or 'none'}, "
+            f"model: {args.model}, device: {train.device}, shards: {world}"
         )
+        ignored = getattr(train.source, "ignored", ())
+        if ignored:
+            listed = ", ".join(f"{x.path} ({x.reason.name.lower()})" for x in ignored[:5])
+            print(
+                f"ignored {len(ignored)} file(s) or folder(s) under the data root that are not "
+                f"loaded: {listed}{' ...' if len(ignored) > 5 else ''} (see metrics.json)"
+            )
         _show(args, train)
     stop = args.epochs
     if args.max_epochs_this_run is not None:
         stop = min(args.epochs, trainer.epoch + args.max_epochs_this_run)
-    log = print if rank == 0 else (lambda *_: None)
     trainer.fit(
         train,
         val if rank == 0 else None,
         stop,
         checkpoint=ckpt if rank == 0 else None,
+        checkpoint_extra={"run": run},
+        record=out / "history.jsonl" if rank == 0 else None,
         progress=rank == 0 and not args.no_progress,
-        log=log,
+        log=print if rank == 0 else (lambda *_: None),
     )
     if rank == 0:
-        payload = {
+        torch.save(trainer.export(), out / "model.pt")
+        payload: dict[str, Any] = {
             "args": vars(args),
             "world_size": world,
             "classes": list(train.classes),
             "skipped": train.skipped,
+            "ignored": [
+                {"path": x.path, "reason": x.reason.value}
+                for x in getattr(train.source, "ignored", ())
+            ],
             "history": trainer.history,
             "data_order_epoch0": train.shard_indices(0)[:16].tolist(),
         }
-        if args.method == "lbaug":  # -- lbaug (issue 6): the ops the actor applied --
-            from dali_aug.lbaug._cli import describe
-
-            payload["lbaug"] = describe(lbaug_hook)
+        for name, method in zip(method_names, setup.methods, strict=True):
+            describe = getattr(cli_module(name), "describe", None)
+            if describe is not None:
+                payload[name] = describe(method)
         write_metrics(out / "metrics.json", payload)
         last = trainer.history[-1] if trainer.history else {}
         key = "mAP" if train.multi_label else "val_acc"
@@ -353,28 +388,37 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _show_verb(args: argparse.Namespace) -> int:
+    method_names = [] if args.method == "none" else [args.method]
+    setup = _setup(args, [])
+    train, _ = _loaders(args, setup, 1)
+    if not method_names:
+        print(f"wrote {_show(args, train)}")
+        return 0
+    loader = _preview_loader(train, 16, clean=True)
+    print(f"wrote {cli_module(args.method).show(args, setup.ctx, loader)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.command == "bench":  # -- bench (issue 7) --
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = _parser(command).parse_args(argv)
+    if args.command == "bench":
         from dali_aug.bench import run_from_args
 
-        return run_from_args(args)
-    if args.command == "search":  # -- lbaug (issue 6) --
-        from dali_aug.lbaug._cli import run_search
+        return int(run_from_args(args))
+    if args.command == "search":
+        return int(cli_module(args.method).run_search(args))
+    from dali_aug.policies import parse_policy
 
-        return run_search(args)
     try:
         parse_policy(args.policy)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.command == "show":
-        train, _ = _loaders(args, 1)
-        if args.method == "keep":
-            print(f"wrote {_show_keep(args, train)}")
-            return 0
-        print(f"wrote {_show(args, train)}")
-        return 0
+        return _show_verb(args)
     return _train(args)
 
 

@@ -2,23 +2,48 @@
 
 The host side (this module) owns everything that must be reproducible and recorded: the
 epoch order (a ``torch.Generator`` seeded with ``(seed, epoch)``), the shard, the flips, the
-crop draws and the policy's per-sample ops (the provenance), and the skipped files. The DALI
+crop draws and the policy's per-sample ops (the op record), and the skipped files. The DALI
 pipeline (``_pipeline``) decodes, crops, runs the policy and normalises, on the CPU or the GPU;
 it draws no random numbers, so one pipeline serves every epoch (built on the first iteration,
-rebuilt only when the policy's layer count changes or an epoch was left unfinished).
+rebuilt only when the policy's layer count changes, an epoch was left unfinished or a file
+broke the decoder).
+
+Epochs: each iteration over the loader is one epoch. The first iteration is epoch 0 and each
+later one advances the epoch by one by itself; :meth:`Loader.set_epoch` pins the epoch of the
+next iteration instead (as ``DistributedSampler.set_epoch``), so calling it every epoch, as
+torch code does, works too. ``loader.epoch`` is the epoch of the last (or current) iteration,
+or the pinned one before it starts.
+
+Shards: every shard yields the same number of batches (``len(loader)``), as torchrun needs.
+Like torch's ``DistributedSampler``, each of the ``num_shards`` shards gets
+``ceil(N / num_shards)`` samples of the epoch's permutation, cut in contiguous slices; the
+permutation is padded by wrapping around to its start, so with ``num_shards > 1`` up to
+``num_shards - 1`` samples appear twice per epoch (with one shard nothing is padded).
+
+Unreadable files: a file that is not a complete JPEG/PNG, or that DALI's decoder rejects, is
+replaced in its batch by a substitute, the next readable sample in this shard's order
+(wrapping around), so batch sizes and counts never change; the file is listed in
+``loader.skipped``, warned about at the end of every epoch that meets it, and skipped at once
+in later epochs. The substitute depends only on the files and the order, never on timing.
+A file that only the decoder rejects stops the pipeline: the loader then finds it by decoding
+the files of the batches in flight one by one, and refeeds those batches (same draws, the
+substitute in its place) to a new pipeline, so the epoch is what it would have been had the
+file been known to be bad from the start. With ``strict=True`` the first unreadable file raises
+a ``ValueError`` naming it.
 
 Example:
     >>> loader = Loader("data/shapes", policy=RandAugment(n=2, m=9), batch_size=64, size=64)
     >>> for epoch in range(3):
     ...     loader.set_epoch(epoch)
-    ...     for batch in loader:
-    ...         logits = model(batch.images)
+    ...     for images, labels in loader:
+    ...         logits = model(images)
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 import math
 import warnings
 from collections.abc import Iterator
@@ -28,7 +53,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from dali_aug._pipeline import PipelineSpec, build_pipeline, crop_uniforms, to_numpy_batch
+from dali_aug._pipeline import DecodeProbe, PipelineSpec, build_pipeline, crop_uniforms, to_torch
+from dali_aug.batch import Batch, apply_flip
 from dali_aug.ops import OpParams, index
 from dali_aug.ops._dali import host_inputs
 from dali_aug.policies import AugmentPolicy, NoAugment, check_policy
@@ -52,10 +78,16 @@ class LoaderConfig:
         device: where the pipeline runs and the tensors land; ``auto`` = CUDA if available.
         seed: epoch order, flips, policy ops and crops all derive from it.
         shard_id, num_shards: this process's shard; default: torch.distributed rank/world.
+            Every shard gets ``ceil(N / num_shards)`` samples (the epoch's order padded by
+            wrapping around), so every shard yields the same number of batches.
         shuffle: shuffle the order every epoch (train default).
         drop_last: drop the last partial batch.
-        strict: raise on the first unreadable file instead of skipping it.
-        provenance: attach the per-sample ops (and the pre-policy images) to each batch.
+        strict: raise on the first unreadable file instead of replacing it by a substitute.
+        op_record: attach ``batch.params``, the per-sample ops applied (cheap: host tensors).
+        clean: attach ``batch.clean``, the pre-policy uint8 crops (a second pipeline output:
+            costs a copy per batch).
+        provenance: shorthand for ``op_record=True, clean=True`` (what a replay of the
+            policy, e.g. the torch backend or LB-Aug, needs).
         num_threads: DALI worker threads.
         dtype: output dtype (float32, float16 or bfloat16).
         scale: area range of the random-resized crop.
@@ -78,6 +110,8 @@ class LoaderConfig:
     dtype: torch.dtype = torch.float32
     scale: tuple[float, float] = (0.08, 1.0)
     flip: bool = True
+    op_record: bool = False
+    clean: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -92,19 +126,29 @@ class LoaderConfig:
         if not 0 < lo <= hi <= 1:
             raise ValueError(f"scale={self.scale} must satisfy 0 < lo <= hi <= 1")
 
+    @property
+    def wants_op_record(self) -> bool:
+        """Whether batches carry ``params`` (``op_record`` or ``provenance``)."""
+        return self.op_record or self.provenance
+
+    @property
+    def wants_clean(self) -> bool:
+        """Whether batches carry ``clean`` (``clean`` or ``provenance``)."""
+        return self.clean or self.provenance
+
 
 @dataclasses.dataclass
-class Batch:
-    """One batch: normalised images [B, 3, S, S], labels ([B] int64 or [B, C] float32),
-    the dataset indices, and with ``provenance=True`` the ops applied (layer 0 is the
-    flip: FlipLR or Identity; then the policy's layers) and the pre-crop-free clean images
-    (uint8 [B, 3, S, S] after crop, before flip and policy)."""
+class _Planned:
+    """One batch of an epoch as the host planned it: its positions in the shard's order and
+    its draws, made once (a batch refed after a decoder failure reuses them)."""
 
-    images: torch.Tensor
-    labels: torch.Tensor
-    indices: torch.Tensor
-    params: OpParams | None = None
-    clean: torch.Tensor | None = None
+    positions: range
+    flips: torch.Tensor  # bool [m]
+    params: OpParams  # the policy's ops [m]
+    draws: tuple[Any, ...]  # the external-source inputs after the images (train)
+    uniforms: np.ndarray | None  # crop uniforms [m, 22] (train)
+    indices: torch.Tensor = dataclasses.field(default_factory=lambda: torch.zeros(0))
+    data: list[np.ndarray] = dataclasses.field(default_factory=list)  # what was fed
 
 
 def _resolve_device(device: Device) -> str:
@@ -132,6 +176,11 @@ def _default_shard(shard_id: int | None, num_shards: int | None) -> tuple[int, i
 class Loader:
     """Iterates batches of a source through a DALI pipeline with a (replaceable) policy.
 
+    Each iteration is one epoch: epoch 0 first, then one more per iteration unless
+    :meth:`set_epoch` pins the next one (see the module docstring for the epochs, the shard
+    padding and the unreadable files). ``len(loader)`` is the number of batches every shard
+    yields per epoch.
+
     Args:
         data: a folder (ImageFolder; a folder with ``labels.csv`` for multi-label; the
             ImageNet layout with ``split``), or a source from :mod:`dali_aug.sources`.
@@ -157,11 +206,12 @@ class Loader:
         self.shard_id, self.num_shards = _default_shard(
             self.config.shard_id, self.config.num_shards
         )
+        #: the epoch of the last (or current) iteration, or the one pinned for the next
         self.epoch = 0
+        self._pinned = True  # the next iteration runs self.epoch (else self.epoch + 1)
         #: paths (or array indices) of the samples skipped as unreadable, in order.
         self.skipped: list[str] = []
         self._bad: set[int] = set()
-        self._epoch_skips: list[str] = []
         #: an idle pipeline (its spec and its source) left by the last finished epoch
         self._idle: tuple[PipelineSpec, Any, _Feed] | None = None
 
@@ -175,42 +225,50 @@ class Loader:
         return self.source.multi_label
 
     def set_epoch(self, epoch: int) -> None:
-        """Selects the epoch whose order, flips and ops the next iteration produces."""
+        """Pins the epoch of the next iteration (its order, flips, crops and ops); without a
+        call the next iteration runs the epoch after the last one."""
         self.epoch = int(epoch)
+        self._pinned = True
 
     def set_policy(self, policy: AugmentPolicy) -> None:
-        """Replaces the policy; takes effect at the next iteration (no rebuild needed)."""
+        """Replaces the policy for the iterations (epochs) started after this call; one in
+        progress keeps the policy it started with. A policy with another layer count makes
+        the next iteration build a new pipeline; otherwise the pipeline is reused."""
         self.policy = check_policy(policy)
 
     def shard_indices(self, epoch: int | None = None) -> torch.Tensor:
-        """The dataset indices this shard visits in ``epoch``, in order."""
+        """The dataset indices this shard visits in ``epoch`` (default: the epoch the next
+        iteration runs), in order: ``ceil(N / num_shards)`` of them, see the module docstring."""
         n = len(self.source)
         shuffle = self.config.train if self.config.shuffle is None else self.config.shuffle
+        if epoch is None:
+            epoch = self.epoch if self._pinned else self.epoch + 1
         if shuffle:
-            g = torch.Generator().manual_seed(self._seed(self.epoch if epoch is None else epoch))
+            g = torch.Generator().manual_seed(self._seed(epoch))
             order = torch.randperm(n, generator=g)
         else:
             order = torch.arange(n)
-        lo = self.shard_id * n // self.num_shards
-        hi = (self.shard_id + 1) * n // self.num_shards
-        return order[lo:hi]
+        per = -(-n // self.num_shards)
+        if per * self.num_shards > n:  # pad as DistributedSampler: wrap around the order
+            order = order[torch.arange(per * self.num_shards) % n]
+        return order[self.shard_id * per : (self.shard_id + 1) * per]
 
     def __len__(self) -> int:
-        n = len(self.shard_indices())
+        n = -(-len(self.source) // self.num_shards)
         b = self.config.batch_size
         return n // b if self.config.drop_last else math.ceil(n / b)
 
     def _seed(self, epoch: int, stream: int = 0) -> int:
         return (self.config.seed * 1_000_003 + epoch * 7919 + stream * 104_729) % (2**31 - 1)
 
-    # -- iteration ----------------------------------------------------------------------
-    def _read(self, i: int) -> np.ndarray | None:
-        """One sample's bytes (or array); None (and recorded) if it is unreadable."""
+    # -- reading ------------------------------------------------------------------------
+    def _read(self, i: int, skips: dict[str, None]) -> np.ndarray | None:
+        """One sample's bytes (or array); None (and recorded in ``skips``) if unreadable."""
         src = self.source
         if isinstance(src, ArraySource):
             return src.read(i)
         if i in self._bad:
-            self._epoch_skips.append(src.name(i))
+            skips[src.name(i)] = None
             return None
         try:
             data = src.read(i)
@@ -223,70 +281,132 @@ class Loader:
                     f"unreadable image {src.name(i)!r} (not a complete JPEG/PNG); fix or remove "
                     "it, or use strict=False to skip such files"
                 )
-            self._bad.add(i)
-            self.skipped.append(src.name(i))
-            self._epoch_skips.append(src.name(i))
+            self._mark_bad(i, skips)
             return None
         return np.frombuffer(data, dtype=np.uint8)
 
+    def _mark_bad(self, i: int, skips: dict[str, None]) -> None:
+        if i not in self._bad:
+            self._bad.add(i)
+            self.skipped.append(self.source.name(i))
+        skips[self.source.name(i)] = None
+
+    def _fill(self, planned: _Planned, order: list[int], skips: dict[str, None]) -> None:
+        """Reads a planned batch's samples, each unreadable one replaced by the next readable
+        sample of the shard's order (wrapping around); sets ``indices`` and ``data``."""
+        idx: list[int] = []
+        data: list[np.ndarray] = []
+        for pos in planned.positions:
+            for q in itertools.chain(range(pos, len(order)), range(pos)):
+                d = self._read(order[q], skips)
+                if d is not None:
+                    idx.append(order[q])
+                    data.append(d)
+                    break
+            else:
+                raise ValueError(
+                    f"shard {self.shard_id} of {self.num_shards} has no readable image among its "
+                    f"{len(set(order))} files (see loader.skipped); fix the files or the folder"
+                )
+        planned.indices, planned.data = torch.tensor(idx), data
+
+    def _find_undecodable(
+        self,
+        spec: PipelineSpec,
+        in_flight: list[_Planned],
+        skips: dict[str, None],
+        error: RuntimeError,
+    ) -> None:
+        """Decodes the in-flight samples one by one with the pipeline's own decoder and marks
+        those it rejects bad; raises if there is none (the failure was not a file's)."""
+        probe = DecodeProbe(spec)
+        found: list[int] = []
+        tried: set[int] = set()
+        for planned in in_flight:
+            for k, (i, data) in enumerate(zip(planned.indices.tolist(), planned.data, strict=True)):
+                if i in tried:
+                    continue
+                tried.add(i)
+                uniforms = None if planned.uniforms is None else planned.uniforms[k]
+                if not probe.decodes(data, uniforms):
+                    found.append(i)
+        if not found:
+            raise RuntimeError(
+                "the DALI pipeline failed, but each image of the batches in flight decodes on "
+                "its own; see the DALI error above"
+            ) from error
+        name = self.source.name(found[0])
+        if self.config.strict:
+            raise ValueError(
+                f"undecodable image {name!r}: it looks like a complete JPEG/PNG but DALI's "
+                "decoder rejects it (damaged data); fix or remove it, or use strict=False to "
+                "skip such files"
+            ) from error
+        for i in found:
+            self._mark_bad(i, skips)
+
+    # -- iteration ----------------------------------------------------------------------
+    def _plan(self, epoch: int, policy: AugmentPolicy, n: int) -> Iterator[_Planned]:
+        """The epoch's batches with their draws, in order (drawn lazily, batch after batch)."""
+        cfg = self.config
+        b = cfg.batch_size
+        g = torch.Generator().manual_seed(self._seed(epoch, stream=1))
+        g_crop = torch.Generator().manual_seed(self._seed(epoch, stream=2))
+        for k in range(len(self)):
+            positions = range(k * b, min((k + 1) * b, n))
+            m = len(positions)
+            if not cfg.train:
+                no_flip = torch.zeros(m, dtype=torch.bool)
+                yield _Planned(positions, no_flip, NoAugment().sample(m), (), None)
+                continue
+            flips = (torch.rand(m, generator=g) < 0.5) & cfg.flip
+            params = policy.sample(m, generator=g)
+            uniforms = crop_uniforms(m, cfg.scale, g_crop)
+            draws = (
+                flips.numpy().astype(np.int32),
+                uniforms,
+                *host_inputs(params, cfg.size, cfg.size),
+            )
+            yield _Planned(positions, flips, params, draws, uniforms)
+
     def __iter__(self) -> Iterator[Batch]:
         cfg = self.config
-        indices = self.shard_indices()
-        b = cfg.batch_size
-        n_batches = len(self)
+        if not self._pinned:
+            self.epoch += 1
+        self._pinned = False
+        epoch = self.epoch
+        order = self.shard_indices(epoch).tolist()
         policy = self.policy
-        layers = policy.num_layers if cfg.train else 0
-        g = torch.Generator().manual_seed(self._seed(self.epoch, stream=1))
-        g_crop = torch.Generator().manual_seed(self._seed(self.epoch, stream=2))
-        pending: collections.deque[tuple[torch.Tensor, OpParams]] = collections.deque()
-        self._epoch_skips = []
+        skips: dict[str, None] = {}
+        pending: collections.deque[_Planned] = collections.deque()
 
-        def batches() -> Iterator[Any]:
-            for k in range(n_batches):
-                chunk = indices[k * b : (k + 1) * b].tolist()
-                data = [(i, self._read(i)) for i in chunk]
-                kept = [(i, d) for i, d in data if d is not None]
-                m = len(kept)
-                if m == 0:
-                    continue
-                flips = (
-                    (torch.rand(m, generator=g) < 0.5) & cfg.flip
-                    if cfg.train
-                    else torch.zeros(m, dtype=torch.bool)
-                )
-                params = policy.sample(m, generator=g) if cfg.train else NoAugment().sample(m)
-                pending.append((torch.tensor([i for i, _ in kept]), _with_flip(params, flips)))
-                images = [d for _, d in kept]
-                if not cfg.train:
-                    yield images
-                    continue
-                yield (
-                    images,
-                    [np.array(int(f), dtype=np.int32) for f in flips],
-                    crop_uniforms(m, cfg.scale, g_crop),
-                    *host_inputs(params, cfg.size, cfg.size),
-                )
+        def feed(planned: Iterator[_Planned]) -> Iterator[Any]:
+            for p in planned:
+                self._fill(p, order, skips)
+                pending.append(p)
+                yield (p.data, *p.draws) if cfg.train else p.data
 
         spec = PipelineSpec(
-            batch_size=b,
+            batch_size=cfg.batch_size,
             size=cfg.size,
             train=cfg.train,
             encoded=not isinstance(self.source, ArraySource),
-            layers=layers,
+            layers=policy.num_layers if cfg.train else 0,
             num_threads=cfg.num_threads,
             device_id=0 if self.device == "cuda" else None,
             scale=cfg.scale,
-            clean=cfg.provenance,
+            clean=cfg.wants_clean,
         )
         # take the idle pipeline (a concurrent iteration builds its own); it goes back only
         # once this epoch has run to its end, so no batch of an abandoned epoch is left queued
         idle, self._idle = self._idle, None
         if idle is not None and idle[0] == spec:
-            _, pipe, feed = idle
+            _, pipe, source = idle
         else:
-            feed = _Feed()
-            pipe = build_pipeline(spec, feed)
-        feed.it = batches()
+            source = _Feed()
+            pipe = build_pipeline(spec, source)
+        plan = self._plan(epoch, policy, len(order))
+        source.it = feed(plan)
         targets = self.source.targets
         while True:
             try:
@@ -294,21 +414,39 @@ class Loader:
                 outs = pipe.run(self._stream())
             except StopIteration:
                 break
-            idx, params = pending.popleft()
-            images = self._to_torch(outs[0]).to(cfg.dtype)
+            except RuntimeError as err:
+                if not spec.encoded or not pending:
+                    raise
+                # a file the decoder rejects: the pipeline is dead; find the file, then refeed
+                # the batches in flight (same draws, a substitute in its place) to a new one
+                in_flight = list(pending)
+                pending.clear()
+                source.it = iter(())
+                del pipe
+                self._find_undecodable(spec, in_flight, skips, err)
+                source = _Feed()
+                pipe = build_pipeline(spec, source)
+                source.it = feed(itertools.chain(in_flight, plan))
+                continue
+            p = pending.popleft()
+            images = to_torch(outs[0], self.device).to(cfg.dtype)
+            idx = p.indices
             batch = Batch(images=images, labels=targets[idx].to(self.device), indices=idx)
-            if cfg.provenance:
-                batch.params = params
-                clean = self._to_torch(outs[1])
-                batch.clean = _undo_flip(clean, params)
+            if cfg.wants_op_record or cfg.wants_clean:
+                params = _with_flip(p.params, p.flips)
+                if cfg.wants_op_record:
+                    batch.params = params
+                if cfg.wants_clean:
+                    # the clean tap is after the flip; the op record starts with it: undo it
+                    batch.clean = apply_flip(to_torch(outs[1], self.device), params)
             yield batch
         pipe.reset()
-        feed.it = iter(())
-        self._idle = (spec, pipe, feed)
-        new = self._epoch_skips
-        if new:
+        source.it = iter(())
+        self._idle = (spec, pipe, source)
+        if skips:
+            new = list(skips)
             warnings.warn(
-                f"epoch {self.epoch}: skipped {len(new)} unreadable file(s) (see loader.skipped):"
+                f"epoch {epoch}: skipped {len(new)} unreadable file(s) (see loader.skipped):"
                 f" {', '.join(new[:5])}{' ...' if len(new) > 5 else ''}",
                 RuntimeWarning,
                 stacklevel=2,
@@ -316,13 +454,6 @@ class Loader:
 
     def _stream(self) -> int | None:
         return torch.cuda.current_stream().cuda_stream if self.device == "cuda" else None
-
-    def _to_torch(self, tl: Any) -> torch.Tensor:
-        if self.device == "cuda":
-            # DALI recycles its output buffers: copy into torch-owned memory (on the stream
-            # the outputs were ordered on) before the next run can overwrite them
-            return torch.from_dlpack(tl.as_tensor()).clone()
-        return torch.from_numpy(to_numpy_batch(tl))
 
 
 class _Feed:
@@ -347,10 +478,3 @@ def _with_flip(params: OpParams, flips: torch.Tensor) -> OpParams:
         torch.cat([torch.zeros((n, 1, 2)), params.centers], 1),
         torch.cat([torch.zeros((n, 1), dtype=torch.int64), params.partners], 1),
     )
-
-
-def _undo_flip(clean: torch.Tensor, params: OpParams) -> torch.Tensor:
-    """The pipeline's clean tap is after the flip; the provenance starts with the flip, so
-    return the image before it (a flip is its own inverse)."""
-    flipped = (params.op_ids[:, 0] == _FLIP_LR).to(clean.device)
-    return torch.where(flipped[:, None, None, None], clean.flip(-1), clean)

@@ -1,10 +1,10 @@
 """Classifiers for the trainer: a small CNN for the demo data and ResNet-18/50 (He et al.,
 arXiv:1512.03385) written here because torchvision does not import beside the CPU torch wheel.
 
-Every model exposes ``features(x)`` (penultimate features) and ``head`` (the linear
-classifier), so feature-space methods can hook in, and ``early_features(x)`` (the output of
-the first block: the stem plus the first stage, ``body[:first_block]``) for early-exit heads
-such as KeepAugment's.
+Every model satisfies the trainer's protocol: ``features(x)`` (penultimate features),
+``head`` (the linear classifier), ``early_features(x)`` (the output of the first block: the
+stem plus the first stage, ``body[:first_block]``) and ``forward_parts(x)``, which returns
+the features and the first-block map of one pass (for methods that need both).
 """
 
 from __future__ import annotations
@@ -47,7 +47,19 @@ class Classifier(nn.Module):
         return self.body[: self.first_block](self.stem(x))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(self.stem(x)).mean(dim=(2, 3))
+        return self.forward_parts(x)[0]
+
+    def forward_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(penultimate features [B, D], first-block map) of one pass."""
+        early = self.body[: self.first_block](self.stem(x))
+        return self.body[self.first_block :](early).mean(dim=(2, 3)), early
+
+    @property
+    def early_channels(self) -> int:
+        """Channels of the first-block map."""
+        first = [self.stem, *list(self.body)[: self.first_block]]
+        convs = [m for b in first for m in b.modules() if isinstance(m, nn.Conv2d)]
+        return convs[-1].out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))

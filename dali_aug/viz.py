@@ -8,25 +8,19 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from dali_aug._pipeline import IMAGENET_MEAN, IMAGENET_STD
-from dali_aug.ops import CATALOG, OpParams
+# normalize/denormalize and the constants are re-exported from their one place, the ops
+from dali_aug.ops import CATALOG, IMAGENET_MEAN, IMAGENET_STD, OpParams, denormalize, normalize
 
-__all__ = ["denormalize", "draw_boxes", "heatmap", "normalize", "op_labels", "save_grid"]
-
-
-def normalize(images: torch.Tensor) -> torch.Tensor:
-    """uint8 NCHW -> normalised float32 NCHW (the Loader's output normalisation)."""
-    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1) * 255
-    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1) * 255
-    return (images.float() - mean) / std
-
-
-def denormalize(images: torch.Tensor) -> np.ndarray:
-    """Normalised float NCHW -> uint8 NHWC."""
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    x = (images.detach().float().cpu() * std + mean) * 255
-    return x.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "denormalize",
+    "draw_boxes",
+    "heatmap",
+    "normalize",
+    "op_labels",
+    "save_grid",
+]
 
 
 def heatmap(maps: torch.Tensor) -> np.ndarray:

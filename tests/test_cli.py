@@ -4,6 +4,7 @@ show, the ImageNet layout, errors, and a 2-process torchrun run (CPU, gloo)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -13,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from PIL import Image
 
 from dali_aug.cli import main
 from dali_aug.datasets import MULTI_LABELS, SHAPE_CLASSES, make_shapes
+from dali_aug.models import build_model
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--size", "32", "--batch-size", "16", "--no-progress"]
@@ -109,7 +112,7 @@ def test_multi_label_run_reports_map(
     assert m["classes"] == list(MULTI_LABELS)
     row = m["history"][-1]
     assert 0.0 <= row["mAP"] <= 1.0 and 0.0 <= row["mA"] <= 1.0
-    assert len(row["f1"]) == len(MULTI_LABELS)
+    assert len(row["label_f1"]) == len(MULTI_LABELS) and 0.0 <= row["f1"] <= 1.0
     assert "val_acc" not in row
     assert m["args"]["no_flip"] is True
 
@@ -137,7 +140,9 @@ def test_skipped_files_are_recorded(shapes_dir: Path, tmp_path: Path) -> None:
         assert _train(data, out, "--epochs", "1") == 0
     m = _metrics(out)
     assert m["skipped"] == [str(bad)]
-    assert m["history"][0]["skipped"] == 1 and m["history"][0]["images"] == 64
+    # the unreadable file is replaced in its batch by the next readable sample (equal step
+    # counts on every shard): 65 samples, one of them twice
+    assert m["history"][0]["skipped"] == 1 and m["history"][0]["images"] == 65
 
 
 def test_show_writes_samples(
@@ -230,7 +235,7 @@ def _run(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float) -> tupl
 
 
 def _torchrun(
-    data: Path, out: Path, tmp: Path, timeout: float, *extra: str
+    data: Path, out: Path, tmp: Path, timeout: float, *extra: str, nproc: int = 2
 ) -> tuple[int | None, str]:
     env = {
         **os.environ,
@@ -238,7 +243,7 @@ def _torchrun(
         "DALI_AUG_CACHE": str(tmp / "cache"),
     }
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
         "-m", "dali_aug.cli", "train", "--data", str(data), "--epochs", "1", "--size", "32",
         "--batch-size", "8", "--out", str(out), "--no-progress", *extra,
     ]  # fmt: skip
@@ -264,3 +269,176 @@ def test_torchrun_with_val_split(imagenet_layout_dir: Path, tmp_path: Path) -> N
     code, log = _torchrun(imagenet_layout_dir, out, tmp_path, 30)
     assert code == 0, f"exit {code} (None: hung, killed after 30 s)\n{log[-3000:]}"
     assert "val_acc" in _metrics(out)["history"][0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("truncated", [False, True])
+def test_torchrun_three_ranks_uneven_shards_finish(tmp_path: Path, truncated: bool) -> None:
+    """Regression: 37 images at batch 1 over 3 ranks gave 12/12/13 steps and the run hung;
+    36 images with one truncated file hung too (that rank lost a whole batch). Every rank now
+    takes the same number of steps."""
+    n = 36 if truncated else 37
+    data = make_shapes(tmp_path / "data", n, seed=8, size=32)
+    if truncated:
+        victim = sorted((data / "circle").iterdir())[0]
+        victim.write_bytes(victim.read_bytes()[:40])
+    out = tmp_path / "ddp3"
+    code, log = _torchrun(data, out, tmp_path, 180, "--batch-size", "1", "--epochs", "2",
+                          nproc=3)  # fmt: skip
+    assert code == 0, f"exit {code} (None: hung, killed after 180 s)\n{log[-3000:]}"
+    m = _metrics(out)
+    assert m["world_size"] == 3 and len(m["history"]) == 2
+    assert m["history"][0]["images"] == math.ceil(n / 3)  # rank 0: padded like DistributedSampler
+    if truncated:  # on rank 0's shard or not: never more than the one file
+        assert m["skipped"] in ([str(victim)], [])
+
+
+_DDP_KEEP = """
+import sys, torch, torch.distributed as dist
+from dali_aug.batch import Batch
+from dali_aug.methods.keep import KeepMethod
+from dali_aug.models import build_model
+from dali_aug.train import Trainer
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+torch.manual_seed(0)  # the same initial weights on every rank
+model = build_model("small", 4)
+keep = KeepMethod(model, 4, saliency_mode="early", seed=rank)
+trainer = Trainer(model, torch.optim.AdamW(model.parameters(), lr=1e-2), methods=[keep])
+g = torch.Generator().manual_seed(100 + rank)  # each rank its own data
+for _ in range(4):
+    x = torch.randn(8, 3, 32, 32, generator=g)
+    y = torch.randint(0, 4, (8,), generator=g)
+    trainer.step(Batch(x, y, torch.arange(8)))
+params = {k: v.detach() for k, v in model.named_parameters()}  # buffers: rank-local stats
+torch.save({"head": keep.early_head.state_dict(), "model": params}, f"{sys.argv[1]}/rank{rank}.pt")
+dist.barrier()
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+def test_torchrun_keeps_the_early_head_identical_on_every_rank(tmp_path: Path) -> None:
+    """Regression: the early head was outside the DDP wrapper, so its gradients were never
+    averaged and the ranks' heads drifted apart. The Trainer now wraps the model and the
+    methods' modules in one DDP: after training they are bitwise equal on both ranks."""
+    script = tmp_path / "ddp_keep.py"
+    script.write_text(_DDP_KEEP)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(script), str(tmp_path)]  # fmt: skip
+    code, log = _run(cmd, env, tmp_path, 180)
+    assert code == 0, log[-3000:]
+    a = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    b = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    for part in ("head", "model"):
+        for k, v in a[part].items():
+            assert torch.equal(v, b[part][k]), (part, k)
+    start = build_model("small", 4).state_dict()  # the head did train (it is not the init)
+    assert not torch.equal(a["model"]["head.weight"], start["head.weight"])
+
+
+# -- resume, checkpoints, run records ----------------------------------------------------------
+def test_resume_with_more_epochs_continues_the_schedule(shapes_dir: Path, tmp_path: Path) -> None:
+    """Regression: resuming with a larger --epochs restored the old cosine schedule (lr 0 in
+    the first resumed epoch) and ignored a new --lr."""
+    out = tmp_path / "run"
+    assert _train(shapes_dir, out, "--epochs", "2", "--lr", "0.002") == 0
+    assert _train(shapes_dir, out, "--epochs", "4", "--lr", "0.002", "--resume") == 0
+    lrs = [r["lr"] for r in _metrics(out)["history"]]
+    want = [0.002 * 0.5 * (1 + math.cos(math.pi * e / n)) for e, n in
+            ((0, 2), (1, 2), (2, 4), (3, 4))]  # fmt: skip
+    assert lrs == pytest.approx(want)
+    assert lrs[2] > 0.0
+    assert _train(shapes_dir, out, "--epochs", "5", "--lr", "0.01", "--resume") == 0
+    assert _metrics(out)["history"][-1]["lr"] == pytest.approx(0.01 * 0.5 * (1 + math.cos(
+        math.pi * 4 / 5)))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--seed", "3"), ("--policy", "none"), ("--batch-size", "8"), ("--model", "resnet18")],
+)
+def test_resume_refuses_a_changed_run_flag(
+    shapes_dir: Path, tmp_path: Path, flag: str, value: str
+) -> None:
+    out = tmp_path / "run"
+    assert _train(shapes_dir, out, "--epochs", "1", "--max-epochs-this-run", "1") == 0
+    with pytest.raises(SystemExit, match=f"--resume: {flag} is"):
+        _train(shapes_dir, out, "--epochs", "2", "--resume", flag, value)
+
+
+class _Evil:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_crafted_checkpoints_run_no_code(shapes_dir: Path, tmp_path: Path) -> None:
+    """Regression: --resume and show --checkpoint loaded with weights_only=False, and a
+    crafted checkpoint ran os.system on both paths."""
+    out = tmp_path / "run"
+    out.mkdir()
+    marker = tmp_path / "pwned"
+    torch.save({"model": _Evil(marker), "epoch": 0}, out / "checkpoint.pt")
+    with pytest.raises(SystemExit, match="never code"):
+        _train(shapes_dir, out, "--epochs", "1", "--resume")
+    show = ["show", "--data", str(shapes_dir), "--size", "32", "--out", str(tmp_path / "s"),
+            "--method", "keep", "--checkpoint", str(out / "checkpoint.pt")]  # fmt: skip
+    with pytest.raises(SystemExit, match="never code"):
+        main(show)
+    assert not marker.exists()
+
+
+def test_run_records_and_the_exported_model(shapes_dir: Path, tmp_path: Path) -> None:
+    """run.json at the start, one JSON line per epoch (with named loss terms, img/s and the
+    data wait), model.pt: the bare model, loadable with strict=True."""
+    out = tmp_path / "run"
+    argv = ["--epochs", "2", "--method", "keep", "--saliency", "early", "--amp", "bf16"]
+    assert _train(shapes_dir, out, *argv) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["args"]["method"] == ["keep"] and run["world_size"] == 1
+    lines = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2]
+    for row in lines:
+        assert row["loss/early"] > 0 and row["img_per_s"] > 0 and row["data_seconds"] >= 0
+    assert lines == _metrics(out)["history"]
+    model = build_model("small", 4)
+    model.load_state_dict(torch.load(out / "model.pt", weights_only=True), strict=True)
+
+
+def test_a_new_method_is_a_folder_and_one_registry_line(
+    shapes_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The --method choices come from dali_aug.methods.REGISTRY: a toy method package (its
+    cli module in a temporary folder) registered with one line trains from the CLI."""
+    pkg = tmp_path / "toy_method"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "cli.py").write_text(
+        "import torch\n"
+        "from dali_aug.train import Method\n"
+        "HELP = 'toy: zero the first channel'\n"
+        "class Toy(Method):\n"
+        "    name = 'toy'\n"
+        "    calls = 0\n"
+        "    def augment(self, step, batch):\n"
+        "        Toy.calls += 1\n"
+        "        batch.images[:, 0] = 0\n"
+        "        return batch\n"
+        "def add_arguments(p):\n"
+        "    p.add_argument('--toy-level', type=int, default=1)\n"
+        "def build(args, ctx):\n"
+        "    return Toy()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from dali_aug import methods
+
+    monkeypatch.setitem(methods.REGISTRY, "toy", "toy_method.cli")
+    out = tmp_path / "run"
+    assert _train(shapes_dir, out, "--epochs", "1", "--method", "toy", "--toy-level", "2") == 0
+    import toy_method.cli as toy  # type: ignore[import-not-found]
+
+    assert toy.Toy.calls == 4  # 64 images, batch 16

@@ -13,19 +13,19 @@ import torch
 from dali_aug.kernels.region_select import region_scores, score_threshold
 from PIL import Image
 
+from dali_aug.batch import Batch
 from dali_aug.cli import main
 from dali_aug.datasets import make_shapes
-from dali_aug.keep import (
-    CutoutHook,
+from dali_aug.methods.cutout import CutoutMethod
+from dali_aug.methods.keep import (
     EarlyHead,
-    KeepHook,
+    KeepMethod,
     box_mask,
     keep_cutmix,
     keep_cutout,
     keep_paste,
     saliency,
 )
-from dali_aug.loader import Batch
 from dali_aug.models import build_model
 from dali_aug.sources import FolderSource
 from dali_aug.train import Trainer
@@ -55,7 +55,7 @@ def test_saliency_shapes(
         "multi": (torch.rand(6, 4, generator=torch.Generator().manual_seed(2)) > 0.5).float(),
         "none": None,
     }[kind]
-    head = EarlyHead(4)
+    head = EarlyHead(48, 4)
     sal = saliency(model, images, targets, mode=mode, early_head=head)  # type: ignore[arg-type]
     assert sal.shape == (6, 32, 32) and sal.dtype == torch.float32
     assert bool((sal >= 0).all()) and bool(torch.isfinite(sal).all())
@@ -196,7 +196,7 @@ def test_show_keep_without_a_checkpoint_warns_and_early_needs_a_trained_head(
         main([*base, "--method", "keep", "--checkpoint", str(tmp_path / "nope.pt")])
     # a checkpoint trained without the early head cannot show early saliency
     model = build_model("small", 4)
-    torch.save({"model": model.state_dict(), "hooks": {}}, tmp_path / "plain.pt")
+    torch.save({"model": model.state_dict(), "methods": {}}, tmp_path / "plain.pt")
     with pytest.raises(SystemExit, match="no early head"):
         main(
             [
@@ -224,28 +224,29 @@ def test_draw_boxes_and_heatmap() -> None:
     assert maps[0, 0, 0].tolist() == [0, 0, 0] and maps[0, 1, 1].tolist() == [255, 255, 255]
 
 
-def test_keep_hook_paste_needs_provenance(model: torch.nn.Module, images: torch.Tensor) -> None:
-    hook = KeepHook(model, 4, mode="paste", saliency_mode="full")
+def test_keep_paste_needs_the_op_record(model: torch.nn.Module, images: torch.Tensor) -> None:
+    hook = KeepMethod(model, 4, mode="paste", saliency_mode="full")
+    needs = hook.loader_needs()
+    assert needs.op_record and needs.clean and needs.policy
     batch = Batch(images=images, labels=torch.zeros(6, dtype=torch.long), indices=torch.arange(6))
-    with pytest.raises(ValueError, match="provenance=True"):
-        hook.before_forward(None, batch)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="op_record=True, clean=True"):
+        hook.select(batch)
     with pytest.raises(ValueError, match="keep mode"):
-        KeepHook(model, 4, mode="bad")  # type: ignore[arg-type]
+        KeepMethod(model, 4, mode="bad")  # type: ignore[arg-type]
 
 
 def _train_with_keep(
     root: Path, saliency_mode: str, steps: int, seed: int
-) -> tuple[Trainer, KeepHook, torch.Tensor, torch.Tensor]:
-    """A small model trained by the real step (KeepHook with Selective-Cut) on 32 px shapes;
-    returns the trainer, the hook and the training images and labels."""
+) -> tuple[Trainer, KeepMethod, torch.Tensor, torch.Tensor]:
+    """A small model trained by the real step (KeepMethod with Selective-Cut) on 32 px shapes;
+    returns the trainer, the method and the training images and labels."""
     source = FolderSource.scan(make_shapes(root, 384, seed=seed, size=32))
     x = torch.stack([_read(source.root / p) for p in source.paths])
     y = source.targets
     torch.manual_seed(seed)
     model = build_model("small", len(source.classes))
-    hook = KeepHook(model, len(source.classes), saliency_mode=saliency_mode, seed=seed)  # type: ignore[arg-type]
-    params = list(model.parameters()) + hook.attach(x[:1])
-    trainer = Trainer(model, torch.optim.AdamW(params, lr=2e-3), hooks=[hook])
+    hook = KeepMethod(model, len(source.classes), saliency_mode=saliency_mode, seed=seed)  # type: ignore[arg-type]
+    trainer = Trainer(model, torch.optim.AdamW(model.parameters(), lr=2e-3), methods=[hook])
     g = torch.Generator().manual_seed(seed)
     for _ in range(steps):
         i = torch.randint(0, len(x), (32,), generator=g)
@@ -296,24 +297,26 @@ def test_early_head_is_saved_and_restored_with_the_trainer(tmp_path: Path) -> No
     state = trainer.state_dict()
     assert hook.early_head is not None
     model = build_model("small", 4)
-    fresh = KeepHook(model, 4, saliency_mode="early", seed=99)
-    params = list(model.parameters()) + fresh.attach(torch.zeros(1, 3, 32, 32))
-    other = Trainer(model, torch.optim.AdamW(params, lr=2e-3), hooks=[fresh])
+    fresh = KeepMethod(model, 4, saliency_mode="early", seed=99)
+    other = Trainer(model, torch.optim.AdamW(model.parameters(), lr=2e-3), methods=[fresh])
     other.load_state_dict(state)
     assert fresh.early_head is not None
     for k, v in hook.early_head.state_dict().items():
         assert torch.equal(fresh.early_head.state_dict()[k], v), k
     assert torch.equal(fresh.generator.get_state(), hook.generator.get_state())
-    # resuming without the hook (another --method) is an error that says so
+    # the head is trained with the model: it is in the optimizer (its own parameter group)
+    head_ids = {id(p) for p in hook.early_head.parameters()}
+    assert head_ids <= {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
+    # resuming without the method (another --method) is an error that says so
     bare = Trainer(build_model("small", 4), torch.optim.SGD(model.parameters(), lr=0.1))
     with pytest.raises(ValueError, match="same --method"):
         bare.load_state_dict(state)
 
 
-def test_cutout_hook_is_the_saliency_blind_baseline(images: torch.Tensor) -> None:
-    hook = CutoutHook(box_fraction=0.25, seed=3)
+def test_cutout_method_is_the_saliency_blind_baseline(images: torch.Tensor) -> None:
+    hook = CutoutMethod(box_fraction=0.25, seed=3)
     batch = Batch(images=images, labels=torch.zeros(6, dtype=torch.long), indices=torch.arange(6))
-    out = hook.before_forward(None, batch).images  # type: ignore[arg-type]
+    out = hook.augment(None, batch).images  # type: ignore[arg-type]
     changed = out != images
     assert torch.equal(out[changed], torch.zeros_like(out[changed]))  # filled with 0
     # exactly one 8 x 8 box per image (images are 32 px), inside the image
@@ -325,15 +328,15 @@ def test_cutout_hook_is_the_saliency_blind_baseline(images: torch.Tensor) -> Non
     from scipy.stats import chisquare
 
     many = torch.zeros(2000, 1, 8, 8)
-    hook = CutoutHook(box_fraction=0.5, seed=4)
-    cut = hook.before_forward(None, Batch(many + 1, torch.zeros(2000), torch.arange(2000)))  # type: ignore[arg-type]
+    hook = CutoutMethod(box_fraction=0.5, seed=4)
+    cut = hook.augment(None, Batch(many + 1, torch.zeros(2000), torch.arange(2000)))  # type: ignore[arg-type]
     mask = cut.images[:, 0] == 0
     corner = mask.float().flatten(1).argmax(1)  # row-major first zero = top-left corner
     y, x = corner // 8, corner % 8
     counts = torch.bincount(y * 5 + x, minlength=25)
     assert len(counts) == 25 and chisquare(counts.numpy()).pvalue > 1e-3
     with pytest.raises(ValueError, match="box_fraction"):
-        CutoutHook(box_fraction=0.0)
+        CutoutMethod(box_fraction=0.0)
 
 
 def test_cutout_method_trains_from_the_cli(tmp_path: Path) -> None:
@@ -343,7 +346,7 @@ def test_cutout_method_trains_from_the_cli(tmp_path: Path) -> None:
     assert main([*argv, "--out", str(out), "--no-progress", "--method", "cutout"]) == 0
     history = json.loads((out / "metrics.json").read_text())["history"]
     assert history[0]["images"] == 16 and math.isfinite(history[0]["train_loss"])
-    assert "0:CutoutHook" in torch.load(out / "checkpoint.pt", weights_only=False)["hooks"]
+    assert "0:cutout" in torch.load(out / "checkpoint.pt", weights_only=True)["methods"]
 
 
 @pytest.mark.parametrize("mode", ["full", "lowres", "early"])
@@ -352,7 +355,7 @@ def test_saliency_leaves_batch_norm_statistics_alone(images: torch.Tensor, mode:
     statistics (with half-resolution images for lowres), which broke evaluation."""
     torch.manual_seed(0)
     net = build_model("small", 4).train()
-    head = EarlyHead(4)
+    head = EarlyHead(48, 4)
     before = {k: v.clone() for k, v in net.state_dict().items()}
     sal = saliency(
         net, images * 3 + 1, torch.zeros(6, dtype=torch.long), mode=mode, early_head=head

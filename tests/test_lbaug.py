@@ -14,23 +14,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from dali_aug.kernels import label_sample
 from torch import nn
 from torch.distributions import Categorical
 
-from dali_aug import lbaug
+from dali_aug.batch import Batch
 from dali_aug.datasets import MULTI_LABELS, make_shapes
-from dali_aug.lbaug import (
+from dali_aug.methods import lbaug
+from dali_aug.methods.lbaug import (
     DEMO_OPS,
     Actor,
     ActorConfig,
-    LBAugHook,
+    LBAugMethod,
     SearchConfig,
     joint_log_prob,
     shuffle_splits,
     stratified_folds,
     to_op_params,
 )
-from dali_aug.loader import Batch
 from dali_aug.ops import OpParams, get, identity_params, index
 from dali_aug.viz import normalize
 
@@ -129,7 +130,7 @@ def test_log_prob_matches_categorical() -> None:
     # the sampler's log-prob carries the REINFORCE gradient into the actor
     log_prob.sum().backward()
     assert actor.op_head.weight.grad is not None and actor.op_head.weight.grad.abs().sum() > 0
-    assert lbaug.sample is lbaug._label_sample.sample
+    assert lbaug.sample is label_sample.sample
 
 
 def test_bad_labels_and_logits() -> None:
@@ -297,7 +298,7 @@ def test_search_small_is_deterministic(one_thread: None) -> None:
         lbaug.search(x, torch.full_like(y, float("nan")), cfg)
 
 
-# -- hook, reports ---------------------------------------------------------------------------
+# -- method, reports -------------------------------------------------------------------------
 
 
 def _fixed_actor(ops: tuple[str, ...], *, apply_level: int, op: str) -> Actor:
@@ -312,7 +313,7 @@ def _fixed_actor(ops: tuple[str, ...], *, apply_level: int, op: str) -> Actor:
     return actor.eval()
 
 
-def test_hook_applies_and_records_ops() -> None:
+def test_method_applies_and_records_ops() -> None:
     g = torch.Generator().manual_seed(0)
     clean = torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8, generator=g)
     flip = identity_params(6)
@@ -323,9 +324,9 @@ def test_hook_applies_and_records_ops() -> None:
                   clean=clean)  # fmt: skip
 
     # never applied (p level 0): the image is the Loader's flipped crop (no FlipLR in the space)
-    hook = LBAugHook(_fixed_actor(("Invert", "Color"), apply_level=0, op="Invert"), seed=0)
+    hook = LBAugMethod(_fixed_actor(("Invert", "Color"), apply_level=0, op="Invert"), seed=0)
     assert hook.keep_loader_flip
-    out = hook.before_forward(None, batch)  # type: ignore[arg-type]
+    out = hook.augment(None, batch)  # type: ignore[arg-type]
     from dali_aug.ops import apply_params
 
     torch.testing.assert_close(out.images, normalize(apply_params(clean, flip)))
@@ -334,21 +335,21 @@ def test_hook_applies_and_records_ops() -> None:
     assert hook.op_frequencies()["none"] == 1.0
 
     # always applied Invert, with FlipLR in the space: the Loader's flip is dropped
-    hook = LBAugHook(_fixed_actor(("Invert", "FlipLR"), apply_level=10, op="Invert"), seed=0)
+    hook = LBAugMethod(_fixed_actor(("Invert", "FlipLR"), apply_level=10, op="Invert"), seed=0)
     assert not hook.keep_loader_flip
-    out = hook.before_forward(None, batch)  # type: ignore[arg-type]
+    out = hook.augment(None, batch)  # type: ignore[arg-type]
     torch.testing.assert_close(out.images, normalize(255 - clean))
     assert (out.params.op_ids[:, 1] == index("Invert")).all()  # type: ignore[union-attr]
     assert (out.params.op_ids[:, 0] == index("Identity")).all()  # type: ignore[union-attr]
     assert hook.last_params is not None and hook.counts.tolist() == [6, 0, 0]
 
-    with pytest.raises(ValueError, match="provenance=True"):
-        hook.before_forward(None, dataclasses.replace(batch, clean=None))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="op_record=True, clean=True"):
+        hook.augment(None, dataclasses.replace(batch, clean=None))  # type: ignore[arg-type]
     two = OpParams(*(torch.cat([t, t], 1) for t in dataclasses.astuple(flip)))
     with pytest.raises(ValueError, match="policy=None"):
-        hook.before_forward(None, dataclasses.replace(batch, params=two))  # type: ignore[arg-type]
+        hook.augment(None, dataclasses.replace(batch, params=two))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=f"expects {C} labels"):
-        hook.before_forward(None, dataclasses.replace(batch, labels=labels[:, :3]))  # type: ignore[arg-type]
+        hook.augment(None, dataclasses.replace(batch, labels=labels[:, :3]))  # type: ignore[arg-type]
 
 
 def test_save_load_table_and_heatmap(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 import torch
 from scipy import stats
 
-from dali_aug.ops import CATALOG, OpParams, index, names
+from dali_aug.ops import CATALOG, OpParams, get, index, names
 from dali_aug.policies import (
     POLICY_NAMES,
     RAND_OPS,
@@ -364,3 +364,188 @@ def test_rand_ops_are_catalog_ops() -> None:
     assert set(RAND_OPS) <= set(names())
     assert set(WIDE_MAX_LEVEL) <= set(RAND_OPS)
     assert np.all([WIDE_MAX_LEVEL[k] <= CATALOG[index(k)].max_level for k in WIDE_MAX_LEVEL])
+
+
+# ---- weighted categorical policy (an exported search) ---------------------------------------
+
+
+def _searched_policy(k: int = 1296, seed: int = 0) -> Policy:
+    """A policy shaped like an exported search: ``k`` two-op sub-policies with random weights
+    (many tiny, a few large), as AWS exports them."""
+    rng = np.random.default_rng(seed)
+    ops = [n for n in RAND_OPS if n != "Identity"]
+    subs = tuple(
+        tuple(
+            OpSpec(
+                op,
+                float(rng.choice([0.2, 0.5, 0.8, 1.0])),
+                float(rng.integers(0, 11)) if get(op).has_magnitude else 0.0,
+            )
+            for op in rng.choice(ops, 2)
+        )
+        for _ in range(k)
+    )
+    weights = tuple(float(w) for w in rng.gamma(0.5, size=k))
+    return Policy("searched", subs, weights=weights)
+
+
+def test_weighted_policy_builds_its_tables_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sampling a 1296-sub-policy policy is tensor work: the Python table build (the only
+    loop over sub-policies) runs once, at construction, never in ``sample``."""
+    from dali_aug.policies import _policy
+
+    builds: list[int] = []
+    real = _policy._build_table
+
+    def counting(*args: object, **kwargs: object) -> object:
+        builds.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_policy, "_build_table", counting)
+    policy = _searched_policy()
+    assert len(builds) == 1
+    # from here on a table build would fail: sample must not need one
+    monkeypatch.setattr(_policy, "_build_table", lambda *a, **k: pytest.fail("table rebuilt"))
+    first = policy.sample(64, generator=_gen(0))
+    second = policy.sample(64, generator=_gen(1))
+    assert first.op_ids.shape == second.op_ids.shape == (64, 2)
+    policy.op_probabilities()
+    assert len(builds) == 1
+
+
+def test_weighted_policy_sub_policy_frequencies_match_weights() -> None:
+    """Chi-square: how often each sub-policy is drawn matches the normalised weights. Probe
+    sub-policies (each a distinct op always applied at a distinct level) make the drawn
+    sub-policy readable from the params."""
+    probes = ["ShearX", "Rotate", "Color", "Contrast", "Solarize", "Posterize"]
+    subs = tuple((OpSpec(op, 1.0, 3.0),) for op in probes)
+    weights = (5.0, 1.0, 0.5, 2.5, 0.0, 1.0)
+    policy = Policy("probe", subs, weights=weights)
+    params = policy.sample(SAMPLES, generator=_gen(3))
+    ids = torch.tensor([index(op) for op in probes])
+    which = (params.op_ids[:, :1] == ids).long().argmax(dim=1)
+    counts = torch.bincount(which, minlength=len(probes)).double()
+    assert counts[4] == 0, "a sub-policy of weight 0 was drawn"
+    w = torch.tensor(weights, dtype=torch.double)
+    keep = w > 0
+    expected = w[keep] / w.sum() * SAMPLES
+    result = stats.chisquare(counts[keep].numpy(), expected.numpy())
+    assert result.pvalue > P_MIN, f"p={result.pvalue:.2e}: {counts.tolist()} vs {expected}"
+    torch.testing.assert_close(policy.selection_probabilities(), w / w.sum())
+
+
+def test_weighted_policy_op_frequencies_match_op_probabilities() -> None:
+    policy = Policy(
+        "weighted-user",
+        USER_POLICY.sub_policies,
+        weights=(0.6, 0.1, 0.3),
+    )
+    probs = policy.op_probabilities().double()
+    torch.testing.assert_close(probs.sum(dim=1), torch.ones(policy.num_layers, dtype=torch.double))
+    params = policy.sample(SAMPLES, generator=_gen(4))
+    for layer in range(policy.num_layers):
+        counts = torch.bincount(params.op_ids[:, layer], minlength=len(CATALOG)).double()
+        possible = probs[layer] > 0
+        assert not (counts[~possible] > 0).any()
+        expected = probs[layer][possible] / probs[layer][possible].sum() * SAMPLES
+        assert stats.chisquare(counts[possible].numpy(), expected.numpy()).pvalue > P_MIN
+
+
+def test_unweighted_policy_draws_are_unchanged() -> None:
+    """``weights=None`` keeps the uniform ``randint`` draw and the stream of earlier releases
+    (golden values of aa-imagenet at seed 0, recorded before the tables were cached)."""
+    params = auto_augment("imagenet").sample(6, generator=_gen(0))
+    assert params.op_ids.tolist() == [[16, 16], [11, 10], [16, 8], [4, 11], [6, 7], [16, 16]]
+    assert params.levels.tolist() == [
+        [0.0, 0.0],
+        [4.0, 8.0],
+        [0.0, 8.0],
+        [-8.0, 0.0],
+        [0.0, 0.0],
+        [0.0, 0.0],
+    ]
+    assert params.partners.tolist() == [[2, 1], [5, 3], [4, 5], [2, 5], [2, 3], [0, 0]]
+
+
+def test_weighted_policy_dict_round_trip() -> None:
+    policy = _searched_policy(k=40, seed=1)
+    d = policy.to_dict()
+    assert d["weights"] == list(policy.weights or ())
+    d_json = json.loads(json.dumps(d))
+    for rebuilt in (Policy.from_dict(d), policy_from_dict(d_json)):
+        assert rebuilt == policy
+        assert rebuilt.to_dict() == d
+        _assert_params_equal(
+            rebuilt.sample(32, generator=_gen(9)), policy.sample(32, generator=_gen(9))
+        )
+    assert "weights" not in USER_POLICY.to_dict()  # unweighted dicts are unchanged
+
+
+def test_policy_cache_is_not_state() -> None:
+    """The cached tables are not fields: equality, hashing, ``replace``, pickling, copying
+    and ``to_dict`` see the fields only, and every copy samples like the original."""
+    import copy
+    import dataclasses
+    import pickle
+
+    policy = _searched_policy(k=30, seed=2)
+    for other in (
+        pickle.loads(pickle.dumps(policy)),
+        copy.deepcopy(policy),
+        copy.copy(policy),
+        dataclasses.replace(policy),
+    ):
+        assert other == policy and hash(other) == hash(policy)
+        assert other.to_dict() == policy.to_dict()
+        _assert_params_equal(
+            other.sample(16, generator=_gen(5)), policy.sample(16, generator=_gen(5))
+        )
+    assert "_table" not in [f.name for f in dataclasses.fields(policy)]
+    assert b"_table" not in pickle.dumps(policy)
+    reweighted = dataclasses.replace(policy, weights=(1.0,) + (0.0,) * 29)
+    assert (reweighted.sample(50, generator=_gen(6)).op_ids[:, 0] != IDENTITY).any()
+    assert reweighted.selection_probabilities()[0] == 1.0
+    unweighted = dataclasses.replace(policy, weights=None)
+    assert unweighted != policy and "weights" not in unweighted.to_dict()
+    for cached in (RandAugment(), TrivialAugmentWide()):
+        again = pickle.loads(pickle.dumps(cached))
+        assert again == cached
+        _assert_params_equal(
+            again.sample(8, generator=_gen(7)), cached.sample(8, generator=_gen(7))
+        )
+
+
+def test_weighted_policy_empty_batch() -> None:
+    params = _searched_policy(k=5).sample(0, generator=_gen(0))
+    assert params.op_ids.shape == (0, 2)
+
+
+@pytest.mark.parametrize(
+    ("weights", "error", "message"),
+    [
+        ((1.0, 2.0), ValueError, "2 weights for 3 sub-policies"),
+        ((1.0, -1.0, 1.0), ValueError, "weight -1.0 is not a finite number >= 0"),
+        ((1.0, float("nan"), 1.0), ValueError, "weight nan is not a finite"),
+        ((1.0, float("inf"), 1.0), ValueError, "weight inf is not a finite"),
+        ((0.0, 0.0, 0.0), ValueError, "the weights sum to 0"),
+        ("abc", TypeError, "weights must be a sequence of 3 numbers"),
+        (3.0, TypeError, "weights must be a sequence of 3 numbers"),
+        ((1.0, "x", 1.0), TypeError, "weight 'x' is not a number"),
+        ((1.0, True, 1.0), TypeError, "weight True is not a number"),
+    ],
+    ids=lambda v: repr(v) if not isinstance(v, type) else v.__name__,
+)
+def test_weighted_policy_validation(weights: object, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        Policy("w", USER_POLICY.sub_policies, weights=weights)  # type: ignore[arg-type]
+
+
+def test_weighted_policy_accepts_arrays_and_keeps_weights_as_given() -> None:
+    subs = USER_POLICY.sub_policies
+    for given in ([1, 2, 1], np.array([1.0, 2.0, 1.0]), torch.tensor([1.0, 2.0, 1.0])):
+        policy = Policy("w", subs, weights=given)  # type: ignore[arg-type]
+        assert policy.weights == (1.0, 2.0, 1.0)
+        torch.testing.assert_close(
+            policy.selection_probabilities(), torch.tensor([0.25, 0.5, 0.25], dtype=torch.double)
+        )
+    assert repr(Policy("w", subs, weights=(1, 1, 1))) == "Policy('w', 3 sub-policies, weighted)"

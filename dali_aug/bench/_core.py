@@ -312,8 +312,8 @@ def _ratio(a: Row | None, b: Sequence[Row | None]) -> float | None:
 
 
 def goals(rows: Sequence[Row], device: Device) -> list[dict[str, Any]]:
-    """The issue's goals, as ratios of this run: CPU end to end >= 1.5x the fastest of
-    DataLoader + torchvision v2 / timm; GPU augmentation stage >= 1.5x DALI auto_aug and
+    """The project's throughput goals, as ratios of this run: CPU end to end >= 1.5x the
+    fastest of DataLoader + torchvision v2 / timm; GPU augmentation stage >= 1.5x DALI auto_aug and
     >= 10x Kornia (RandAugment, the faster dali-aug backend)."""
     out: list[dict[str, Any]] = []
     e2e, rand = "end-to-end", "rand-m9-n2"

@@ -4,7 +4,6 @@ the DataLoader peers read it with (PIL or torchvision decode)."""
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+
+from dali_aug.datasets import cache_dir
 
 __all__ = ["FileDataset", "jpeg_folder", "make_jpegs", "pil_rrc_flip", "random_crop_box"]
 
@@ -31,13 +32,6 @@ def make_jpegs(root: Path, n: int, *, seed: int = 0, lo: int = 400, hi: int = 50
     return root
 
 
-def _cache_root() -> Path:
-    base = os.environ.get("DALI_AUG_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "dali_aug"
-    )
-    return Path(base)
-
-
 def jpeg_folder(n: int, *, seed: int = 0, data: Path | None = None) -> Path:
     """``data`` if given (an existing ImageFolder), else the generated folder of ``n`` JPEGs,
     made once and cached under ``$DALI_AUG_CACHE`` (default ``~/.cache/dali_aug``)."""
@@ -45,7 +39,7 @@ def jpeg_folder(n: int, *, seed: int = 0, data: Path | None = None) -> Path:
         if not Path(data).is_dir():
             raise ValueError(f"--data {data} is not a folder; pass an ImageFolder of JPEGs")
         return Path(data)
-    root = _cache_root() / f"bench-jpegs-{n}-s{seed}"
+    root = cache_dir() / f"bench-jpegs-{n}-s{seed}"
     done = root / ".complete"
     if not done.is_file():
         make_jpegs(root, n, seed=seed)

@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from dali_aug._pipeline import IMAGENET_MEAN, IMAGENET_STD, to_numpy_batch
+from dali_aug._pipeline import to_torch
 from dali_aug.bench._core import BenchConfig, PeerSpec, Unavailable
 from dali_aug.bench._data import FileDataset, pil_rrc_flip
+from dali_aug.ops import IMAGENET_MEAN, IMAGENET_STD, normalize
 
 __all__ = [
     "DaliAutoAugPeer",
@@ -40,18 +41,8 @@ __all__ = [
 POLICY = "rand-m9-n2"
 
 
-def normalize(x: torch.Tensor, *, scale: float = 255.0) -> torch.Tensor:
-    """uint8 (``scale`` 255) or [0, 1] float (``scale`` 1) NCHW -> normalised float32."""
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1) * scale
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1) * scale
-    return (x.float() - mean) / std
-
-
-def dali_to_torch(tl: Any, device: str) -> torch.Tensor:
-    """A DALI output batch as a torch tensor owned by torch (as the Loader converts it)."""
-    if device == "cuda":
-        return torch.from_dlpack(tl.as_tensor()).clone()
-    return torch.from_numpy(to_numpy_batch(tl))
+#: A DALI output batch as a torch tensor, converted as the Loader converts it.
+dali_to_torch = to_torch
 
 
 def _files(root: Path) -> tuple[list[str], list[int]]:
@@ -90,11 +81,9 @@ class LoaderPeer:
         )
 
     def _augment(self, batch: Any) -> torch.Tensor:
-        from dali_aug.ops import apply_params, index
+        from dali_aug.ops import apply_params
 
-        clean, params = batch.clean, batch.params
-        flipped = (params.op_ids[:, 0] == index("FlipLR")).to(clean.device)
-        x = torch.where(flipped[:, None, None, None], clean.flip(-1), clean)
+        x = batch.flipped_clean()
         x = apply_params(x, self.policy.sample(x.shape[0], generator=self.generator))
         return normalize(x)
 

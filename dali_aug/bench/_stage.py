@@ -12,8 +12,7 @@ AutoAugment-ImageNet and TrivialAugmentWide:
   draw per sample).
 
 Plus dali-aug's KeepAugment region selection + cut (saliency excluded: it is a model forward
-and backward) and LB-Aug's per-sample sampling + op ("n/a" with the reason where
-``dali_aug.lbaug`` is not importable).
+and backward) and LB-Aug's per-sample sampling + op.
 """
 
 from __future__ import annotations
@@ -252,7 +251,7 @@ class KeepSelectCut(_Stage):
     the cut) on the normalised batch; box side 1/4 of the image, tau 0.6."""
 
     def setup(self) -> None:
-        from dali_aug.keep import keep_cutout
+        from dali_aug.methods.keep import keep_cutout
 
         self.keep_cutout = keep_cutout
         self.float_images = (self.images.float() - 128.0) / 64.0
@@ -266,22 +265,20 @@ class KeepSelectCut(_Stage):
 
 
 class LbAugSample(_Stage):
-    """dali-aug LB-Aug in the training step: ``LBAugHook.augment`` (the label-conditioned
+    """dali-aug LB-Aug in the training step: ``LBAugMethod.apply`` (the label-conditioned
     actor forward, the sampler, the op parameters and the torch-backend op) on the batch
     with random multi-hot labels (10 labels), with an untrained actor."""
 
     def setup(self) -> None:
-        try:
-            from dali_aug.lbaug import Actor, ActorConfig, LBAugHook
-        except ImportError as err:
-            raise Unavailable(f"n/a: LB-Aug has not landed (dali_aug.lbaug: {err})") from err
+        from dali_aug.methods.lbaug import Actor, ActorConfig, LBAugMethod
+
         actor = Actor(ActorConfig(num_labels=10))
-        self.hook = LBAugHook(actor, seed=self.cfg.seed)
+        self.method = LBAugMethod(actor, seed=self.cfg.seed)
         labels = torch.rand((self.n, 10), generator=self.generator) < 0.3
         self.labels = labels.float().to(self.images.device)
 
     def _call(self) -> None:
-        self.hook.augment(self.images, self.labels)
+        self.method.apply(self.images, self.labels)
 
 
 def stage_specs(images: Callable[[], torch.Tensor], cfg: BenchConfig) -> list[PeerSpec]:

@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+from ._folders import DEMO_SIZE, cache_dir, demo_data, resolve_data
 from ._shapes import MULTI_LABELS, SHAPE_CLASSES, ShapesSpec, make_shapes
 
-__all__ = ["MULTI_LABELS", "SHAPE_CLASSES", "ShapesSpec", "make_shapes"]
+__all__ = [
+    "DEMO_SIZE",
+    "MULTI_LABELS",
+    "SHAPE_CLASSES",
+    "ShapesSpec",
+    "cache_dir",
+    "demo_data",
+    "make_shapes",
+    "resolve_data",
+]

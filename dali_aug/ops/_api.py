@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from dali_aug.ops._catalog import CATALOG, Mapping, check_level, get
+from dali_aug.ops._optional import require_dali
 from dali_aug.ops._params import OpParams
 from dali_aug.ops._torch import apply_params
 
@@ -109,6 +110,10 @@ def apply(
     Returns:
         uint8 [N, H, W, 3], a new array.
 
+    Raises:
+        ImportError: ``backend="dali"`` without NVIDIA DALI installed (the message names the
+            package, :data:`~dali_aug.ops.DALI_PACKAGE`).
+
     Example:
         >>> out = apply("Rotate", images, 9, backend="dali")
     """
@@ -123,6 +128,7 @@ def apply(
     images = check_numpy_images(images)
     params = OpParams.single(name, float(magnitude), images.shape[0], generator=generator)
     if backend == "dali":
+        require_dali()  # an ImportError naming the package, before any DALI import
         from dali_aug.ops._dali_run import run_dali
 
         return run_dali(images, params, device_id=0 if device == "cuda" else None)

@@ -27,7 +27,20 @@ import dataclasses
 import enum
 from typing import Any
 
-__all__ = ["CATALOG", "FILL", "Family", "Mapping", "OpDef", "check_level", "get", "index", "names"]
+import torch
+
+__all__ = [
+    "CATALOG",
+    "FILL",
+    "Family",
+    "Mapping",
+    "OpDef",
+    "check_level",
+    "get",
+    "index",
+    "level_to_param",
+    "names",
+]
 
 #: Fill value of every geometric op and of Cutout (AutoAugment reference: gray 128).
 FILL = 128
@@ -102,17 +115,46 @@ class OpDef:
         """
         if self.mapping is Mapping.NONE:
             return level * 0.0
-        if self.signed:
-            value = self.base + level / 10.0 * self.span
-        else:
-            value = self.base + abs(level) / 10.0 * self.span
-        if self.mapping is Mapping.ROUND:
-            value = (value + 0.5) // 1
-        return value
+        return level_to_param(
+            level,
+            base=self.base,
+            span=self.span,
+            signed=self.signed,
+            rounded=self.mapping is Mapping.ROUND,
+        )
 
     def replace(self, **overrides: Any) -> OpDef:
         """Returns a copy with some fields changed (e.g. a different ``span``)."""
         return dataclasses.replace(self, **overrides)
+
+
+def _choose(cond: Any, if_true: Any, if_false: Any) -> Any:
+    """``if_true if cond else if_false`` for a bool, elementwise for a bool tensor."""
+    if isinstance(cond, bool):
+        return if_true if cond else if_false
+    return torch.where(cond, if_true, if_false)
+
+
+def level_to_param(level: Any, *, base: Any, span: Any, signed: Any, rounded: Any) -> Any:
+    """The catalog's level -> parameter mapping: ``base + level / 10 * span``, with
+    ``|level|`` for unsigned ops, rounded half up for :attr:`Mapping.ROUND`.
+
+    The one implementation of the mapping: :meth:`OpDef.param` calls it with one op's
+    fields (Python floats and bools), :func:`~dali_aug.ops.resolve` with per-sample columns
+    of the catalog's lookup tables (tensors, mixed ops, no host sync).
+
+    Args:
+        level: float, numpy array or tensor of levels.
+        base: the parameter at level 0 (float or tensor broadcastable with ``level``).
+        span: the parameter change from level 0 to level 10 (float or tensor).
+        signed: bool or bool tensor: keep the sign of the level (else use ``|level|``).
+        rounded: bool or bool tensor: round the parameter half up to an integer.
+
+    Returns:
+        the parameter, of the type of ``level`` (promoted with ``base`` and ``span``).
+    """
+    value = base + _choose(signed, level, abs(level)) / 10.0 * span
+    return _choose(rounded, (value + 0.5) // 1, value)
 
 
 def _op(name: str, family: Family, **kwargs: Any) -> OpDef:

@@ -14,7 +14,9 @@ Differences from PIL that remain are the per-op ``tolerance["dali"]`` in the cat
 differently from PIL's fixed point by at most 1.
 
 This module must live in a ``.py`` file: DALI's conditionals rewrite the source of the
-functions below with AutoGraph.
+functions below with AutoGraph. It is the only module of ``dali_aug.ops`` that imports DALI at
+its top (``dali_aug.ops`` itself does not import it); without DALI importing it raises an
+ImportError naming the package to install.
 """
 
 from __future__ import annotations
@@ -24,12 +26,17 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from nvidia.dali import fn, types
-from nvidia.dali import math as dmath
-from nvidia.dali.data_node import DataNode
 
 from dali_aug.ops._catalog import FILL, Family
+from dali_aug.ops._optional import missing_dali
 from dali_aug.ops._params import OpParams, resolve
+
+try:
+    from nvidia.dali import fn, types
+    from nvidia.dali import math as dmath
+    from nvidia.dali.data_node import DataNode
+except ImportError as _err:  # the backend is optional: say what to install
+    raise missing_dali(_err) from _err
 
 __all__ = ["LayerNodes", "apply_layers", "host_inputs", "NUM_LAYER_INPUTS"]
 
@@ -52,9 +59,21 @@ class LayerNodes:
     partner: DataNode
 
 
-def host_inputs(params: OpParams, height: int, width: int) -> list[list[np.ndarray]]:
-    """The per-sample numpy arrays fed to the pipeline, layer after layer (7 per layer)."""
-    out: list[list[np.ndarray]] = []
+def host_inputs(params: OpParams, height: int, width: int) -> list[np.ndarray]:
+    """The batches fed to the pipeline's ``external_source(batch=True)``, layer after layer.
+
+    Args:
+        params: the per-sample ops [N, L], on the CPU.
+        height: H of every sample.
+        width: W of every sample.
+
+    Returns:
+        ``NUM_LAYER_INPUTS * L`` dense C-contiguous numpy arrays, each with the batch as its
+        first dimension (one sample per row): per layer the family (int32 [N]), value
+        (float32 [N]), matrix (float32 [N, 2, 3]), box anchor and shape (float32 [N, 2]),
+        posterize mask (uint8 [N]) and partner (int32 [N]).
+    """
+    out: list[np.ndarray] = []
     for layer in range(params.num_layers):
         r = resolve(
             params.op_ids[:, layer],
@@ -81,7 +100,7 @@ def host_inputs(params: OpParams, height: int, width: int) -> list[list[np.ndarr
             .int()
             .numpy(),
         )
-        out.extend([list(a) for a in arrays])
+        out.extend(np.ascontiguousarray(a) for a in arrays)
     return out
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from nvidia.dali import fn, pipeline_def
 
+from dali_aug._pipeline import to_numpy_batch
 from dali_aug.ops._dali import NUM_LAYER_INPUTS, LayerNodes, apply_layers, host_inputs
 from dali_aug.ops._params import OpParams
 
@@ -23,10 +24,10 @@ class _Feed:
     """The batch the next pipeline run reads (one pipeline run per call, under a lock)."""
 
     def __init__(self) -> None:
-        self.batches: tuple[list[np.ndarray], ...] = ()
+        self.batches: tuple[list[np.ndarray] | np.ndarray, ...] = ()
         self.lock = threading.Lock()
 
-    def __call__(self) -> tuple[list[np.ndarray], ...]:
+    def __call__(self) -> tuple[list[np.ndarray] | np.ndarray, ...]:
         return self.batches
 
 
@@ -70,6 +71,4 @@ def run_dali(images: np.ndarray, params: OpParams, *, device_id: int | None = No
             host_inputs(params.to("cpu"), h, w)
         )
         (out,) = pipe.run()
-    if device_id is not None:
-        out = out.as_cpu()
-    return np.stack([np.asarray(out[i]) for i in range(n)])
+        return to_numpy_batch(out).copy()  # owned by the caller, as the np.stack it replaces

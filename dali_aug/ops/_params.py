@@ -16,9 +16,18 @@ from typing import Any
 
 import torch
 
-from dali_aug.ops._catalog import CATALOG, Mapping, index
+from dali_aug.ops._catalog import CATALOG, Mapping, index, level_to_param
 
-__all__ = ["OpParams", "Resolved", "identity_params", "random_extras", "resolve"]
+__all__ = [
+    "OpParams",
+    "Resolved",
+    "flip_signs",
+    "identity_params",
+    "random_extras",
+    "random_signs",
+    "resolve",
+    "signed_mask",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,6 +164,58 @@ def _tables(device: torch.device) -> dict[str, torch.Tensor]:
     return _TABLES[device]
 
 
+def signed_mask(op_ids: torch.Tensor) -> torch.Tensor:
+    """Whether each op id names a signed op (:attr:`OpDef.signed`), on the ids' device.
+
+    Args:
+        op_ids: int64 catalog op ids, any shape.
+
+    Returns:
+        bool tensor of the shape of ``op_ids`` (a lookup in a table built once per device).
+    """
+    return _tables(op_ids.device)["signed"][op_ids]
+
+
+def flip_signs(levels: torch.Tensor, op_ids: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """Negates the levels of signed ops whose uniform draw is below 0.5 (a fair sign).
+
+    For callers that draw their uniforms with other randomness (LB-Aug's actor); policies
+    use :func:`random_signs`.
+
+    Args:
+        levels: float levels, any shape.
+        op_ids: int64 catalog op ids, the shape of ``levels``.
+        uniforms: U[0, 1) draws, the shape of ``levels``, on their device.
+
+    Returns:
+        the levels, negated where the op is signed and ``uniforms < 0.5``.
+    """
+    flip = (uniforms < 0.5) & signed_mask(op_ids)
+    return torch.where(flip, -levels, levels)
+
+
+def random_signs(
+    levels: torch.Tensor, op_ids: torch.Tensor, *, generator: torch.Generator | None
+) -> torch.Tensor:
+    """A fair random sign on the levels of signed ops, every policy's sign draw.
+
+    Draws one uniform per level from ``generator`` (on its device: the CPU generator of the
+    policies, or the global CPU RNG when None) whether the op is signed or not, so the
+    stream consumed depends only on the shape.
+
+    Args:
+        levels: float levels [N, L].
+        op_ids: int64 catalog op ids [N, L].
+        generator: the source of the uniforms.
+
+    Returns:
+        the levels with random signs, on the levels' device.
+    """
+    device = generator.device if generator is not None else torch.device("cpu")
+    uniforms = torch.rand(levels.shape, generator=generator, device=device).to(levels.device)
+    return flip_signs(levels, op_ids, uniforms)
+
+
 _SHEAR_X, _SHEAR_Y, _TRANS_X, _TRANS_Y, _ROTATE = (
     index(n) for n in ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
 )
@@ -171,14 +232,20 @@ def resolve(
 ) -> Resolved:
     """Turns one layer of :class:`OpParams` ([N] ids and levels) into kernel parameters.
 
-    The parameter mapping is :meth:`OpDef.param`, evaluated with catalog lookup tables on the
-    ids' device; geometric ops become PIL inverse affine matrices.
+    The parameter mapping is :func:`~dali_aug.ops.level_to_param` (what :meth:`OpDef.param`
+    evaluates), fed with catalog lookup tables on the ids' device; geometric ops become PIL
+    inverse affine matrices. The tables hold the catalog's ``base`` and ``span`` as float32
+    (widened to float64 for the arithmetic), so values differ from the scalar
+    :meth:`OpDef.param` by float32 rounding of the constants (< 1e-7 relative).
     """
     t = _tables(op_ids.device)
-    signed = t["signed"][op_ids]
-    mag = torch.where(signed, levels, levels.abs()).double()  # double, as PIL's Python floats
-    value = t["base"][op_ids].double() + mag / 10.0 * t["span"][op_ids].double()
-    value = torch.where(t["round"][op_ids], torch.floor(value + 0.5), value)
+    value = level_to_param(
+        levels.double(),  # double, as PIL's Python floats
+        base=t["base"][op_ids].double(),
+        span=t["span"][op_ids].double(),
+        signed=t["signed"][op_ids],
+        rounded=t["round"][op_ids],
+    )
 
     n = op_ids.shape[0]
     one, zero = torch.ones_like(value), torch.zeros_like(value)

@@ -9,8 +9,9 @@ Own tensor code, not Kornia, where Kornia's semantics differ from PIL (checked i
 ``adjust_contrast`` has no mean-gray centre, ``adjust_saturation`` works in HSV where PIL's
 Color blends toward the ITU-R 601 luma, its warps sample with ``align_corners`` conventions
 and bilinear/nearest rounding that differ from PIL's pixel-centre NEAREST, and its float
-``equalize``/``sharpness`` skip PIL's integer rounding. Kornia is used where it matches PIL
-bit for bit: ``kornia.enhance.invert`` (Invert).
+``equalize``/``sharpness`` skip PIL's integer rounding. Where Kornia does match PIL bit for bit
+(``kornia.enhance.invert``, i.e. ``255 - x``) the same arithmetic is written in torch, so the
+torch backend needs no Kornia.
 
 The point ops (AutoContrast, Equalize, Solarize, Posterize) are per-sample, per-channel
 lookup tables [n, 3, 256] applied with one ``gather``, which is exactly how PIL applies them
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import kornia
 import torch
 import torch.nn.functional as F
 
@@ -81,9 +81,8 @@ def _autocontrast(x: torch.Tensor, r: Resolved, batch: torch.Tensor) -> torch.Te
 
 
 def _invert(x: torch.Tensor, r: Resolved, batch: torch.Tensor) -> torch.Tensor:
-    # kornia.enhance.invert(x, max_val) computes max_val - x: exact on uint8 held in float.
-    out = kornia.enhance.invert(x.float(), torch.tensor(255.0, device=x.device))
-    return out.to(torch.uint8)
+    """``ImageOps.invert``: ``255 - x`` (exact in uint8, as ``kornia.enhance.invert``)."""
+    return 255 - x
 
 
 def _equalize(x: torch.Tensor, r: Resolved, batch: torch.Tensor) -> torch.Tensor:

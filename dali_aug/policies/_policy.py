@@ -5,25 +5,36 @@ with an explicit ``torch.Generator``; the backends apply them. Policies never pa
 (see :func:`dali_aug.policies.parse_policy` for the command-line edge).
 
 * :class:`Policy`: AutoAugment-style sub-policies (arXiv:1805.09501): one sub-policy drawn
-  uniformly per sample, each of its ops applied with its probability. User-defined policies
-  and exported learned policies (AWS) are of this type.
+  per sample, uniformly or, with ``weights``, from a weighted categorical distribution (the
+  export of a searched distribution: AWS, MetaAugment's sampler), each of its ops applied with
+  its probability. User-defined policies and exported learned policies are of this type.
 * :class:`RandAugment` (arXiv:1909.13719): ``n`` ops drawn uniformly, all at level ``m``
   (optionally jittered by a Gaussian of std ``mstd``, as timm's ``mstd``).
 * :class:`TrivialAugmentWide` (arXiv:2103.10158): one op, a level drawn uniformly from 31
   bins over the op's wide range.
 * :class:`NoAugment`: no op.
 
-Signed ops get a random sign with probability 0.5 in every policy.
+Signed ops get a random sign with probability 0.5 in every policy
+(:func:`dali_aug.ops.random_signs`).
+
+The lookup tables a policy samples from are built once, in ``__post_init__``; ``sample`` is
+tensor work only (no Python loop over sub-policies, ops or samples). The tables are not
+dataclass fields: equality, hashing, ``dataclasses.replace`` and ``to_dict`` see the fields
+only, and pickling drops the tables and rebuilds them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
+from collections.abc import Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 
-from dali_aug.ops import CATALOG, OpParams, check_level, get, index, random_extras
+from dali_aug.ops import CATALOG, OpParams, check_level, get, index, random_extras, random_signs
 from dali_aug.policies._tables import RAND_OPS, TABLES, WIDE_MAX_LEVEL
 
 __all__ = [
@@ -55,18 +66,106 @@ class AugmentPolicy(Protocol):
     def to_dict(self) -> dict[str, Any]: ...
 
 
-def _random_sign(
-    levels: torch.Tensor, ops: torch.Tensor, g: torch.Generator | None
-) -> torch.Tensor:
-    signed = torch.tensor([op.signed for op in CATALOG])[ops]
-    flip = (torch.rand(levels.shape, generator=g) < 0.5) & signed
-    return torch.where(flip, -levels, levels)
-
-
 def _params(ops: torch.Tensor, levels: torch.Tensor, g: torch.Generator | None) -> OpParams:
     n, layers = ops.shape
-    levels = _random_sign(levels.float(), ops, g)
+    levels = random_signs(levels.float(), ops, generator=g)
     return OpParams(ops, levels, *random_extras(n, layers, generator=g))
+
+
+class _Cached:
+    """Base of the frozen policy dataclasses that precompute tensors in ``__post_init__``.
+
+    The tensors are stored next to the fields (``object.__setattr__``), not as fields, so
+    equality, hashing, ``repr``, ``dataclasses.replace`` (which re-runs ``__post_init__``)
+    and ``to_dict`` ignore them; pickling and copying keep the fields only and rebuild them.
+    The annotations below only type them (a plain base class adds no dataclass fields).
+    """
+
+    _table: _SubPolicyTable  # Policy
+    _ids: torch.Tensor  # RandAugment, TrivialAugmentWide: the op ids
+    _top: torch.Tensor  # TrivialAugmentWide: the largest level per op
+
+    def __post_init__(self) -> None:  # pragma: no cover - every subclass defines it
+        pass
+
+    def _cache(self, **values: Any) -> None:
+        for key, value in values.items():
+            object.__setattr__(self, key, value)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            object.__setattr__(self, key, value)
+        self.__post_init__()
+
+
+@dataclasses.dataclass(frozen=True)
+class _SubPolicyTable:
+    """The sampling tables of a :class:`Policy` (built once by :func:`_build_table`).
+
+    Attributes:
+        ops: int64 [K, L], the op id of each layer of each sub-policy (Identity padding).
+        probs: float32 [K, L], the probability that the layer applies its op.
+        levels: float32 [K, L], the level of the op.
+        select: float64 [K], the probability of drawing each sub-policy (normalised weights),
+            or None for the uniform draw.
+    """
+
+    ops: torch.Tensor
+    probs: torch.Tensor
+    levels: torch.Tensor
+    select: torch.Tensor | None
+
+
+def _build_table(
+    sub_policies: tuple[tuple[OpSpec, ...], ...], weights: tuple[float, ...] | None
+) -> _SubPolicyTable:
+    """The tables of a policy's sub-policies, padded with Identity to the longest one."""
+    layers = max(len(sub) for sub in sub_policies)
+    pad = [(_IDENTITY, 0.0, 0.0)] * layers
+    rows = [[(index(s.op), s.prob, s.level) for s in sub] + pad[len(sub) :] for sub in sub_policies]
+    ops = torch.tensor([[r[0] for r in row] for row in rows], dtype=torch.int64)
+    probs = torch.tensor([[r[1] for r in row] for row in rows], dtype=torch.float32)
+    levels = torch.tensor([[r[2] for r in row] for row in rows], dtype=torch.float32)
+    select = None
+    if weights is not None:
+        w = torch.tensor(weights, dtype=torch.float64)
+        select = w / w.sum()
+    return _SubPolicyTable(ops, probs, levels, select)
+
+
+def _check_weights(name: str, k: int, weights: object) -> tuple[float, ...]:
+    """The weights of a :class:`Policy` as floats, or ValueError/TypeError naming the fix."""
+    if isinstance(weights, (torch.Tensor, np.ndarray)) and weights.ndim == 1:
+        weights = weights.tolist()
+    if isinstance(weights, (str, bytes)) or not isinstance(weights, Sequence):
+        raise TypeError(
+            f"Policy {name!r}: weights must be a sequence of {k} numbers (one per "
+            f"sub-policy), got {type(weights).__name__}"
+        )
+    for w in weights:
+        if isinstance(w, bool) or not isinstance(w, numbers.Real):
+            raise TypeError(f"Policy {name!r}: weight {w!r} is not a number")
+    values = tuple(float(w) for w in weights)
+    if len(values) != k:
+        raise ValueError(
+            f"Policy {name!r}: {len(values)} weights for {k} sub-policies; give one weight "
+            "per sub-policy"
+        )
+    bad = [w for w in values if not math.isfinite(w) or w < 0]
+    if bad:
+        raise ValueError(
+            f"Policy {name!r}: weight {bad[0]} is not a finite number >= 0; weights are "
+            "non-negative selection weights (normalised by their sum)"
+        )
+    if not math.fsum(values) > 0:
+        raise ValueError(
+            f"Policy {name!r}: the weights sum to 0; give at least one positive weight "
+            "(or weights=None for the uniform draw)"
+        )
+    return values
 
 
 def _check_op_names(ops: tuple[str, ...], who: str) -> None:
@@ -96,20 +195,31 @@ class OpSpec:
 
 
 @dataclasses.dataclass(frozen=True)
-class Policy:
-    """AutoAugment-style policy: a list of sub-policies, one drawn uniformly per sample.
+class Policy(_Cached):
+    """AutoAugment-style policy: a list of sub-policies, one drawn per sample.
+
+    Without ``weights`` the sub-policy is drawn uniformly (``torch.randint``); with them it is
+    a weighted categorical policy, the export of a searched distribution (AWS, MetaAugment),
+    drawn with ``torch.multinomial``. The sampling tables are built once, here.
 
     Args:
         name: a label for logs.
         sub_policies: each a tuple of :class:`OpSpec`, applied in order; sub-policies of
             different lengths are padded with Identity.
+        weights: optional selection weights, one per sub-policy: finite, >= 0, with a
+            positive sum; sub-policy ``i`` is drawn with probability ``weights[i] /
+            sum(weights)``. Kept as given (as floats) so that ``to_dict`` round-trips them
+            exactly. Explicit equal weights give the same distribution as None but other
+            draws (multinomial, not randint).
 
     Example:
         >>> Policy("mine", ((OpSpec("Rotate", 0.5, 9), OpSpec("Equalize", 0.8)),))
+        >>> Policy("searched", subs, weights=(0.7, 0.2, 0.1))
     """
 
     name: str
     sub_policies: tuple[tuple[OpSpec, ...], ...]
+    weights: tuple[float, ...] | None = None
     kind: ClassVar[str] = "policy"
 
     def __post_init__(self) -> None:
@@ -120,39 +230,51 @@ class Policy:
                 raise TypeError(
                     f"Policy {self.name!r}: every sub-policy must be a non-empty tuple of OpSpec"
                 )
+        if self.weights is not None:
+            weights = _check_weights(self.name, len(self.sub_policies), self.weights)
+            object.__setattr__(self, "weights", weights)
+        self._cache(_table=_build_table(self.sub_policies, self.weights))
 
     @property
     def num_layers(self) -> int:
-        return max(len(s) for s in self.sub_policies)
+        return int(self._table.ops.shape[1])
 
-    def _table(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        k, layers = len(self.sub_policies), self.num_layers
-        ops = torch.full((k, layers), _IDENTITY, dtype=torch.int64)
-        probs = torch.zeros((k, layers))
-        levels = torch.zeros((k, layers))
-        for i, sub in enumerate(self.sub_policies):
-            for j, spec in enumerate(sub):
-                ops[i, j], probs[i, j], levels[i, j] = index(spec.op), spec.prob, spec.level
-        return ops, probs, levels
+    def selection_probabilities(self) -> torch.Tensor:
+        """float64 [K]: the probability of drawing each sub-policy."""
+        select = self._table.select
+        if select is None:
+            k = len(self.sub_policies)
+            return torch.full((k,), 1.0 / k, dtype=torch.float64)
+        return select.clone()
 
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> OpParams:
-        ops, probs, levels = self._table()
-        pick = torch.randint(0, len(self.sub_policies), (n,), generator=generator)
-        applied = torch.rand((n, self.num_layers), generator=generator) < probs[pick]
-        chosen = torch.where(applied, ops[pick], torch.full_like(ops[pick], _IDENTITY))
-        return _params(chosen, torch.where(applied, levels[pick], 0.0), generator)
+        t: _SubPolicyTable = self._table
+        if t.select is None:
+            pick = torch.randint(0, len(self.sub_policies), (n,), generator=generator)
+        elif n > 0:
+            pick = torch.multinomial(t.select, n, replacement=True, generator=generator)
+        else:  # multinomial refuses 0 samples
+            pick = torch.zeros((0,), dtype=torch.int64)
+        applied = torch.rand((n, self.num_layers), generator=generator) < t.probs[pick]
+        ops = t.ops[pick]
+        chosen = torch.where(applied, ops, torch.full_like(ops, _IDENTITY))
+        return _params(chosen, torch.where(applied, t.levels[pick], 0.0), generator)
 
     def op_probabilities(self) -> torch.Tensor:
         """[L, K]: the probability that layer l applies op k (Identity gets the rest)."""
-        ops, probs, _ = self._table()
+        t: _SubPolicyTable = self._table
         out = torch.zeros((self.num_layers, len(CATALOG)))
         for layer in range(self.num_layers):
-            out[layer].index_add_(0, ops[:, layer], probs[:, layer] / len(self.sub_policies))
+            if t.select is None:
+                mass = t.probs[:, layer] / len(self.sub_policies)
+            else:
+                mass = (t.probs[:, layer].double() * t.select).float()
+            out[layer].index_add_(0, t.ops[:, layer], mass)
             out[layer, _IDENTITY] += 1.0 - out[layer].sum()
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "type": self.kind,
             "name": self.name,
             "sub_policies": [
@@ -160,14 +282,23 @@ class Policy:
                 for sub in self.sub_policies
             ],
         }
+        if self.weights is not None:
+            d["weights"] = list(self.weights)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Policy:
         subs = tuple(tuple(OpSpec(**s) for s in sub) for sub in d["sub_policies"])
-        return cls(name=d.get("name", "custom"), sub_policies=subs)
+        weights = d.get("weights")
+        return cls(
+            name=d.get("name", "custom"),
+            sub_policies=subs,
+            weights=None if weights is None else tuple(weights),
+        )
 
     def __repr__(self) -> str:
-        return f"Policy({self.name!r}, {len(self.sub_policies)} sub-policies)"
+        weighted = ", weighted" if self.weights is not None else ""
+        return f"Policy({self.name!r}, {len(self.sub_policies)} sub-policies{weighted})"
 
 
 def auto_augment(table: str = "imagenet") -> Policy:
@@ -182,7 +313,7 @@ def auto_augment(table: str = "imagenet") -> Policy:
 
 
 @dataclasses.dataclass(frozen=True)
-class RandAugment:
+class RandAugment(_Cached):
     """RandAugment: ``n`` ops drawn uniformly from ``ops``, each at level ``m``.
 
     Args:
@@ -210,13 +341,14 @@ class RandAugment:
         if not 0.0 <= self.prob <= 1.0:
             raise ValueError(f"RandAugment: prob={self.prob} must be in [0, 1]")
         _check_op_names(tuple(self.ops), "RandAugment")
+        self._cache(_ids=torch.tensor([index(o) for o in self.ops]))
 
     @property
     def num_layers(self) -> int:
         return self.n
 
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> OpParams:
-        ids = torch.tensor([index(o) for o in self.ops])
+        ids: torch.Tensor = self._ids
         ops = ids[torch.randint(0, len(ids), (n, self.n), generator=generator)]
         levels = torch.full((n, self.n), float(self.m))
         if self.mstd > 0:
@@ -256,7 +388,7 @@ class RandAugment:
 
 
 @dataclasses.dataclass(frozen=True)
-class TrivialAugmentWide:
+class TrivialAugmentWide(_Cached):
     """TrivialAugmentWide: one op drawn uniformly, a level drawn uniformly from ``num_bins``
     bins over the op's wide range (:data:`~dali_aug.policies._tables.WIDE_MAX_LEVEL`)."""
 
@@ -268,14 +400,18 @@ class TrivialAugmentWide:
         _check_op_names(tuple(self.ops), "TrivialAugmentWide")
         if self.num_bins < 2:
             raise ValueError(f"TrivialAugmentWide: num_bins={self.num_bins} must be >= 2")
+        self._cache(
+            _ids=torch.tensor([index(o) for o in self.ops]),
+            _top=torch.tensor([WIDE_MAX_LEVEL.get(o, 10.0) for o in self.ops]),
+        )
 
     @property
     def num_layers(self) -> int:
         return 1
 
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> OpParams:
-        ids = torch.tensor([index(o) for o in self.ops])
-        top = torch.tensor([WIDE_MAX_LEVEL.get(o, 10.0) for o in self.ops])
+        ids: torch.Tensor = self._ids
+        top: torch.Tensor = self._top
         which = torch.randint(0, len(ids), (n, 1), generator=generator)
         bins = torch.randint(0, self.num_bins, (n, 1), generator=generator)
         levels = bins.float() / (self.num_bins - 1) * top[which]

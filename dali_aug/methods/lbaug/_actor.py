@@ -22,7 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from dali_aug.ops import CATALOG, OpParams, index, names, random_extras
+from dali_aug.kernels import label_sample
+from dali_aug.ops import OpParams, flip_signs, index, names, random_extras
 
 __all__ = [
     "AA_OPS",
@@ -32,6 +33,7 @@ __all__ = [
     "ActorOutput",
     "applied_probability",
     "check_labels",
+    "draw_ops",
     "entropy",
     "joint_log_prob",
     "to_op_params",
@@ -223,12 +225,11 @@ def joint_log_prob(
     mag_levels: torch.Tensor,
 ) -> torch.Tensor:
     """``log pi(op) + log pi_op(p) + log pi_op(lambda)`` per sample (Eq. 6), [N], from the
-    logits (differentiable); the same quantity the sampler returns."""
-    rows = torch.arange(op_ids.shape[0], device=op_ids.device)
-    lp_op = out.op_logits.log_softmax(-1)[rows, op_ids]
-    lp_p = out.prob_logits[rows, op_ids].log_softmax(-1)[rows, prob_levels]
-    lp_m = out.mag_logits[rows, op_ids].log_softmax(-1)[rows, mag_levels]
-    return lp_op + lp_p + lp_m
+    logits (differentiable); the same quantity the sampler returns
+    (:func:`dali_aug.kernels.label_sample.log_prob_of` on the actor's output)."""
+    return label_sample.log_prob_of(
+        out.op_logits, out.prob_logits, out.mag_logits, op_ids, prob_levels, mag_levels
+    )
 
 
 def entropy(out: ActorOutput) -> torch.Tensor:
@@ -291,9 +292,7 @@ def to_op_params(
     prob = prob_levels.float() / (prob_levels_total - 1)
     applied = u[:, 0] < prob if draw_apply else prob > 0
     cat = catalog_ids.to(device)[op_ids]
-    signed = _SIGNED.to(device)[cat]
-    sign = torch.where(signed & (u[:, 1] < 0.5), -1.0, 1.0)
-    level = (mag_levels.float() + 1.0) * (10.0 / mag_levels_total) * sign
+    level = flip_signs((mag_levels.float() + 1.0) * (10.0 / mag_levels_total), cat, u[:, 1])
     cat = torch.where(applied, cat, _IDENTITY)
     level = torch.where(applied, level, torch.zeros_like(level))
     centers, partners = random_extras(n, 1, generator=generator)
@@ -301,5 +300,43 @@ def to_op_params(
     return params, (applied if draw_apply else prob)
 
 
-_SIGNED = torch.tensor([op.signed for op in CATALOG])
+def draw_ops(
+    actor: Actor,
+    out: ActorOutput,
+    *,
+    generator: torch.Generator | None,
+    device_generator: torch.Generator | None,
+    draw_apply: bool = True,
+) -> tuple[OpParams, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Draws one (op, p-level, magnitude-level) per sample from the actor's output with the
+    label-conditioned sampler and turns it into op parameters (:func:`to_op_params`).
+
+    Args:
+        actor: the actor whose search space and level counts apply.
+        out: its output for the batch's labels.
+        generator: CPU generator of :func:`to_op_params` (Bernoulli, signs, extras).
+        device_generator: generator on the logits' device for the sampler.
+        draw_apply: as :func:`to_op_params`.
+
+    Returns:
+        (params [N, 1], applied bool [N] or the apply probabilities, op indices [N], the
+        joint log-probability [N], differentiable w.r.t. the logits).
+    """
+    op, p_level, m_level, log_prob = label_sample.sample(
+        out.op_logits, out.prob_logits, out.mag_logits, generator=device_generator
+    )
+    cfg = actor.config
+    params, applied = to_op_params(
+        actor.catalog_ids,
+        op,
+        p_level,
+        m_level,
+        prob_levels_total=cfg.prob_levels,
+        mag_levels_total=cfg.mag_levels,
+        generator=generator,
+        draw_apply=draw_apply,
+    )
+    return params, applied, op, log_prob
+
+
 _IDENTITY = index("Identity")

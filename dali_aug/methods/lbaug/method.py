@@ -1,12 +1,14 @@
-"""LB-Aug stage C: training with the learned actor, as a :class:`~dali_aug.train.Hook`.
+"""LB-Aug stage C: training with the learned actor, as a training-step
+:class:`~dali_aug.train.Method`.
 
-Before every forward pass the hook maps the batch's multi-hot labels through the (frozen,
+Before every forward pass the method maps the batch's multi-hot labels through the (frozen,
 eval-mode) actor, draws one (op, p-level, lambda-level) per sample, applies the op with
 probability ``p`` to the batch's uint8 images with the torch backend (on the batch's device)
 and replaces ``batch.images`` by the normalised result. The ops applied are appended to
-``batch.params`` as one more layer and kept on the hook (``last_params``, ``counts``).
+``batch.params`` as one more layer and kept on the method (``last_params``, ``counts``).
 
-The hook needs a Loader with ``provenance=True`` and no dataset-level policy: it starts from
+The method needs a Loader with the op record and the clean crops and no dataset-level policy
+(:meth:`LBAugMethod.loader_needs`): it starts from
 ``batch.clean`` (the crop before the Loader's flip). When the actor's search space holds
 FlipLR, the Loader's random flip is dropped and the actor decides the flip per label (on the
 demo shapes a flip destroys the left/right labels); otherwise the Loader's flip is kept.
@@ -15,25 +17,28 @@ demo shapes a flip destroys the left/right labels); otherwise the Loader's flip 
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from dali_aug.kernels import label_sample
-from dali_aug.lbaug._actor import Actor, to_op_params
-from dali_aug.loader import Batch
+from dali_aug.methods.lbaug._actor import Actor, draw_ops
 from dali_aug.ops import OpParams, apply_params, index
-from dali_aug.train import Hook, Trainer
+from dali_aug.train import LoaderNeeds, Method, Step
 from dali_aug.viz import normalize
 
-__all__ = ["LBAugHook"]
+if TYPE_CHECKING:
+    from dali_aug.batch import Batch
+
+__all__ = ["LBAugMethod"]
 
 
-class LBAugHook(Hook):
+class LBAugMethod(Method):
     """Applies the actor's label-conditioned ops in the training step.
 
     Args:
-        actor: a trained :class:`Actor` (put in eval mode and moved to the batches' device).
-        seed: seeds the hook's generators (op sampling, Bernoulli draws, signs, extras).
+        actor: a trained :class:`Actor` (frozen: put in eval mode, moved to the batches'
+            device, not trained and not part of the checkpoint's modules).
+        seed: seeds the method's generators (op sampling, Bernoulli draws, signs, extras).
         keep_loader_flip: start from the Loader's flipped image; default: only when the
             actor's search space has no FlipLR.
 
@@ -41,6 +46,8 @@ class LBAugHook(Hook):
         last_params: the ops applied to the last batch ([B, 1]; Identity when not applied).
         counts: int64 [K + 1], how often each op was applied (last entry: not applied).
     """
+
+    name = "lbaug"
 
     def __init__(self, actor: Actor, *, seed: int = 0, keep_loader_flip: bool | None = None):
         self.actor = actor.eval()
@@ -66,7 +73,7 @@ class LBAugHook(Hook):
         return {n: int(c) / total for n, c in zip(names, self.counts.tolist(), strict=True)}
 
     @torch.no_grad()
-    def augment(self, clean: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, OpParams]:
+    def apply(self, clean: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, OpParams]:
         """Samples and applies the actor's ops to uint8 [B, 3, H, W] images.
 
         Returns:
@@ -76,30 +83,40 @@ class LBAugHook(Hook):
         actor = self.actor.to(device).eval()
         out = actor(labels.to(device))
         cfg = actor.config
-        op, p_level, m_level, _ = label_sample.sample(
-            out.op_logits,
-            out.prob_logits,
-            out.mag_logits,
-            generator=self._device_generator(device),
-        )
-        params, applied = to_op_params(
-            actor.catalog_ids,
-            op,
-            p_level,
-            m_level,
-            prob_levels_total=cfg.prob_levels,
-            mag_levels_total=cfg.mag_levels,
+        params, applied, op, _ = draw_ops(
+            actor,
+            out,
             generator=self.generator,
+            device_generator=self._device_generator(device),
         )
         chosen = torch.where(applied, op, torch.full_like(op, cfg.num_ops))
         self.counts += torch.bincount(chosen, minlength=cfg.num_ops + 1).cpu()
         return apply_params(clean, params), params
 
-    def before_forward(self, trainer: Trainer, batch: Batch) -> Batch:
+    def loader_needs(self) -> LoaderNeeds:
+        return LoaderNeeds(policy=False, op_record=True, clean=True)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "generator": self.generator.get_state(),
+            "device_generators": {
+                str(d): g.get_state() for d, g in self._device_generators.items()
+            },
+            "counts": self.counts.clone(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+        for name, st in state["device_generators"].items():
+            self._device_generator(torch.device(name)).set_state(st)
+        self.counts = state["counts"].clone()
+
+    def augment(self, step: Step, batch: Batch) -> Batch:
         if batch.clean is None or batch.params is None:
             raise ValueError(
-                "the LB-Aug hook needs a Loader with provenance=True (batch.clean and "
-                "batch.params) and no dataset-level policy"
+                "the LB-Aug method needs a Loader with the op record and the clean crops "
+                "(op_record=True, clean=True: see LBAugMethod.loader_needs) and no "
+                "dataset-level policy"
             )
         if batch.params.num_layers != 1:
             raise ValueError(
@@ -107,10 +124,11 @@ class LBAugHook(Hook):
                 "LB-Aug replaces it: build the Loader with policy=None"
             )
         flip = batch.params
-        if not self.keep_loader_flip:
+        start = batch.flipped_clean()
+        if not self.keep_loader_flip:  # the actor decides the flip: start from the crop
             flip = dataclasses.replace(flip, op_ids=torch.full_like(flip.op_ids, _IDENTITY))
-        start = apply_params(batch.clean, flip)
-        images, params = self.augment(start, batch.labels)
+            start = batch.clean
+        images, params = self.apply(start, batch.labels)
         self.last_params = params
         layers = OpParams(
             *(

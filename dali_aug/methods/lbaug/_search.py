@@ -13,7 +13,7 @@ Choices beyond the paper (gap-fills, see DIGEST 1.3):
   ``p * reward(applied op)`` in expectation over the apply draw. The search uses that
   expectation directly (every sampled op is applied, its reward weighted by ``p``): the same
   objective with less variance than drawing the Bernoulli, and no critic pass wasted on
-  unchanged images. Training (:class:`~dali_aug.lbaug.LBAugHook`) draws the Bernoulli.
+  unchanged images. Training (:class:`~dali_aug.methods.lbaug.LBAugMethod`) draws the Bernoulli.
 * The baseline is an exponential moving average of the batch-mean reward.
 * A small entropy bonus (``entropy_weight``, in reward units: mean BCE per label) on the joint
   distribution. Without it the actor collapses onto the single least harmful op, since with
@@ -37,17 +37,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from dali_aug.kernels import label_sample
-from dali_aug.lbaug._actor import (
+from dali_aug.methods.lbaug._actor import (
     AA_OPS,
     Actor,
     ActorConfig,
     ActorOutput,
     check_labels,
+    draw_ops,
     entropy,
-    to_op_params,
 )
-from dali_aug.lbaug._critics import clean_losses, rewards, shuffle_splits, train_critic
+from dali_aug.methods.lbaug._critics import clean_losses, rewards, shuffle_splits, train_critic
 from dali_aug.models import ModelName, build_model
 from dali_aug.ops import apply_params
 
@@ -330,19 +329,8 @@ def _step_rewards(
     weighed by its apply probability: the expectation of Eq. 7 over the apply draw."""
     actor.train()
     out = actor(labels)
-    op, p_level, m_level, log_prob = label_sample.sample(
-        out.op_logits, out.prob_logits, out.mag_logits, generator=device_generator
-    )
-    cfg = actor.config
-    params, prob = to_op_params(
-        actor.catalog_ids,
-        op,
-        p_level,
-        m_level,
-        prob_levels_total=cfg.prob_levels,
-        mag_levels_total=cfg.mag_levels,
-        generator=generator,
-        draw_apply=False,
+    params, prob, _, log_prob = draw_ops(
+        actor, out, generator=generator, device_generator=device_generator, draw_apply=False
     )
     augmented = apply_params(images, params)
     r = rewards(critics, augmented, labels, members, clean, prob)

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dali_aug.loader import Batch
+from dali_aug.batch import Batch
 from dali_aug.train import Trainer
 from dali_aug.viz import normalize
 

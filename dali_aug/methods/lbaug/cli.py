@@ -1,7 +1,8 @@
-"""Command-line glue of LB-Aug: ``dali-aug search lbaug`` and ``dali-aug train --method lbaug``.
+"""Command-line glue of LB-Aug: ``dali-aug search lbaug`` and ``dali-aug train --method lbaug``
+(the method-registry contract of :mod:`dali_aug.methods`).
 
-Flags become a :class:`SearchConfig` here and nowhere else; ``dali_aug.cli`` only calls
-:func:`add_search_parser`, :func:`add_train_arguments`, :func:`run_search` and :func:`make_hook`.
+Flags become a :class:`SearchConfig` here and nowhere else. Only argparse is imported at
+module level: the method is imported when a verb needs it.
 """
 
 from __future__ import annotations
@@ -11,20 +12,33 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dali_aug.lbaug._actor import AA_OPS, DEMO_OPS
-from dali_aug.lbaug._hook import LBAugHook
-from dali_aug.lbaug._report import load_actor, op_table, save_actor, write_heatmap, write_op_table
-from dali_aug.lbaug._search import SearchConfig, load_images, search
+if TYPE_CHECKING:
+    from dali_aug.methods import BuildContext
+    from dali_aug.methods.lbaug.method import LBAugMethod
 
-__all__ = ["add_search_parser", "add_train_arguments", "describe", "make_hook", "run_search"]
+__all__ = [
+    "HELP",
+    "SEARCH_HELP",
+    "add_arguments",
+    "add_search_arguments",
+    "build",
+    "describe",
+    "run_search",
+]
 
-_DEFAULTS = SearchConfig()
+HELP = "LB-Aug: the label-based ops of --actor (from `dali-aug search lbaug`), replacing --policy"
+SEARCH_HELP = (
+    "LB-Aug: critics on K stratified shuffle splits, then a label-conditioned actor "
+    "trained by REINFORCE; writes the actor, a per-label op table (CSV) and a heat map (PNG)"
+)
 
 
 def _ops(text: str) -> tuple[str, ...]:
     """``aa`` (the 16 AutoAugment ops), ``aa+flips`` (plus FlipLR/FlipUD) or a comma list."""
+    from dali_aug.methods.lbaug._actor import AA_OPS, DEMO_OPS
+
     if text == "aa":
         return AA_OPS
     if text == "aa+flips":
@@ -32,24 +46,20 @@ def _ops(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
-def add_search_parser(sub: Any) -> None:
-    """Adds ``search`` with its ``lbaug`` method to the ``dali-aug`` subcommands."""
-    search_p = sub.add_parser("search", help="search an augmentation policy (lbaug: LB-Aug actor)")
-    methods = search_p.add_subparsers(dest="method", required=True)
-    p = methods.add_parser(
-        "lbaug",
-        help="LB-Aug: critics on K stratified shuffle splits, then a label-conditioned actor "
-        "trained by REINFORCE; writes the actor, a per-label op table (CSV) and a heat map (PNG)",
-    )
+def add_search_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``dali-aug search lbaug``."""
+    from dali_aug.methods.lbaug._search import SearchConfig
+
+    defaults = SearchConfig()
     p.add_argument(
         "--data",
         help="multi-label folder (labels.csv, or DIR/train with one); default: the multi-label "
         "demo shapes (as `dali-aug train --multi-label`)",
     )
     p.add_argument("--out", default="runs/lbaug/actor.pt", help="actor file to write")
-    p.add_argument("--folds", type=int, default=_DEFAULTS.folds, help="K critics/splits (8)")
+    p.add_argument("--folds", type=int, default=defaults.folds, help="K critics/splits (8)")
     p.add_argument("--critic-epochs", type=int, default=5)
-    p.add_argument("--search-epochs", type=int, default=_DEFAULTS.search_epochs)
+    p.add_argument("--search-epochs", type=int, default=defaults.search_epochs)
     p.add_argument(
         "--model",
         choices=["small", "resnet18", "resnet50"],
@@ -63,15 +73,15 @@ def add_search_parser(sub: Any) -> None:
         "FlipUD; default) or comma-separated op names",
     )
     p.add_argument("--size", type=int, default=None, help="image side (default: 64 demo, 224)")
-    p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size, help="actor batch")
-    p.add_argument("--critic-batch-size", type=int, default=_DEFAULTS.critic_batch_size)
-    p.add_argument("--actor-lr", type=float, default=_DEFAULTS.actor_lr)
-    p.add_argument("--hidden", type=int, default=_DEFAULTS.hidden)
-    p.add_argument("--dropout", type=float, default=_DEFAULTS.dropout)
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="actor batch")
+    p.add_argument("--critic-batch-size", type=int, default=defaults.critic_batch_size)
+    p.add_argument("--actor-lr", type=float, default=defaults.actor_lr)
+    p.add_argument("--hidden", type=int, default=defaults.hidden)
+    p.add_argument("--dropout", type=float, default=defaults.dropout)
     p.add_argument(
         "--entropy",
         type=float,
-        default=_DEFAULTS.entropy_weight,
+        default=defaults.entropy_weight,
         help="entropy bonus weight (gap-fill; 0 lets the actor collapse onto one op)",
     )
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -80,32 +90,22 @@ def add_search_parser(sub: Any) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
-def add_train_arguments(p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     """``--actor`` for ``dali-aug train --method lbaug``."""
     p.add_argument("--actor", default=None, help="with --method lbaug: the searched actor.pt")
 
 
-def _train_folder(data: str | None) -> tuple[Path, bool]:
-    """(multi-label training folder, is the demo data)."""
-    if data is None:
-        from dali_aug.cli import demo_data
-
-        return demo_data(multi_label=True)[0], True
-    root = Path(data)
-    if not root.is_dir():
-        raise SystemExit(f"error: --data {root} is not a folder")
-    train = root / "train" if (root / "train").is_dir() else root
-    if not (train / "labels.csv").is_file():
-        raise SystemExit(
-            f"error: LB-Aug needs multi-label data: {train / 'labels.csv'} (header 'path,labels')"
-        )
-    return train, False
-
-
 def run_search(args: argparse.Namespace) -> int:
     """``dali-aug search lbaug``: search, then write the actor, the CSV and the PNG."""
-    folder, demo = _train_folder(args.data)
-    size = args.size or (64 if demo else 224)
+    from dali_aug.datasets import DEMO_SIZE, resolve_data
+    from dali_aug.methods.lbaug._report import op_table, save_actor, write_heatmap, write_op_table
+    from dali_aug.methods.lbaug._search import SearchConfig, load_images, search
+
+    try:
+        folder, _ = resolve_data(args.data, multi_label=True)
+    except ValueError as err:
+        raise SystemExit(f"error: LB-Aug: {err}") from None
+    size = args.size or (DEMO_SIZE if args.data is None else 224)
     try:
         config = SearchConfig(
             ops=_ops(args.ops),
@@ -160,29 +160,32 @@ def run_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def make_hook(args: argparse.Namespace, loader: Any) -> LBAugHook:
-    """The :class:`LBAugHook` of ``dali-aug train --method lbaug --actor PATH``."""
+def build(args: argparse.Namespace, ctx: BuildContext) -> LBAugMethod:
+    """The :class:`LBAugMethod` of ``dali-aug train --method lbaug --actor PATH``."""
+    from dali_aug.methods.lbaug._report import load_actor
+    from dali_aug.methods.lbaug.method import LBAugMethod
+
     if args.actor is None:
         raise SystemExit("error: --method lbaug needs --actor PATH (from `dali-aug search lbaug`)")
-    if not loader.multi_label:
+    if not ctx.multi_label:
         raise SystemExit("error: --method lbaug needs multi-label data (--multi-label)")
     try:
-        actor, names = load_actor(args.actor, map_location=loader.device)
+        actor, names = load_actor(args.actor, map_location=ctx.device)
     except ValueError as err:
         raise SystemExit(f"error: {err}") from None
-    if tuple(names) != tuple(loader.classes):
+    if tuple(names) != tuple(ctx.classes):
         raise SystemExit(
             f"error: the actor was searched on labels {list(names)} but the data has "
-            f"{list(loader.classes)}; search again on this data"
+            f"{list(ctx.classes)}; search again on this data"
         )
-    return LBAugHook(actor, seed=args.seed)
+    return LBAugMethod(actor, seed=args.seed)
 
 
-def describe(hook: LBAugHook) -> dict[str, Any]:
-    """What the hook applied during training (for metrics.json)."""
+def describe(method: LBAugMethod) -> dict[str, Any]:
+    """What the method applied during training (for metrics.json)."""
     return {
-        "ops": list(hook.actor.config.ops),
-        "frequencies": hook.op_frequencies(),
-        "loader_flip": hook.keep_loader_flip,
-        "config": dataclasses.asdict(hook.actor.config),
+        "ops": list(method.actor.config.ops),
+        "frequencies": method.op_frequencies(),
+        "loader_flip": method.keep_loader_flip,
+        "config": dataclasses.asdict(method.actor.config),
     }

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from dali_aug.lbaug._actor import Actor, ActorConfig, applied_probability, check_labels
+from dali_aug.methods.lbaug._actor import Actor, ActorConfig, applied_probability, check_labels
 
 __all__ = ["OpTable", "load_actor", "op_table", "save_actor", "write_heatmap", "write_op_table"]
 

@@ -1,0 +1,56 @@
+"""The :class:`Batch` a Loader yields and a training step consumes (importable without DALI)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import torch
+
+from dali_aug.ops import OpParams, index
+
+__all__ = ["Batch", "apply_flip"]
+
+_FLIP_LR = index("FlipLR")
+
+
+@dataclasses.dataclass
+class Batch:
+    """One batch: normalised images [B, 3, S, S], labels ([B] int64 or [B, C] float32) and the
+    dataset indices; with ``op_record`` the ops applied (``params``: layer 0 is the flip,
+    FlipLR or Identity, then the policy's layers), with ``clean`` the clean images (uint8
+    [B, 3, S, S] after the crop, before the flip and the policy).
+
+    A batch unpacks as ``images, labels`` (``for images, labels in loader:``); the other
+    fields are attributes only.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    indices: torch.Tensor
+    params: OpParams | None = None
+    clean: torch.Tensor | None = None
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return iter((self.images, self.labels))
+
+    def flipped_clean(self) -> torch.Tensor:
+        """The clean crops with the Loader's flip (layer 0 of the op record) re-applied:
+        uint8 [B, 3, S, S], the image the Loader's policy started from.
+
+        Raises:
+            ValueError: the Loader gave no op record or no clean crops.
+        """
+        if self.clean is None or self.params is None:
+            raise ValueError(
+                "this batch has no clean crops or no op record: build the Loader with "
+                "op_record=True, clean=True"
+            )
+        return apply_flip(self.clean, self.params)
+
+
+def apply_flip(images: torch.Tensor, params: OpParams) -> torch.Tensor:
+    """Flips the images [B, C, H, W] whose layer 0 of ``params`` is FlipLR (a flip is its
+    own inverse: this also undoes it)."""
+    flipped = (params.op_ids[:, 0] == _FLIP_LR).to(images.device)
+    return torch.where(flipped[:, None, None, None], images.flip(-1), images)

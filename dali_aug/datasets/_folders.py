@@ -1,0 +1,55 @@
+"""Where data lives: the cache directory, the generated demo data, and the resolution of a
+``--data`` argument into training and validation folders (one place for every verb)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["DEMO_SIZE", "cache_dir", "demo_data", "resolve_data"]
+
+#: Image side of the generated demo shapes.
+DEMO_SIZE = 64
+
+
+def cache_dir() -> Path:
+    """``$DALI_AUG_CACHE``, else ``$XDG_CACHE_HOME/dali_aug`` (default ``~/.cache/dali_aug``)."""
+    base = os.environ.get("DALI_AUG_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "dali_aug"
+    )
+    return Path(base)
+
+
+def demo_data(multi_label: bool, n: int = 4000, seed: int = 0) -> tuple[Path, Path]:
+    """Generates (once, cached) the demo shapes: a train and a val folder."""
+    from dali_aug.datasets._shapes import make_shapes
+
+    kind = "multi" if multi_label else "single"
+    root = cache_dir() / f"shapes-{kind}-{n}-s{seed}"
+    train = make_shapes(root / "train", n, seed=seed, multi_label=multi_label, size=DEMO_SIZE)
+    val = make_shapes(
+        root / "val", n // 4, seed=seed + 10_000, multi_label=multi_label, size=DEMO_SIZE
+    )
+    return Path(train), Path(val)
+
+
+def resolve_data(data: str | Path | None, *, multi_label: bool) -> tuple[Path, Path | None]:
+    """(training folder, validation folder or None) of a ``--data`` argument.
+
+    None gives the demo shapes; ``DIR`` with ``DIR/train`` is the ImageNet layout (with
+    ``DIR/val`` when present); any other folder is the training folder alone.
+
+    Raises:
+        ValueError: ``data`` is not a folder, or ``multi_label`` without a ``labels.csv``.
+    """
+    if data is None:
+        return demo_data(multi_label)
+    root = Path(data)
+    if not root.is_dir():
+        raise ValueError(f"--data {root} is not a folder")
+    train = root / "train" if (root / "train").is_dir() else root
+    if multi_label and not (train / "labels.csv").is_file():
+        raise ValueError(f"multi-label data needs {train / 'labels.csv'} (header 'path,labels')")
+    if train != root:
+        return train, (root / "val") if (root / "val").is_dir() else None
+    return root, None

@@ -1,0 +1,160 @@
+"""KeepAugment (Gong et al., arXiv:2011.11778) as a training-step method: saliency of the
+model in the step, then Selective-Cut, Selective-Paste or KeepCutMix; with ``early``
+saliency, the early head trained on the step's first-block map (loss term ``early``, weight
+0.3).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+from torch import nn
+
+from dali_aug.methods.keep._augment import box_size, keep_cutmix, keep_cutout, keep_paste
+from dali_aug.methods.keep._saliency import EarlyHead, SaliencyMode, saliency
+from dali_aug.train import Forward, LoaderNeeds, Loss, Method, Step
+from dali_aug.viz import normalize
+
+if TYPE_CHECKING:
+    from dali_aug.batch import Batch
+
+__all__ = ["EARLY_LOSS_WEIGHT", "KeepMethod", "KeepMode", "KeepResult"]
+
+#: Coefficient of the early head's loss (paper, Sec. 3.3).
+EARLY_LOSS_WEIGHT = 0.3
+
+KeepMode = Literal["cutout", "paste", "cutmix"]
+
+
+@dataclasses.dataclass(frozen=True)
+class KeepResult:
+    """What :meth:`KeepMethod.select` did: the new batch, the saliency maps [N, H, W] it used
+    (of the pre-policy image for ``paste``), the box changed in each image [N, 4] (cut,
+    pasted back, or the CutMix target box) and, for ``cutmix``, the source box in the
+    partner (the batch rolled by one)."""
+
+    batch: Batch
+    saliency: torch.Tensor
+    boxes: torch.Tensor
+    partner_boxes: torch.Tensor | None
+
+
+class KeepMethod(Method):
+    """KeepAugment in the training step: Selective-Cut (``cutout``), Selective-Paste of the
+    pre-policy image into the policy's output (``paste``: the Loader gives the op record and
+    the clean crops, see :meth:`loader_needs`), or KeepCutMix (``cutmix``).
+
+    With ``saliency_mode="early"`` the method owns an :class:`EarlyHead` (in
+    :meth:`modules`: trained with the model, checkpointed, not exported) trained on the
+    step's first-block map with weight 0.3.
+
+    Args:
+        model: the classifier (for ``early``: it must have ``early_features`` and
+            ``early_channels``, as :func:`dali_aug.models.build_model`'s do).
+        num_classes: number of classes (labels).
+        mode: ``cutout``, ``paste`` or ``cutmix``.
+        saliency_mode: ``full``, ``lowres`` or ``early``.
+        box_fraction: the box side as a fraction of the image side.
+        tau: the quantile of the box scores that separates low from high saliency.
+        seed: seeds the box choice.
+    """
+
+    name = "keep"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        num_classes: int,
+        *,
+        mode: KeepMode = "cutout",
+        saliency_mode: SaliencyMode = "lowres",
+        box_fraction: float = 0.25,
+        tau: float = 0.6,
+        seed: int = 0,
+    ) -> None:
+        if mode not in ("cutout", "paste", "cutmix"):
+            raise ValueError(f"unknown keep mode {mode!r}; use 'cutout', 'paste' or 'cutmix'")
+        if saliency_mode not in ("full", "lowres", "early"):
+            raise ValueError(
+                f"unknown saliency mode {saliency_mode!r}; use 'full', 'lowres' or 'early'"
+            )
+        if not 0 < box_fraction <= 1:
+            raise ValueError(f"box_fraction={box_fraction} must be in (0, 1]")
+        self.model, self.num_classes, self.mode = model, num_classes, mode
+        self.saliency_mode, self.box_fraction, self.tau = saliency_mode, box_fraction, tau
+        self.generator = torch.Generator().manual_seed(seed)
+        self.early_head: EarlyHead | None = None
+        if saliency_mode == "early":
+            channels = getattr(model, "early_channels", None)
+            if not isinstance(channels, int) or not hasattr(model, "early_features"):
+                raise ValueError(
+                    "saliency='early' needs a model with .early_features and .early_channels "
+                    "(dali_aug.models.build_model gives one)"
+                )
+            device = next(model.parameters()).device
+            self.early_head = EarlyHead(channels, num_classes).to(device)
+
+    def modules(self) -> nn.ModuleDict:
+        if self.early_head is None:
+            return nn.ModuleDict()
+        return nn.ModuleDict({"early_head": self.early_head})
+
+    def loader_needs(self) -> LoaderNeeds:
+        paste = self.mode == "paste"
+        return LoaderNeeds(op_record=paste, clean=paste)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+
+    def augment(self, step: Step, batch: Batch) -> Batch:
+        return self.select(batch, model=step.model).batch
+
+    def select(self, batch: Batch, *, model: nn.Module | None = None) -> KeepResult:
+        """The method's augmentation of ``batch``, with the saliency maps and boxes it used
+        (``model``: whose saliency; default: the model given at construction)."""
+        x = batch.images
+        h, w = x.shape[-2:]
+        size = box_size(h, w, self.box_fraction)
+        g = self.generator
+        source = x
+        if self.mode == "paste":
+            if batch.clean is None or batch.params is None:
+                raise ValueError(
+                    "keep mode 'paste' needs a Loader with the op record and the clean crops "
+                    "(op_record=True, clean=True)"
+                )
+            source = normalize(batch.flipped_clean()).to(x.dtype)
+        sal = saliency(
+            model if model is not None else self.model,
+            source,
+            batch.labels,
+            mode=self.saliency_mode,
+            early_head=self.early_head,
+        )
+        if self.mode == "paste":
+            images, boxes = keep_paste(x, source, sal, size, tau=self.tau, generator=g)
+            return KeepResult(dataclasses.replace(batch, images=images), sal, boxes, None)
+        if self.mode == "cutout":
+            images, boxes = keep_cutout(x, sal, size, tau=self.tau, generator=g)
+            return KeepResult(dataclasses.replace(batch, images=images), sal, boxes, None)
+        images, mixed, src, dst = keep_cutmix(
+            x, batch.labels, sal, size, self.num_classes, tau=self.tau, generator=g
+        )
+        return KeepResult(dataclasses.replace(batch, images=images, labels=mixed), sal, dst, src)
+
+    def loss(self, step: Step, batch: Batch, out: Forward, loss: Loss) -> Loss:
+        if self.early_head is None:
+            return loss
+        if out.early is None:
+            raise ValueError(
+                "saliency='early' needs the first-block map in the step: a model with "
+                "forward_parts(x) -> (features, early), as dali_aug.models.build_model gives"
+            )
+        early = step.losses(self.early_head(out.early), batch.labels)
+        loss.terms["early"] = EARLY_LOSS_WEIGHT * early.mean()
+        return loss

@@ -1,0 +1,403 @@
+"""The trainer: the training step of :mod:`dali_aug.train._method`, evaluation, checkpoints
+and run records.
+
+The model, the methods' trainable modules and (under torch.distributed) their common
+DistributedDataParallel wrapper form one :class:`_Network`; its forward returns the logits,
+the penultimate features and the first-block map at once, so methods get them without
+forward hooks, and ``torch.func.functional_call`` on it gives the forward with substituted
+weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dali_aug.train._checkpoint import load_checkpoint
+from dali_aug.train._method import Forward, Loss, Method, Step, method_key
+from dali_aug.train._metrics import accuracy, multilabel_metrics
+
+if TYPE_CHECKING:
+    from dali_aug.batch import Batch
+
+__all__ = ["Trainer", "model_parts", "write_metrics"]
+
+
+def model_parts(
+    model: nn.Module, x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """(logits, features, early) of one forward of ``model``.
+
+    A model with ``forward_parts(x) -> (features, early)`` and ``head`` gives all three;
+    one with ``features(x)`` and ``head`` gives logits and features; any other module its
+    logits alone.
+    """
+    head = getattr(model, "head", None)
+    parts = getattr(model, "forward_parts", None)
+    if callable(parts) and isinstance(head, nn.Module):
+        features, early = parts(x)
+        return head(features), features, early
+    feats = getattr(model, "features", None)
+    if callable(feats) and isinstance(head, nn.Module):
+        features = feats(x)
+        return head(features), features, None
+    return model(x), None, None
+
+
+class _Network(nn.Module):
+    """The model and the methods' modules as one module (one DDP wrapper, one state)."""
+
+    def __init__(self, model: nn.Module, methods: nn.ModuleDict) -> None:
+        super().__init__()
+        self.model = model
+        self.methods = methods
+
+    def forward(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        return model_parts(self.model, x)
+
+
+@dataclasses.dataclass
+class Trainer:
+    """Trains ``model`` on a :class:`~dali_aug.loader.Loader` with training-step methods.
+
+    Args:
+        model: an ``nn.Module`` mapping images to logits; with ``features``/``head`` (and
+            ``forward_parts``) the methods also get the features (and the first-block map).
+        optimizer: its optimizer; the methods' :meth:`~Method.modules` are added to it as
+            one more parameter group (the optimizer's defaults) unless already in it.
+        multi_label: BCE on multi-hot targets instead of cross-entropy.
+        methods: training-step methods, called in order.
+        amp: autocast dtype (``torch.bfloat16``/``torch.float16``) or None; float16 uses a
+            ``torch.amp.GradScaler``.
+        channels_last: use the channels-last memory format.
+        scheduler: optional LR scheduler, stepped once per epoch.
+        meta_val: batches for :meth:`Step.val_batch` (a Loader over a held-out split of the
+            training data), for bilevel methods.
+        distributed: wrap the network in DistributedDataParallel; default: when
+            torch.distributed is initialised with more than one process.
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    multi_label: bool = False
+    methods: Sequence[Method] = ()
+    amp: torch.dtype | None = None
+    channels_last: bool = False
+    scheduler: Any = None
+    meta_val: Iterable[Batch] | None = None
+    distributed: bool | None = None
+    epoch: int = 0
+    global_step: int = 0
+    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, nn.parallel.DistributedDataParallel):
+            raise TypeError(
+                "pass the bare model; the Trainer wraps it (with the methods' modules) in "
+                "DistributedDataParallel itself"
+            )
+        if self.amp not in (None, torch.bfloat16, torch.float16):
+            raise ValueError(f"amp={self.amp}; use None, torch.bfloat16 or torch.float16")
+        self.methods = tuple(self.methods)
+        keys = [method_key(i, m) for i, m in enumerate(self.methods)]
+        owned = nn.ModuleDict(
+            {_slot(k): m.modules() for k, m in zip(keys, self.methods, strict=True)}
+        )
+        self._keys = keys
+        self.device = _device_of(self.model)
+        owned.to(self.device)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        known = {id(p) for g in self.optimizer.param_groups for p in g["params"]}
+        extra = [p for p in owned.parameters() if id(p) not in known]
+        if extra:
+            self.optimizer.add_param_group({"params": extra})
+        self.network = _Network(self.model, owned)
+        dist = torch.distributed
+        world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        use_ddp = world > 1 if self.distributed is None else self.distributed
+        self._runner: nn.Module = self.network
+        if use_ddp:
+            self._runner = nn.parallel.DistributedDataParallel(self.network)
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.amp == torch.float16 else None
+        self._meta_iter: Iterator[Batch] | None = None
+
+    # -- the step -----------------------------------------------------------------------
+    @property
+    def bare_model(self) -> nn.Module:
+        return self.model
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def losses(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Per-sample losses [B]."""
+        if self.multi_label:
+            bce = F.binary_cross_entropy_with_logits(logits, labels.float(), reduction="none")
+            return bce.mean(1)
+        if labels.dim() == 2:  # soft labels (mixing methods)
+            return -(labels * logits.log_softmax(1)).sum(1)
+        return F.cross_entropy(logits, labels, reduction="none")
+
+    def forward(
+        self, images: torch.Tensor, *, params: dict[str, torch.Tensor] | None = None
+    ) -> Forward:
+        """One forward under autocast (see :meth:`Step.forward`)."""
+        x = self._prepare(images)
+        with torch.autocast(x.device.type, dtype=self.amp, enabled=self.amp is not None):
+            if params is None:
+                logits, features, early = self._runner(x)
+            else:
+                named = {f"model.{k}": v for k, v in params.items()}
+                logits, features, early = torch.func.functional_call(
+                    self.network, named, (x,), strict=False
+                )
+        return Forward(logits, features, early)
+
+    def next_meta_val(self) -> Batch:
+        if self.meta_val is None:
+            raise ValueError(
+                "this method needs a validation batch in the step: give the Trainer "
+                "meta_val=Loader(...) over a held-out split of the training data"
+            )
+        for _ in range(2):
+            if self._meta_iter is None:
+                self._meta_iter = iter(self.meta_val)
+            try:
+                return next(self._meta_iter)
+            except StopIteration:
+                self._meta_iter = None
+        raise ValueError("the meta_val loader yields no batch; give it at least one sample")
+
+    def step(self, batch: Batch) -> float:
+        """One training step; returns the loss (see :mod:`dali_aug.train._method`)."""
+        loss = self._step(batch)
+        return float(loss.total().detach())
+
+    def _step(self, batch: Batch) -> Loss:
+        self.network.train()
+        step = Step(self, self.global_step, self.epoch)
+        for m in self.methods:
+            batch = m.augment(step, batch)
+        out = self.forward(batch.images)
+        with step.autocast():
+            loss = Loss(self.losses(out.logits.float(), batch.labels))
+            for m in self.methods:
+                loss = m.loss(step, batch, out, loss)
+            total = loss.total()
+        if not torch.isfinite(total):
+            raise FloatingPointError(f"loss is {total.item()}; lower the learning rate")
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(total).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            total.backward()
+            self.optimizer.step()
+        for m in self.methods:
+            m.after_step(step, batch, out)
+        self.global_step += 1
+        return loss
+
+    @torch.no_grad()
+    def evaluate(self, loader: Iterable[Batch]) -> dict[str, Any]:
+        """Loss and accuracy (single-label) or the multi-label metrics over ``loader``."""
+        # the bare module: a DDP wrapper's forward is a collective (buffer broadcast), and
+        # evaluation may run on one rank only
+        model = self.model
+        model.eval()
+        all_logits, all_labels = [], []
+        for batch in loader:
+            with torch.autocast(
+                batch.images.device.type, dtype=self.amp, enabled=self.amp is not None
+            ):
+                logits = model(self._prepare(batch.images))
+            all_logits.append(logits.float().cpu())
+            all_labels.append(batch.labels.cpu())
+        logits, labels = torch.cat(all_logits), torch.cat(all_labels)
+        out: dict[str, Any] = {"val_loss": float(self.losses(logits, labels).mean())}
+        if self.multi_label:
+            out.update(multilabel_metrics(logits, labels))
+        else:
+            out["val_acc"] = accuracy(logits, labels)
+        return out
+
+    # -- checkpoints --------------------------------------------------------------------
+    def export(self) -> dict[str, torch.Tensor]:
+        """The trained model's state dict alone: no method module, loadable with
+        ``strict=True`` into the same architecture built without any method."""
+        return self.model.state_dict()
+
+    def _method_states(self) -> dict[str, dict[str, Any]]:
+        """Per method with something to keep: its modules' and its own state (stateless
+        methods are left out, so adding or removing one does not block a resume)."""
+        out = {}
+        for key, method in zip(self._keys, self.methods, strict=True):
+            modules = self.network.methods[_slot(key)].state_dict()
+            state = method.state_dict()
+            if modules or state:
+                out[key] = {"modules": modules, "state": state}
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "methods": self._method_states(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "history": self.history,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved = dict(state.get("methods", {}))
+        want = sorted(self._method_states())
+        if sorted(saved) != want:
+            raise ValueError(
+                f"the checkpoint's method states {sorted(saved)} do not match this trainer's "
+                f"{want}; resume with the same --method options"
+            )
+        self.model.load_state_dict(state["model"])
+        for key, method in zip(self._keys, self.methods, strict=True):
+            if key in saved:
+                self.network.methods[_slot(key)].load_state_dict(saved[key]["modules"])
+                method.load_state_dict(saved[key]["state"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state.get("scaler") is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        self.epoch = int(state["epoch"])
+        self.global_step = int(state.get("global_step", 0))
+        self.history = list(state["history"])
+
+    def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> None:
+        """Writes a checkpoint atomically (loadable with ``weights_only=True``)."""
+        tmp = Path(path).with_suffix(".tmp")
+        torch.save({**self.state_dict(), **(extra or {})}, tmp)
+        tmp.replace(path)
+
+    def load(self, path: str | Path) -> dict[str, Any]:
+        """Loads a checkpoint written by :meth:`save` (safely: ``weights_only=True``);
+        returns the whole payload (with any ``extra`` saved beside the state)."""
+        state = load_checkpoint(path, map_location=self.device)
+        self.load_state_dict(state)
+        return state
+
+    def fit(
+        self,
+        train: Any,
+        val: Any,
+        epochs: int,
+        *,
+        checkpoint: str | Path | None = None,
+        checkpoint_extra: dict[str, Any] | None = None,
+        record: str | Path | None = None,
+        progress: bool = True,
+        log: Any = print,
+    ) -> list[dict[str, Any]]:
+        """Trains from ``self.epoch`` to ``epochs`` (so a resumed trainer continues), with a
+        checkpoint after every epoch and, with ``record``, one JSON line per epoch appended
+        to that file (so a crashed run leaves its history). Returns the per-epoch history.
+
+        A row holds ``epoch``, ``train_loss`` (the back-propagated total), ``loss/<term>``
+        for every named term and ``stat/<name>`` for every logged statistic (epoch means),
+        ``lr``, ``seconds``, ``images``, ``img_per_s``, ``data_seconds`` (time spent waiting
+        for the loader), ``skipped`` and the evaluation metrics.
+        """
+        from tqdm import tqdm
+
+        while self.epoch < epochs:
+            train.set_epoch(self.epoch)
+            lr = float(self.optimizer.param_groups[0]["lr"])
+            t0 = time.perf_counter()
+            total, count, waited = 0.0, 0, 0.0
+            sums: dict[str, float] = {}
+            bar = tqdm(
+                total=len(train),
+                desc=f"epoch {self.epoch + 1}/{epochs}",
+                disable=not progress,
+                leave=False,
+            )
+            it = iter(train)
+            while True:
+                t_wait = time.perf_counter()
+                try:
+                    batch = next(it)
+                except StopIteration:
+                    break
+                waited += time.perf_counter() - t_wait
+                loss = self._step(batch)
+                n = len(batch.labels)
+                value = float(loss.total().detach())
+                total, count = total + value * n, count + n
+                for name, term in loss.terms.items():
+                    sums[f"loss/{name}"] = sums.get(f"loss/{name}", 0.0) + float(term.detach()) * n
+                for name, stat in loss.stats.items():
+                    sums[f"stat/{name}"] = sums.get(f"stat/{name}", 0.0) + float(stat) * n
+                bar.update(1)
+                bar.set_postfix(loss=f"{value:.3f}")
+            bar.close()
+            if self.scheduler is not None:
+                self.scheduler.step()
+            seconds = time.perf_counter() - t0
+            row: dict[str, Any] = {
+                "epoch": self.epoch + 1,
+                "train_loss": total / max(count, 1),
+                **{k: v / max(count, 1) for k, v in sums.items()},
+                "lr": lr,
+                "seconds": seconds,
+                "images": count,
+                "img_per_s": count / max(seconds, 1e-9),
+                "data_seconds": waited,
+                "skipped": len(getattr(train, "skipped", ())),
+            }
+            if val is not None:
+                row.update(self.evaluate(val))
+            self.history.append(row)
+            self.epoch += 1
+            log(_format_row(row))
+            if record is not None:
+                with Path(record).open("a") as fh:
+                    fh.write(json.dumps(row, default=str) + "\n")
+            if checkpoint is not None:
+                self.save(checkpoint, checkpoint_extra)
+        return self.history
+
+
+def _slot(key: str) -> str:
+    """A method key as a module name (no dots or colons)."""
+    return key.replace(":", "_").replace(".", "_")
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    for t in model.parameters():
+        return t.device
+    return torch.device("cpu")
+
+
+def _format_row(row: dict[str, Any]) -> str:
+    parts = []
+    for k, v in row.items():
+        if isinstance(v, float):
+            parts.append(f"{k}={v:.4f}")
+        elif not isinstance(v, list):
+            parts.append(f"{k}={v}")
+    return " ".join(parts)
+
+
+def write_metrics(path: str | Path, payload: dict[str, Any]) -> None:
+    Path(path).write_text(json.dumps(payload, indent=2, default=str))
