@@ -120,15 +120,16 @@ def _add_train(t: argparse.ArgumentParser) -> None:
         help="peak learning rate of the cosine schedule (default: AdamW 1e-3 for the small "
         "model; SGD + Nesterov 0.1 * batch / 256 for the ResNets)",
     )
-    helps = "; ".join(f"{n}: {cli_module(n).HELP}" for n in names())
+    steps = [n for n in names() if hasattr(cli_module(n), "build")]  # not the search-only
+    helps = "; ".join(f"{n}: {cli_module(n).HELP}" for n in steps)
     t.add_argument(
         "--method",
         nargs="+",
-        choices=["none", *names()],
+        choices=["none", *steps],
         default=["none"],
         help=f"training-step method(s), applied in the order given ({helps})",
     )
-    for n in names():
+    for n in steps:
         cli_module(n).add_arguments(t)
     t.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
     t.add_argument("--channels-last", action="store_true")
@@ -183,7 +184,15 @@ def _setup(args: argparse.Namespace, method_names: list[str]) -> _Setup:
     return _Setup(source, val_dir, size, ctx, methods)
 
 
-def _loaders(args: argparse.Namespace, setup: _Setup, world: int) -> tuple[Any, Any]:
+@dataclasses.dataclass
+class _Loaders:
+    train: Any
+    val: Any
+    meta_val: Any
+
+
+def _loaders(args: argparse.Namespace, setup: _Setup, world: int) -> _Loaders:
+    from dali_aug.datasets import holdout
     from dali_aug.loader import Loader, LoaderConfig
     from dali_aug.policies import NoAugment, parse_policy
     from dali_aug.train import LoaderNeeds
@@ -210,22 +219,21 @@ def _loaders(args: argparse.Namespace, setup: _Setup, world: int) -> tuple[Any, 
         op_record=needs.op_record,
         clean=needs.clean,
     )
-    train = Loader(setup.source, policy=policy, config=cfg)
+    plain = dataclasses.replace(
+        cfg, train=False, drop_last=False, shard_id=0, num_shards=1, op_record=False, clean=False
+    )
+    source, meta_val = setup.source, None
+    if needs.holdout > 0:
+        try:
+            source, held = holdout(source, needs.holdout, seed=args.seed)
+        except ValueError as err:
+            raise SystemExit(f"error: {err}") from None
+        meta_val = Loader(held, config=dataclasses.replace(plain, shuffle=True))
+    train = Loader(source, policy=policy, config=cfg)
     val = None
     if setup.val_dir is not None:
-        val = Loader(
-            setup.val_dir,
-            config=dataclasses.replace(
-                cfg,
-                train=False,
-                drop_last=False,
-                shard_id=0,
-                num_shards=1,
-                op_record=False,
-                clean=False,
-            ),
-        )
-    return train, val
+        val = Loader(setup.val_dir, config=plain)
+    return _Loaders(train, val, meta_val)
 
 
 _DEFAULT_POLICY = "rand-m9-n2"
@@ -288,7 +296,8 @@ def _train(args: argparse.Namespace) -> int:
     rank, world = _distributed()
     torch.manual_seed(args.seed)
     setup = _setup(args, method_names)
-    train, val = _loaders(args, setup, world)
+    loaders = _loaders(args, setup, world)
+    train, val = loaders.train, loaders.val
     model = setup.ctx.model
     if args.model == "small":  # Adam learns the small demo model in a few hundred steps
         lr = args.lr if args.lr is not None else 1e-3
@@ -306,6 +315,7 @@ def _train(args: argparse.Namespace) -> int:
         methods=setup.methods,
         amp=amp,
         channels_last=args.channels_last,
+        meta_val=loaders.meta_val,
     )
     trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(
         opt, functools.partial(_cosine, args.epochs)
@@ -326,23 +336,30 @@ def _train(args: argparse.Namespace) -> int:
         _reschedule(trainer, lr, args.epochs)
         print(f"resumed from {ckpt} at epoch {trainer.epoch + 1}")
     if rank == 0:
+        held = (
+            ""
+            if loaders.meta_val is None
+            else (f"; {len(loaders.meta_val.source)} held out for the step's validation batches")
+        )
         record = {"args": vars(args), "world_size": world, "started": time.time()}
         (out / "run.json").write_text(json.dumps(record, indent=2, default=str))
         if not args.resume:
             (out / "history.jsonl").write_text("")
         print(
             f"data: {getattr(train.source, 'root', 'arrays')} "
-            f"({len(train.source)} train images, {len(train.classes)} classes), "
+            f"({len(train.source)} train images, {len(train.classes)} classes"
+            f"{held}), "
             f"policy: {args.policy if train.policy.num_layers else 'none'}, "
             f"methods: {' '.join(method_names) or 'none'}, "
             f"model: {args.model}, device: {train.device}, shards: {world}"
         )
-        ignored = getattr(train.source, "ignored", ())
+        # files in the class folders that are not loaded (all, root files too: metrics.json)
+        ignored = [x for x in getattr(train.source, "ignored", ()) if "/" in x.path]
         if ignored:
-            listed = ", ".join(f"{x.path} ({x.reason.name.lower()})" for x in ignored[:5])
+            listed = ", ".join(f"{x.path} ({x.reason.value})" for x in ignored[:3])
             print(
-                f"ignored {len(ignored)} file(s) or folder(s) under the data root that are not "
-                f"loaded: {listed}{' ...' if len(ignored) > 5 else ''} (see metrics.json)"
+                f"not loaded: {len(ignored)} file(s) or folder(s) in the class folders: "
+                f"{listed}{' ...' if len(ignored) > 3 else ''} (all in metrics.json)"
             )
         _show(args, train)
     stop = args.epochs
@@ -391,7 +408,7 @@ def _train(args: argparse.Namespace) -> int:
 def _show_verb(args: argparse.Namespace) -> int:
     method_names = [] if args.method == "none" else [args.method]
     setup = _setup(args, [])
-    train, _ = _loaders(args, setup, 1)
+    train = _loaders(args, setup, 1).train
     if not method_names:
         print(f"wrote {_show(args, train)}")
         return 0

@@ -442,3 +442,60 @@ def test_a_new_method_is_a_folder_and_one_registry_line(
     import toy_method.cli as toy  # type: ignore[import-not-found]
 
     assert toy.Toy.calls == 4  # 64 images, batch 16
+
+
+def test_a_method_asking_for_a_holdout_gets_validation_batches_from_it(
+    shapes_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LoaderNeeds(holdout=f): the CLI holds out a stratified fraction of the training set,
+    trains on the rest and gives the held-out samples to Step.val_batch (never the eval set)."""
+    pkg = tmp_path / "holdout_method"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "cli.py").write_text(
+        "from dali_aug.train import LoaderNeeds, Method\n"
+        "HELP = 'records the indices of the training and validation batches'\n"
+        "class Probe(Method):\n"
+        "    name = 'probe'\n"
+        "    trained, validated = [], []\n"
+        "    def loader_needs(self):\n"
+        "        return LoaderNeeds(holdout=0.25)\n"
+        "    def loss(self, step, batch, out, loss):\n"
+        "        Probe.trained += batch.indices.tolist()\n"
+        "        Probe.validated += step.val_batch().indices.tolist()\n"
+        "        return loss\n"
+        "def add_arguments(p):\n"
+        "    return None\n"
+        "def build(args, ctx):\n"
+        "    return Probe()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from dali_aug import methods
+
+    monkeypatch.setitem(methods.REGISTRY, "probe", "holdout_method.cli")
+    out = tmp_path / "run"
+    assert _train(shapes_dir, out, "--epochs", "1", "--method", "probe") == 0
+    import holdout_method.cli as probe  # type: ignore[import-not-found]
+
+    assert _metrics(out)["history"][0]["images"] == 48  # 64 - 16 held out
+    assert len(probe.Probe.trained) == 48 and len(set(probe.Probe.trained)) == 48
+    assert len(probe.Probe.validated) == 3 * 16  # 3 steps, a batch of 16 each
+    # indices are positions in each loader's own source: the two sources are disjoint
+    assert set(probe.Probe.validated) <= set(range(16))
+
+
+def test_files_that_are_not_loaded_are_reported(
+    shapes_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(shapes_dir, data)
+    (data / "cross" / "notes.txt").write_text("not an image")
+    (data / ".ipynb_checkpoints").mkdir()
+    out = tmp_path / "run"
+    assert _train(data, out, "--epochs", "1") == 0
+    assert "not loaded: 1 file(s) or folder(s) in the class folders: cross/notes.txt" in (
+        capsys.readouterr().out
+    )
+    ignored = {x["path"] for x in _metrics(out)["ignored"]}
+    assert {"cross/notes.txt", ".ipynb_checkpoints"} <= ignored
+    assert _metrics(out)["classes"] == list(SHAPE_CLASSES)  # the hidden folder is no class

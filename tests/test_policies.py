@@ -5,6 +5,7 @@ STYLE rule 13c), random signs, RandAugment's level jitter, determinism (rule 13d
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -549,3 +550,31 @@ def test_weighted_policy_accepts_arrays_and_keeps_weights_as_given() -> None:
             policy.selection_probabilities(), torch.tensor([0.25, 0.5, 0.25], dtype=torch.double)
         )
     assert repr(Policy("w", subs, weights=(1, 1, 1))) == "Policy('w', 3 sub-policies, weighted)"
+
+
+def test_parse_policy_reads_a_policy_json_file(tmp_path: Path) -> None:
+    import json
+
+    from dali_aug.policies import OpSpec, Policy, parse_policy
+
+    weighted = Policy(
+        "searched",
+        ((OpSpec("Rotate", 1.0, 3.0), OpSpec("Invert", 0.5, 0.0)), (OpSpec("Color", 1.0, 9.0),)),
+        weights=(3.0, 1.0),
+    )
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps(weighted.to_dict()))
+    assert parse_policy(str(path)) == weighted
+    wrapped = tmp_path / "wrapped.json"
+    wrapped.write_text(json.dumps({"policy": weighted.to_dict(), "search": {"steps": 3}}))
+    assert parse_policy(str(wrapped)) == weighted
+    with pytest.raises(ValueError, match="does not exist"):
+        parse_policy(str(tmp_path / "missing.json"))
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="is not JSON"):
+        parse_policy(str(tmp_path / "bad.json"))
+    (tmp_path / "odd.json").write_text(
+        json.dumps({"type": "policy", "sub_policies": [[{"op": "Nope", "prob": 1, "level": 1}]]})
+    )
+    with pytest.raises(ValueError, match="not a policy written by"):
+        parse_policy(str(tmp_path / "odd.json"))

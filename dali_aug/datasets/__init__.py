@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ._folders import DEMO_SIZE, cache_dir, demo_data, resolve_data
 from ._shapes import MULTI_LABELS, SHAPE_CLASSES, ShapesSpec, make_shapes
+from ._split import holdout, stratified_holdout, subset
 
 __all__ = [
     "DEMO_SIZE",
@@ -12,6 +13,9 @@ __all__ = [
     "ShapesSpec",
     "cache_dir",
     "demo_data",
+    "holdout",
     "make_shapes",
     "resolve_data",
+    "stratified_holdout",
+    "subset",
 ]

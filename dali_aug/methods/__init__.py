@@ -6,7 +6,8 @@ public names). A method's ``cli.py`` imports only argparse at module level and p
 
 * ``HELP``: one line for ``dali-aug train --method``;
 * ``add_arguments(parser)``: its ``dali-aug train`` flags (prefixed with the method's name);
-* ``build(args, ctx: BuildContext) -> Method``;
+* ``build(args, ctx: BuildContext) -> Method`` (a search-only entry, such as AWS, whose
+  result is a policy for ``--policy``, leaves out these three);
 * optionally ``describe(method) -> dict`` (what it did, for ``metrics.json``),
   ``SEARCH_HELP`` / ``add_search_arguments(parser)`` / ``run_search(args) -> int`` (a
   ``dali-aug search <name>`` verb) and ``show(args, ctx, loader) -> Path`` (a

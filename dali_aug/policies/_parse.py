@@ -8,11 +8,15 @@ Grammar (case-sensitive, ``-`` separated):
 * ``ta-wide``
 * ``rand-m<M>-n<N>[-mstd<S>][-p<P>]``, e.g. ``rand-m9-n2-mstd0.5`` (any order after ``rand``;
   defaults m=9, n=2, mstd=0, p=1)
+* ``PATH.json``: a policy written with ``policy.to_dict()`` (an exported search: AWS,
+  MetaAugment), read as JSON data (never code)
 """
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 from dali_aug.policies._policy import (
     AugmentPolicy,
@@ -20,6 +24,7 @@ from dali_aug.policies._policy import (
     RandAugment,
     TrivialAugmentWide,
     auto_augment,
+    policy_from_dict,
 )
 from dali_aug.policies._tables import TABLES
 
@@ -34,7 +39,7 @@ def _bad(name: str, why: str) -> ValueError:
     return ValueError(
         f"bad policy name {name!r}: {why}. Valid forms: 'none', 'aa-imagenet', 'aa-cifar10', "
         "'aa-svhn', 'ta-wide', 'rand-m<0-10>-n<int>[-mstd<float>][-p<0-1>]' "
-        "(e.g. 'rand-m9-n2-mstd0.5')"
+        "(e.g. 'rand-m9-n2-mstd0.5'), or the path of a policy .json file"
     )
 
 
@@ -51,6 +56,8 @@ def parse_policy(name: str) -> AugmentPolicy:
     """
     if not isinstance(name, str):
         raise TypeError(f"policy name must be a str, got {type(name).__name__}")
+    if name.endswith(".json"):
+        return _from_file(name)
     if name == "none":
         return NoAugment()
     if name == "ta-wide":
@@ -84,3 +91,21 @@ def parse_policy(name: str) -> AugmentPolicy:
         )
     except ValueError as err:
         raise _bad(name, str(err)) from None
+
+
+def _from_file(name: str) -> AugmentPolicy:
+    path = Path(name)
+    if not path.is_file():
+        raise _bad(name, f"policy file {str(path)!r} does not exist")
+    try:
+        data = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise _bad(name, f"{str(path)!r} is not JSON ({err})") from None
+    if isinstance(data, dict) and "policy" in data and "type" not in data:
+        data = data["policy"]  # a search's output that wraps the policy with its metadata
+    try:
+        return policy_from_dict(data)
+    except (KeyError, TypeError, ValueError) as err:
+        raise _bad(
+            name, f"{str(path)!r} is not a policy written by policy.to_dict() ({err})"
+        ) from None

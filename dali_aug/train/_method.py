@@ -102,17 +102,27 @@ class LoaderNeeds:
             none).
         op_record: ``batch.params``, the ops the Loader applied (layer 0: the flip).
         clean: ``batch.clean``, the uint8 crops before flip and policy.
+        holdout: the fraction of the *training* set held out (seeded, stratified:
+            :func:`dali_aug.datasets.holdout`) as the step's validation batches
+            (:meth:`Step.val_batch`; clean: the evaluation transform, shuffled); the rest is
+            trained on. 0: none.
     """
 
     policy: bool = True
     op_record: bool = False
     clean: bool = False
+    holdout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.holdout < 1.0:
+            raise ValueError(f"holdout={self.holdout} must be in [0, 1), e.g. 0.02")
 
     def __or__(self, other: LoaderNeeds) -> LoaderNeeds:
         return LoaderNeeds(
             policy=self.policy and other.policy,
             op_record=self.op_record or other.op_record,
             clean=self.clean or other.clean,
+            holdout=max(self.holdout, other.holdout),
         )
 
 
