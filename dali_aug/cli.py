@@ -37,6 +37,8 @@ RESUMABLE = frozenset(
         "threads",
         "device",
         "max_epochs_this_run",
+        "max_steps_this_run",
+        "checkpoint_every",
     }
 )
 
@@ -134,7 +136,16 @@ def _add_train(t: argparse.ArgumentParser) -> None:
     t.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
     t.add_argument("--channels-last", action="store_true")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    t.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        metavar="N",
+        help="also write OUT/checkpoint.pt every N steps, mid-epoch (--resume continues there "
+        "with the same batches); default: after every epoch only",
+    )
     t.add_argument("--max-epochs-this-run", type=int, default=None, help=argparse.SUPPRESS)
+    t.add_argument("--max-steps-this-run", type=int, default=None, help=argparse.SUPPRESS)
     t.add_argument("--no-progress", action="store_true")
 
 
@@ -371,6 +382,8 @@ def _train(args: argparse.Namespace) -> int:
         stop,
         checkpoint=ckpt if rank == 0 else None,
         checkpoint_extra={"run": run},
+        checkpoint_every=args.checkpoint_every if rank == 0 else None,
+        stop_after_steps=args.max_steps_this_run,
         record=out / "history.jsonl" if rank == 0 else None,
         progress=rank == 0 and not args.no_progress,
         log=print if rank == 0 else (lambda *_: None),

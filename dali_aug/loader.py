@@ -214,6 +214,9 @@ class Loader:
         self._bad: set[int] = set()
         #: an idle pipeline (its spec and its source) left by the last finished epoch
         self._idle: tuple[PipelineSpec, Any, _Feed] | None = None
+        self._start = 0  # the batch the next iteration starts at (a mid-epoch resume)
+        self._done = 0  # batches yielded by the current (or last) iteration
+        self._finished = False  # the last iteration ran to its end
 
     # -- public state -------------------------------------------------------------------
     @property
@@ -229,6 +232,41 @@ class Loader:
         call the next iteration runs the epoch after the last one."""
         self.epoch = int(epoch)
         self._pinned = True
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the loader is: the epoch, the batches of it already yielded (mid-epoch) and
+        the files found unreadable. :meth:`load_state_dict` on a loader with the same source
+        and config resumes there: the next iteration yields exactly the batches an
+        uninterrupted loader would have yielded from that point (order, crops, flips, ops;
+        skipping the done batches costs their host draws only, no file is read)."""
+        return {
+            "epoch": self.epoch,
+            "batches_done": self._done,
+            "finished": self._finished,
+            "bad": sorted(self._bad),
+            "skipped": list(self.skipped),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resumes from :meth:`state_dict` (see there).
+
+        Raises:
+            ValueError: the state does not fit this loader (a position past the epoch's end).
+        """
+        done = int(state["batches_done"])
+        if not 0 <= done <= len(self):
+            raise ValueError(
+                f"loader state at batch {done} of an epoch of {len(self)} batches: it was saved "
+                "by a loader with another dataset, batch size or shard count"
+            )
+        self._bad = set(int(i) for i in state.get("bad", ()))
+        self.skipped = list(state.get("skipped", ()))
+        if state.get("finished", False) or done == len(self):
+            self.set_epoch(int(state["epoch"]) + 1)
+            self._start = 0
+        else:
+            self.set_epoch(int(state["epoch"]))
+            self._start = done
 
     def set_policy(self, policy: AugmentPolicy) -> None:
         """Replaces the policy for the iterations (epochs) started after this call; one in
@@ -375,6 +413,8 @@ class Loader:
             self.epoch += 1
         self._pinned = False
         epoch = self.epoch
+        start, self._start = self._start, 0
+        self._done, self._finished = start, False
         order = self.shard_indices(epoch).tolist()
         policy = self.policy
         skips: dict[str, None] = {}
@@ -406,6 +446,8 @@ class Loader:
             source = _Feed()
             pipe = build_pipeline(spec, source)
         plan = self._plan(epoch, policy, len(order))
+        for _ in range(start):  # a resumed epoch: the done batches' draws, without reading
+            next(plan)
         source.it = feed(plan)
         targets = self.source.targets
         while True:
@@ -439,7 +481,9 @@ class Loader:
                 if cfg.wants_clean:
                     # the clean tap is after the flip; the op record starts with it: undo it
                     batch.clean = apply_flip(to_torch(outs[1], self.device), params)
+            self._done += 1
             yield batch
+        self._finished = True
         pipe.reset()
         source.it = iter(())
         self._idle = (spec, pipe, source)

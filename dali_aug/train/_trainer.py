@@ -131,6 +131,8 @@ class Trainer:
             self._runner = nn.parallel.DistributedDataParallel(self.network)
         self.scaler = torch.amp.GradScaler(self.device.type) if self.amp == torch.float16 else None
         self._meta_iter: Iterator[Batch] | None = None
+        self._progress: _Progress | None = None  # the epoch in progress (mid-epoch resume)
+        self._loader_state: dict[str, Any] | None = None
 
     # -- the step -----------------------------------------------------------------------
     @property
@@ -260,6 +262,7 @@ class Trainer:
             "epoch": self.epoch,
             "global_step": self.global_step,
             "history": self.history,
+            "progress": None if self._progress is None else dataclasses.asdict(self._progress),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -283,6 +286,14 @@ class Trainer:
         self.epoch = int(state["epoch"])
         self.global_step = int(state.get("global_step", 0))
         self.history = list(state["history"])
+        progress = state.get("progress")
+        self._progress = None if progress is None else _Progress(**progress)
+        self._loader_state = state.get("loader")
+        if self._progress is not None and self._loader_state is None:
+            raise ValueError(
+                "the checkpoint was written mid-epoch but holds no loader position; it was not "
+                "written by Trainer.fit: resume from an end-of-epoch checkpoint"
+            )
 
     def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> None:
         """Writes a checkpoint atomically (loadable with ``weights_only=True``)."""
@@ -305,6 +316,8 @@ class Trainer:
         *,
         checkpoint: str | Path | None = None,
         checkpoint_extra: dict[str, Any] | None = None,
+        checkpoint_every: int | None = None,
+        stop_after_steps: int | None = None,
         record: str | Path | None = None,
         progress: bool = True,
         log: Any = print,
@@ -313,6 +326,12 @@ class Trainer:
         checkpoint after every epoch and, with ``record``, one JSON line per epoch appended
         to that file (so a crashed run leaves its history). Returns the per-epoch history.
 
+        With ``checkpoint_every=N`` a checkpoint is also written every N steps, mid-epoch:
+        it holds the loader's position (``train.state_dict()``) and the epoch's running sums,
+        so a trainer loaded from it continues the epoch with exactly the batches and the row
+        an uninterrupted run would have had. ``stop_after_steps`` ends the run (after a
+        checkpoint) once that many steps were taken in this call (to test interruptions).
+
         A row holds ``epoch``, ``train_loss`` (the back-propagated total), ``loss/<term>``
         for every named term and ``stat/<name>`` for every logged statistic (epoch means),
         ``lr``, ``seconds``, ``images``, ``img_per_s``, ``data_seconds`` (time spent waiting
@@ -320,14 +339,28 @@ class Trainer:
         """
         from tqdm import tqdm
 
+        if checkpoint_every is not None and checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every={checkpoint_every} must be >= 1 (steps)")
+
+        def save() -> None:
+            if checkpoint is not None:
+                extra = {**(checkpoint_extra or {}), "loader": train.state_dict()}
+                self.save(checkpoint, extra)
+
+        steps_this_call = 0
         while self.epoch < epochs:
-            train.set_epoch(self.epoch)
-            lr = float(self.optimizer.param_groups[0]["lr"])
-            t0 = time.perf_counter()
-            total, count, waited = 0.0, 0, 0.0
-            sums: dict[str, float] = {}
+            if self._progress is not None and self._loader_state is not None:
+                train.load_state_dict(self._loader_state)  # continue the interrupted epoch
+            else:
+                train.set_epoch(self.epoch)
+                self._progress = _Progress(lr=float(self.optimizer.param_groups[0]["lr"]))
+            self._loader_state = None
+            run = self._progress
+            assert run is not None
+            t0 = time.perf_counter() - run.seconds
             bar = tqdm(
                 total=len(train),
+                initial=run.steps,
                 desc=f"epoch {self.epoch + 1}/{epochs}",
                 disable=not progress,
                 leave=False,
@@ -339,43 +372,76 @@ class Trainer:
                     batch = next(it)
                 except StopIteration:
                     break
-                waited += time.perf_counter() - t_wait
+                run.waited += time.perf_counter() - t_wait
                 loss = self._step(batch)
-                n = len(batch.labels)
-                value = float(loss.total().detach())
-                total, count = total + value * n, count + n
-                for name, term in loss.terms.items():
-                    sums[f"loss/{name}"] = sums.get(f"loss/{name}", 0.0) + float(term.detach()) * n
-                for name, stat in loss.stats.items():
-                    sums[f"stat/{name}"] = sums.get(f"stat/{name}", 0.0) + float(stat) * n
+                value = run.add(loss, len(batch.labels))
                 bar.update(1)
                 bar.set_postfix(loss=f"{value:.3f}")
+                steps_this_call += 1
+                stop = stop_after_steps is not None and steps_this_call >= stop_after_steps
+                if checkpoint_every is not None and self.global_step % checkpoint_every == 0:
+                    run.seconds = time.perf_counter() - t0
+                    save()
+                if stop:
+                    run.seconds = time.perf_counter() - t0
+                    save()
+                    bar.close()
+                    return self.history
             bar.close()
             if self.scheduler is not None:
                 self.scheduler.step()
-            seconds = time.perf_counter() - t0
-            row: dict[str, Any] = {
-                "epoch": self.epoch + 1,
-                "train_loss": total / max(count, 1),
-                **{k: v / max(count, 1) for k, v in sums.items()},
-                "lr": lr,
-                "seconds": seconds,
-                "images": count,
-                "img_per_s": count / max(seconds, 1e-9),
-                "data_seconds": waited,
-                "skipped": len(getattr(train, "skipped", ())),
-            }
+            row = run.row(self.epoch, time.perf_counter() - t0)
+            row["skipped"] = len(getattr(train, "skipped", ()))
             if val is not None:
                 row.update(self.evaluate(val))
             self.history.append(row)
             self.epoch += 1
+            self._progress = None
             log(_format_row(row))
             if record is not None:
                 with Path(record).open("a") as fh:
                     fh.write(json.dumps(row, default=str) + "\n")
-            if checkpoint is not None:
-                self.save(checkpoint, checkpoint_extra)
+            save()
         return self.history
+
+
+@dataclasses.dataclass
+class _Progress:
+    """The running sums of the epoch in progress (checkpointed mid-epoch)."""
+
+    lr: float
+    steps: int = 0
+    total: float = 0.0
+    count: int = 0
+    waited: float = 0.0
+    seconds: float = 0.0
+    sums: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def add(self, loss: Loss, n: int) -> float:
+        """Adds one step's loss (a batch of ``n``); returns the step's total."""
+        value = float(loss.total().detach())
+        self.steps += 1
+        self.total, self.count = self.total + value * n, self.count + n
+        for name, term in loss.terms.items():
+            key = f"loss/{name}"
+            self.sums[key] = self.sums.get(key, 0.0) + float(term.detach()) * n
+        for name, stat in loss.stats.items():
+            key = f"stat/{name}"
+            self.sums[key] = self.sums.get(key, 0.0) + float(stat) * n
+        return value
+
+    def row(self, epoch: int, seconds: float) -> dict[str, Any]:
+        count = max(self.count, 1)
+        return {
+            "epoch": epoch + 1,
+            "train_loss": self.total / count,
+            **{k: v / count for k, v in self.sums.items()},
+            "lr": self.lr,
+            "seconds": seconds,
+            "images": self.count,
+            "img_per_s": self.count / max(seconds, 1e-9),
+            "data_seconds": self.waited,
+        }
 
 
 def _slot(key: str) -> str:
