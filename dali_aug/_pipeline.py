@@ -63,7 +63,8 @@ class PipelineSpec:
     num_threads: int
     device_id: int | None
     scale: tuple[float, float]
-    output_float: bool = True
+    half: bool = False  # float16 normalised output (else float32)
+    channels_last: bool = False  # HWC output (viewed as NCHW channels-last by the Loader)
     clean: bool = False  # also return the pre-policy uint8 images (provenance replay)
     prefetch: int = 2  # DALI's prefetch_queue_depth: batches fed ahead of the one output
 
@@ -182,8 +183,8 @@ def build_pipeline(spec: PipelineSpec, source: Callable[[], Any]) -> Any:
             clean = images
         out = fn.crop_mirror_normalize(
             images,
-            dtype=types.FLOAT,
-            output_layout="CHW",
+            dtype=types.FLOAT16 if spec.half else types.FLOAT,
+            output_layout="HWC" if spec.channels_last else "CHW",
             mean=[m * 255 for m in IMAGENET_MEAN],
             std=[v * 255 for v in IMAGENET_STD],
         )

@@ -89,7 +89,11 @@ class LoaderConfig:
         provenance: shorthand for ``op_record=True, clean=True`` (what a replay of the
             policy, e.g. the torch backend or LB-Aug, needs).
         num_threads: DALI worker threads.
-        dtype: output dtype (float32, float16 or bfloat16).
+        dtype: output dtype (float32, float16 or bfloat16); float16 comes out of the pipeline
+            itself (``crop_mirror_normalize``), bfloat16 (not a DALI type) is converted from
+            float32 after it.
+        channels_last: images in the channels-last memory format (NCHW shape, NHWC strides),
+            written so by the pipeline (an HWC output viewed as NCHW), not converted after.
         scale: area range of the random-resized crop.
         flip: random horizontal flip in the train transform; turn it off when labels are not
             flip-invariant (e.g. left/right attributes). The policy's draws do not depend on it.
@@ -112,6 +116,7 @@ class LoaderConfig:
     flip: bool = True
     op_record: bool = False
     clean: bool = False
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -435,6 +440,8 @@ class Loader:
             num_threads=cfg.num_threads,
             device_id=0 if self.device == "cuda" else None,
             scale=cfg.scale,
+            half=cfg.dtype == torch.float16,
+            channels_last=cfg.channels_last,
             clean=cfg.wants_clean,
         )
         # take the idle pipeline (a concurrent iteration builds its own); it goes back only
@@ -471,7 +478,10 @@ class Loader:
                 source.it = feed(itertools.chain(in_flight, plan))
                 continue
             p = pending.popleft()
-            images = to_torch(outs[0], self.device).to(cfg.dtype)
+            images = to_torch(outs[0], self.device)
+            if cfg.channels_last:  # HWC from the pipeline: NCHW with channels-last strides
+                images = images.permute(0, 3, 1, 2)
+            images = images.to(cfg.dtype)
             idx = p.indices
             batch = Batch(images=images, labels=targets[idx].to(self.device), indices=idx)
             if cfg.wants_op_record or cfg.wants_clean:

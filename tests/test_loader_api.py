@@ -126,3 +126,23 @@ def test_crop_uniforms_is_one_dense_array() -> None:
 
 def test_one_dali_to_torch_conversion() -> None:
     assert _e2e.dali_to_torch is _pipeline.to_torch
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_channels_last_and_float16_come_out_of_the_pipeline(shapes_dir: Path, train: bool) -> None:
+    """channels_last: the same values, NCHW shape with channels-last strides (written so by
+    the pipeline); float16: the pipeline's own half output, within half rounding of float32."""
+    kw = dict(batch_size=8, size=32, device="cpu", seed=3, train=train, scale=(0.5, 1.0))
+    plain = next(iter(Loader(shapes_dir, **kw)))  # type: ignore[arg-type]
+    last = next(iter(Loader(shapes_dir, channels_last=True, **kw)))  # type: ignore[arg-type]
+    assert last.images.shape == plain.images.shape == (8, 3, 32, 32)
+    assert last.images.is_contiguous(memory_format=torch.channels_last)
+    assert not plain.images.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(last.images, plain.images)
+    half = next(iter(Loader(shapes_dir, dtype=torch.float16, **kw)))  # type: ignore[arg-type]
+    assert half.images.dtype == torch.float16
+    torch.testing.assert_close(half.images.float(), plain.images, atol=2e-3, rtol=1e-3)
+    both = Loader(shapes_dir, dtype=torch.float16, channels_last=True, **kw)  # type: ignore[arg-type]
+    out = next(iter(both)).images
+    assert out.dtype == torch.float16 and out.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(out, half.images)
