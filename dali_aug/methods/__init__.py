@@ -37,6 +37,7 @@ REGISTRY: dict[str, str] = {
     "cutout": "dali_aug.methods.cutout.cli",
     "keep": "dali_aug.methods.keep.cli",
     "lbaug": "dali_aug.methods.lbaug.cli",
+    "vfa": "dali_aug.methods.vfa.cli",
 }
 
 

@@ -1,0 +1,182 @@
+"""VFA: training-step time against the plain step, and the small mechanism check.
+
+``speed`` (default): one training step (``Trainer.step``: forward, the VFA terms, backward,
+optimizer step) on a resident multi-label batch, plain against VFA, in interleaved rounds in
+one process (the order alternating between rounds); the headline is VFA's median step time
+(wall and process CPU time) as a ratio to the plain step's. Also
+the eval forward of the model a VFA trainer exports against a baseline model (the same
+architecture, so the ratio should be 1.00).
+
+``mechanism``: digest §2.4 on feature-level synthetic data (``dali_aug.methods.vfa._synthetic``:
+labels A and B together in 95% of the training samples, a rare label R at 5%, independent
+test labels); baseline against VFA configurations over seeds, mean +- std of mA, mAP, the
+rare label's recall and the recall of the rare combinations (A without B, B without A).
+
+    python benchmarks/vfa_step.py                      # CPU, ResNet-18, 64 px, C = 80
+    python benchmarks/vfa_step.py mechanism --seeds 1 2 3
+
+Writes ``benchmarks/results/vfa_step.json`` or ``benchmarks/results/vfa_mechanism.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dali_aug.batch import Batch
+from dali_aug.methods.vfa import VFAConfig, VFAMethod
+from dali_aug.methods.vfa._synthetic import run
+from dali_aug.models import build_model
+from dali_aug.train import Method, Trainer
+
+
+def _machine(device: torch.device) -> dict[str, str]:
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+    }
+
+
+def _timed(fn: Any, device: torch.device, repeats: int) -> tuple[float, float]:
+    """(wall, process CPU) milliseconds per call of ``fn`` (synchronised on CUDA). The CPU
+    time of the process is less disturbed than the wall time by other jobs on a shared
+    machine."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start, cpu = time.perf_counter(), time.process_time()
+    for _ in range(repeats):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    wall = (time.perf_counter() - start) / repeats * 1e3
+    return wall, (time.process_time() - cpu) / repeats * 1e3
+
+
+def speed(args: argparse.Namespace) -> dict[str, Any]:
+    device = torch.device(args.device)
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(args.batch_size, 3, args.size, args.size, generator=g).to(device)
+    labels = (torch.rand(args.batch_size, args.classes, generator=g) < 0.1).float().to(device)
+    batch = Batch(images, labels, torch.arange(args.batch_size))
+
+    def trainer(vfa: bool) -> Trainer:
+        torch.manual_seed(0)
+        model = build_model(args.model, args.classes).to(device)
+        methods: list[Method] = [VFAMethod(model, args.classes, VFAConfig())] if vfa else []
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        return Trainer(model, opt, multi_label=True, methods=methods)
+
+    peers = {"plain": trainer(False), "VFA": trainer(True)}
+    baseline = build_model(args.model, args.classes).to(device).eval()
+    baseline.load_state_dict(peers["VFA"].export(), strict=True)
+    exported = peers["VFA"].model
+    for t in peers.values():  # warm-up, outside the timed region
+        for _ in range(2):
+            t.step(batch)
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in peers}
+    infer: dict[str, list[tuple[float, float]]] = {"baseline model": [], "VFA-trained model": []}
+    models = {"baseline model": baseline, "VFA-trained model": exported}
+    for r in range(args.rounds):  # the order alternates between rounds
+        for name in sorted(peers, reverse=r % 2 == 1):
+            t = peers[name]
+            runs[name].append(_timed(lambda t=t: t.step(batch), device, args.steps))
+        exported.eval()
+        with torch.no_grad():
+            for name in sorted(models, reverse=r % 2 == 1):
+                m = models[name]
+                infer[name].append(_timed(lambda m=m: m(images), device, args.steps))
+    rows: list[dict[str, Any]] = []
+    print(f"{'':<20}{'wall ms':>10}{'x plain':>9}{'cpu ms':>10}{'x plain':>9}   (medians)")
+    for table, ref in ((runs, "plain"), (infer, "baseline model")):
+        base = [statistics.median(x[k] for x in table[ref]) for k in (0, 1)]
+        for name, ms in table.items():
+            wall, cpu = (statistics.median(x[k] for x in ms) for k in (0, 1))
+            rows.append(
+                {
+                    "peer": name,
+                    "kind": "train step" if table is runs else "eval forward",
+                    "wall_ms_median": wall,
+                    "cpu_ms_median": cpu,
+                    "wall_ratio": wall / base[0],
+                    "cpu_ratio": cpu / base[1],
+                    "runs_wall_cpu_ms": ms,
+                }
+            )
+            print(f"{name:<20}{wall:>10.1f}{wall / base[0]:>9.2f}{cpu:>10.1f}{cpu / base[1]:>9.2f}")
+    params = {
+        "model": sum(p.numel() for p in exported.parameters()),
+        "baseline": sum(p.numel() for p in baseline.parameters()),
+        "vfa_train_only": sum(p.numel() for p in peers["VFA"].methods[0].modules().parameters()),
+    }
+    print(f"parameters: {params}")
+    return {"rows": rows, "parameters": params}
+
+
+_CONFIGS: dict[str, VFAConfig | None] = {
+    "baseline": None,
+    "VFA (defaults)": VFAConfig(),
+    # per-label means for L_vae (weights 1/C, C = 5) and no VFA gradient into the backbone:
+    # the best variant on the development seed 0
+    "VFA (L_vae/C, detached)": VFAConfig(kl_weight=0.2, vae_rec_weight=0.2, detach_backbone=True),
+}
+_KEYS = ("mA", "mAP", "recall_R", "recall_rare_combos")
+
+
+def mechanism(args: argparse.Namespace) -> dict[str, Any]:
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in _CONFIGS}
+    for seed in args.seeds:
+        for name, config in _CONFIGS.items():
+            m = run(seed, vfa=config)
+            results[name].append({k: m[k] for k in (*_KEYS, "label_recall", "terms")})
+            print(f"seed {seed} {name}: " + " ".join(f"{k}={m[k]:.4f}" for k in _KEYS), flush=True)
+    summary: dict[str, dict[str, float]] = {}
+    print(f"{'config':<26}" + "".join(f"{k:>22}" for k in _KEYS))
+    for name, rows in results.items():
+        line = f"{name:<26}"
+        for k in _KEYS:
+            values = [r[k] for r in rows]
+            mean = statistics.mean(values)
+            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            summary.setdefault(name, {})[k] = mean
+            summary[name][f"{k}_std"] = std
+            line += f"{f'{100 * mean:.1f} +- {100 * std:.1f}':>22}"
+        print(line)
+    return {"seeds": args.seeds, "summary": summary, "runs": results}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("mode", nargs="?", choices=["speed", "mechanism"], default="speed")
+    p.add_argument("--model", default="resnet18", choices=["small", "resnet18", "resnet50"])
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--classes", type=int, default=80)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--steps", type=int, default=3, help="timed calls per peer per round")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    p.add_argument("--out", default=None, help="default: benchmarks/results/vfa_<mode>.json")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    payload = speed(args) if args.mode == "speed" else mechanism(args)
+    name = "vfa_step" if args.mode == "speed" else "vfa_mechanism"
+    out = Path(args.out or f"benchmarks/results/{name}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    full = {"settings": vars(args), "machine": _machine(torch.device(args.device)), **payload}
+    out.write_text(json.dumps(full, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

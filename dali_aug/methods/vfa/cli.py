@@ -1,0 +1,65 @@
+"""Command-line glue of VFA: ``dali-aug train --multi-label --method vfa`` (the
+method-registry contract of :mod:`dali_aug.methods`)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dali_aug.methods import BuildContext
+    from dali_aug.methods.vfa.method import VFAMethod
+
+__all__ = ["HELP", "add_arguments", "build", "describe"]
+
+HELP = "VFA: per-label variational feature decoupling + shuffle (multi-label only)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--vfa-beta", type=float, default=1.0, help="weight of the augmented-feature BCE"
+    )
+    p.add_argument("--vfa-sub-dim", type=int, default=64, help="d, per-label sub-feature width")
+    p.add_argument("--vfa-latent", type=int, default=32, help="D_z, per-label VAE latent width")
+    p.add_argument("--vfa-hidden", type=int, default=256, help="hidden width of f_j and g")
+    p.add_argument(
+        "--vfa-shuffle-source",
+        choices=["decoded", "mlp"],
+        default="decoded",
+        help="shuffle the decoded VAE outputs (default) or the MLP sub-features",
+    )
+    p.add_argument(
+        "--vfa-detach-backbone",
+        action="store_true",
+        help="the VFA branch does not update the backbone",
+    )
+
+
+def build(args: argparse.Namespace, ctx: BuildContext) -> VFAMethod:
+    from dali_aug.methods.vfa.method import VFAConfig, VFAMethod
+
+    if not ctx.multi_label:
+        raise SystemExit(
+            "error: --method vfa is multi-label only; add --multi-label (a labels.csv folder)"
+        )
+    try:
+        config = VFAConfig(
+            beta=args.vfa_beta,
+            sub_dim=args.vfa_sub_dim,
+            latent_dim=args.vfa_latent,
+            hidden=args.vfa_hidden,
+            shuffle_source=args.vfa_shuffle_source,
+            detach_backbone=args.vfa_detach_backbone,
+        )
+        return VFAMethod(ctx.model, len(ctx.classes), config, seed=args.seed)
+    except (ValueError, TypeError) as err:
+        raise SystemExit(f"error: {err}") from None
+
+
+def describe(method: VFAMethod) -> dict[str, Any]:
+    """The settings and the size of the training-only modules (for ``metrics.json``)."""
+    return {
+        "config": dataclasses.asdict(method.config),
+        "train_only_parameters": sum(p.numel() for p in method.modules().parameters()),
+    }
