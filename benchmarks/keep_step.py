@@ -28,7 +28,7 @@ import torch
 
 from dali_aug.batch import Batch
 from dali_aug.methods.cutout import CutoutMethod
-from dali_aug.methods.keep import KeepMethod
+from dali_aug.methods.keep import DEFAULT_BOX_FRACTION, KeepMethod
 from dali_aug.models import build_model
 from dali_aug.train import Method, Trainer
 
@@ -47,6 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--box",
+        type=float,
+        default=DEFAULT_BOX_FRACTION,
+        help="box side / image side, for Cutout and KeepCutout (paper: 0.5, 16 px at 32 px)",
+    )
+    p.add_argument("--tau", type=float, default=0.6, help="KeepAugment's quantile (paper: 0.6)")
     p.add_argument("--steps", type=int, default=10, help="timed steps per peer per round")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--out", default="benchmarks/results/keep_step.json")
@@ -62,9 +69,17 @@ def main(argv: list[str] | None = None) -> int:
     def trainer(saliency: str | None = None, cutout: bool = False) -> Trainer:
         torch.manual_seed(0)
         model = build_model(args.model, args.classes).to(device)
-        methods: list[Method] = [CutoutMethod(seed=0)] if cutout else []
+        methods: list[Method] = [CutoutMethod(box_fraction=args.box, seed=0)] if cutout else []
         if saliency is not None:
-            methods.append(KeepMethod(model, args.classes, saliency_mode=saliency, seed=0))  # type: ignore[arg-type]
+            keep = KeepMethod(
+                model,
+                args.classes,
+                saliency_mode=saliency,  # type: ignore[arg-type]
+                box_fraction=args.box,
+                tau=args.tau,
+                seed=0,
+            )
+            methods.append(keep)
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         return Trainer(model, opt, methods=methods, amp=amp)
 

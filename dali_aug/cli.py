@@ -229,7 +229,7 @@ def _loaders(args: argparse.Namespace, setup: _Setup, world: int) -> _Loaders:
         flip=not args.no_flip,
         op_record=needs.op_record,
         clean=needs.clean,
-        channels_last=args.channels_last,
+        channels_last=getattr(args, "channels_last", False),  # train only
     )
     plain = dataclasses.replace(
         cfg, train=False, drop_last=False, shard_id=0, num_shards=1, op_record=False, clean=False

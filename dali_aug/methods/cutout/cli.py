@@ -1,4 +1,10 @@
-"""Command-line glue of Cutout: ``dali-aug train --method cutout``."""
+"""Command-line glue of Cutout: ``dali-aug train --method cutout``.
+
+Cutout is KeepCutout's saliency-blind baseline, so it reads KeepAugment's box and fill flags
+(``--keep-box``, ``--keep-fill``, added by :mod:`dali_aug.methods.keep.cli` to the same
+parser): ``--method cutout`` and ``--method keep`` use the same box by default (half of each
+side) and with the same flags.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,10 @@ if TYPE_CHECKING:
 
 __all__ = ["HELP", "add_arguments", "build"]
 
-HELP = "Cutout in the training step (KeepCutout's saliency-blind baseline: same box, same fill)"
+HELP = (
+    "Cutout in the training step (KeepCutout's saliency-blind baseline: same box and fill, "
+    "--keep-box / --keep-fill)"
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,5 +29,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def build(args: argparse.Namespace, ctx: BuildContext) -> CutoutMethod:
     from dali_aug.methods.cutout.method import CutoutMethod
+    from dali_aug.methods.keep.cli import box_fraction
 
-    return CutoutMethod(seed=args.seed)
+    try:
+        return CutoutMethod(
+            box_fraction=box_fraction(args),
+            fill=getattr(args, "keep_fill", "zero"),
+            seed=args.seed,
+        )
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None

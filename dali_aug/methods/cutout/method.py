@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from dali_aug.methods.keep._augment import box_size
-from dali_aug.ops._torch_kernels import box_mask
+from dali_aug.methods.keep._augment import DEFAULT_BOX_FRACTION, FillMode, box_size, fill_boxes
 from dali_aug.train import Method, Step
 
 if TYPE_CHECKING:
@@ -19,16 +18,24 @@ __all__ = ["CutoutMethod"]
 
 
 class CutoutMethod(Method):
-    """Cutout with KeepCutout's box (``box_fraction`` of each side, fully inside the image,
-    placed uniformly) and fill (0, the mean of normalised images), blind to saliency."""
+    """Cutout with KeepCutout's box (``box_fraction`` of each side, default 0.5: length 16 at
+    32 px; fully inside the image, placed uniformly) and fill (``zero``: 0, the mean of
+    normalised images; ``random``: Random Erasing's per-pixel standard normal), blind to
+    saliency."""
 
     name = "cutout"
 
-    def __init__(self, *, box_fraction: float = 0.25, seed: int = 0) -> None:
+    def __init__(
+        self, *, box_fraction: float = DEFAULT_BOX_FRACTION, fill: FillMode = "zero", seed: int = 0
+    ) -> None:
         if not 0 < box_fraction <= 1:
-            raise ValueError(f"box_fraction={box_fraction} must be in (0, 1]")
-        self.box_fraction = box_fraction
+            raise ValueError(f"box_fraction={box_fraction} must be in (0, 1], e.g. 0.5")
+        if fill not in ("zero", "random"):
+            raise ValueError(f"unknown fill {fill!r}; use 'zero' or 'random'")
+        self.box_fraction, self.fill = box_fraction, fill
         self.generator = torch.Generator().manual_seed(seed)
+        self._seed = seed
+        self._fill_generators: dict[torch.device, torch.Generator] = {}
 
     def augment(self, step: Step, batch: Batch) -> Batch:
         x = batch.images
@@ -37,11 +44,24 @@ class CutoutMethod(Method):
         y0 = torch.randint(0, h - bh + 1, (n,), generator=self.generator)
         x0 = torch.randint(0, w - bw + 1, (n,), generator=self.generator)
         boxes = torch.stack([y0, x0, y0 + bh, x0 + bw], 1).to(x.device)
-        images = torch.where(box_mask(boxes, h, w), torch.zeros_like(x), x)
-        return dataclasses.replace(batch, images=images)
+        gen = None
+        if self.fill == "random":
+            if x.device not in self._fill_generators:
+                self._fill_generators[x.device] = torch.Generator(device=x.device).manual_seed(
+                    self._seed + 1
+                )
+            gen = self._fill_generators[x.device]
+        return dataclasses.replace(batch, images=fill_boxes(x, boxes, self.fill, generator=gen))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state()}
+        return {
+            "generator": self.generator.get_state(),
+            "fill_generators": {str(d): g.get_state() for d, g in self._fill_generators.items()},
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
+        for name, st in state.get("fill_generators", {}).items():
+            gen = torch.Generator(device=torch.device(name)).manual_seed(self._seed + 1)
+            gen.set_state(st)
+            self._fill_generators[torch.device(name)] = gen

@@ -6,14 +6,27 @@ tau-quantile of all box scores (not the fixed 0.6 threshold of the unofficial co
 uniform choice among the qualifying boxes, a CUDA kernel on GPU tensors and a torch reference
 elsewhere.
 
-* :func:`keep_cutout`: fill a low-saliency box (Selective-Cut);
+* :func:`keep_cutout`: fill a low-saliency box (Selective-Cut) with zeros (Cutout) or with
+  random values (``fill="random"``: Random Erasing, per-pixel standard normal in the
+  normalised space, as torchvision's ``RandomErasing(value="random")`` and timm's
+  ``mode="pixel"``);
 * :func:`keep_paste`: paste the original pixels of a high-saliency box back into the
   augmented image (Selective-Paste, after an image-level policy);
-* :func:`keep_cutmix`: CutMix whose patch is a high-saliency box of the partner and whose
-  target region avoids the target's high-saliency boxes; labels mixed by the pasted area.
+* :func:`keep_cutmix`: KeepCutMix. ``variant="paper"`` (default, Sec. 3.2): the box size
+  comes from ``lambda ~ Beta(1, 1)`` as in CutMix (:func:`cutmix_size`), Selective-Cut picks
+  a low-saliency box of that size in the target, and the partner's patch at the *same*
+  position replaces it (CutMix's paste). ``variant="salient-source"`` (the variant before
+  issue 13, kept as an option): a fixed-size high-saliency box of the partner is pasted into
+  a low-saliency box of the target, so the patch carries the partner's object. Labels are
+  mixed by the pasted area either way.
+
+The default box is :data:`DEFAULT_BOX_FRACTION` of each side: Cutout's length 16 at 32 px
+(CIFAR-10; DIGEST 5.1, "Region size").
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -21,12 +34,58 @@ import torch.nn.functional as F
 from dali_aug.kernels.region_select import select_regions
 from dali_aug.ops._torch_kernels import box_mask
 
-__all__ = ["box_size", "keep_cutmix", "keep_cutout", "keep_paste"]
+__all__ = [
+    "DEFAULT_BOX_FRACTION",
+    "CutMixVariant",
+    "FillMode",
+    "box_size",
+    "cutmix_size",
+    "fill_boxes",
+    "keep_cutmix",
+    "keep_cutout",
+    "keep_paste",
+]
+
+#: The box side as a fraction of the image side: Cutout's 16 px at 32 px (CIFAR-10).
+DEFAULT_BOX_FRACTION = 0.5
+
+#: ``zero`` (Cutout: 0, the dataset mean of normalised images) or ``random`` (Random Erasing).
+FillMode = Literal["zero", "random"]
+CutMixVariant = Literal["paper", "salient-source"]
 
 
 def box_size(h: int, w: int, fraction: float) -> tuple[int, int]:
     """The (height, width) of a box ``fraction`` of each side (at least one pixel)."""
     return max(1, round(h * fraction)), max(1, round(w * fraction))
+
+
+def cutmix_size(h: int, w: int, generator: torch.Generator | None = None) -> tuple[int, int]:
+    """CutMix's box for one batch: ``lambda ~ Beta(1, 1)`` (i.e. uniform on [0, 1)), sides
+    ``round(h * sqrt(1 - lambda))`` and ``round(w * sqrt(1 - lambda))``, at least one pixel
+    (Yun et al., arXiv:1905.04899, Eq. 2 and the reference code's ``rand_bbox``)."""
+    lam = float(torch.rand((), generator=generator))
+    ratio = (1.0 - lam) ** 0.5
+    return max(1, round(h * ratio)), max(1, round(w * ratio))
+
+
+def fill_boxes(
+    images: torch.Tensor,
+    boxes: torch.Tensor,
+    fill: FillMode = "zero",
+    *,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """``images`` with each box filled: zeros, or per-pixel standard normal values
+    (``random``; drawn with ``generator``, which must be on the images' device)."""
+    mask = box_mask(boxes, *images.shape[-2:])
+    if fill == "zero":
+        return torch.where(mask, torch.zeros_like(images), images)
+    if fill == "random":
+        noise = torch.randn(
+            images.shape, generator=generator, device=images.device, dtype=images.dtype
+        )
+        return torch.where(mask, noise, images)
+    raise ValueError(f"unknown fill {fill!r}; use 'zero' (Cutout) or 'random' (Random Erasing)")
 
 
 def keep_cutout(
@@ -35,17 +94,18 @@ def keep_cutout(
     size: tuple[int, int],
     *,
     tau: float = 0.6,
-    fill: float = 0.0,
+    fill: FillMode = "zero",
     generator: torch.Generator | None = None,
+    fill_generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Selective-Cut: fills a box whose saliency is below the image's tau-quantile.
 
-    Returns the new images and the boxes [N, 4]. ``fill`` 0 is the dataset mean of
-    normalised images.
+    Returns the new images and the boxes [N, 4]. ``fill``: ``zero`` (0, the dataset mean of
+    normalised images) or ``random`` (Random Erasing; values from ``fill_generator``, on the
+    images' device).
     """
     boxes = select_regions(sal, size, tau=tau, mode="cut", generator=generator)
-    mask = box_mask(boxes, *images.shape[-2:])
-    return torch.where(mask, torch.full_like(images, fill), images), boxes
+    return fill_boxes(images, boxes, fill, generator=fill_generator), boxes
 
 
 def keep_paste(
@@ -74,18 +134,28 @@ def keep_cutmix(
     num_classes: int,
     *,
     tau: float = 0.6,
+    variant: CutMixVariant = "paper",
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """KeepCutMix: paste a high-saliency box of a partner (the batch rolled by one) into a
-    low-saliency box of each image; targets become ``(1 - a) * y + a * y_partner`` with ``a``
-    the pasted area fraction (one-hot for int labels, multi-hot for multi-label).
+    """KeepCutMix with a ``size`` box: Selective-Cut picks a low-saliency box of each image
+    and the partner's patch (the batch rolled by one; a shuffled batch makes it a random
+    partner) replaces it; targets become ``(1 - a) * y + a * y_partner`` with ``a`` the pasted
+    area fraction (one-hot for int labels, multi-hot for multi-label).
+
+    ``variant``: ``paper`` (the partner's patch at the same position, as CutMix; draw ``size``
+    with :func:`cutmix_size`) or ``salient-source`` (a high-saliency box of the partner).
 
     Returns (images, mixed targets [N, C] float32, source boxes in the partner, target boxes).
     """
+    if variant not in ("paper", "salient-source"):
+        raise ValueError(f"unknown KeepCutMix variant {variant!r}; use 'paper' or 'salient-source'")
     n, _, h, w = images.shape
     partner = torch.roll(torch.arange(n, device=images.device), 1)
-    src = select_regions(sal[partner], size, tau=tau, mode="paste", generator=generator)
     dst = select_regions(sal, size, tau=tau, mode="cut", generator=generator)
+    if variant == "paper":
+        src = dst
+    else:
+        src = select_regions(sal[partner], size, tau=tau, mode="paste", generator=generator)
     bh, bw = size
     # gather the partner's box [N, 3, bh, bw] and scatter it at the destination box
     ys = src[:, 0].view(n, 1, 1) + torch.arange(bh, device=images.device).view(1, bh, 1)

@@ -14,11 +14,20 @@ the training step in one of three modes:
 
 Targets: single-label -> the logit of the label; multi-label -> the sum of the positive
 labels' logits; no labels (``targets=None``) -> the max logit.
+
+Batch norm during the pass (``norm``, DIGEST 5.3): ``eval`` (default) runs the model's
+batch-norm layers in eval mode for the pass (running statistics; the mode is restored after),
+so each image's map depends on that image only: the input gradient of the batch sum of
+target logits is then exactly the per-image gradient. ``batch`` normalises with the batch's
+statistics, as the training forward does (the behaviour before issue 13): the other images'
+logits reach each map through the batch mean and variance. Neither updates the running
+statistics.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 import torch
@@ -27,9 +36,33 @@ from torch import nn
 
 from dali_aug.train import frozen_norm
 
-__all__ = ["EarlyHead", "SaliencyMode", "saliency"]
+__all__ = ["EarlyHead", "NormMode", "SaliencyMode", "saliency"]
 
 SaliencyMode = Literal["full", "lowres", "early"]
+#: Batch norm in the saliency pass: running statistics (per-image maps) or batch statistics.
+NormMode = Literal["eval", "batch"]
+
+#: The downsampling factor of ``lowres`` saliency (paper, Sec. 3.3: half resolution).
+LOWRES_SCALE = 0.5
+
+
+@contextlib.contextmanager
+def _eval_norm(*modules: nn.Module | None) -> Iterator[None]:
+    """Batch-norm layers in training mode are put in eval mode inside, and back after."""
+    norms = [
+        m
+        for module in modules
+        if module is not None
+        for m in module.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
+    ]
+    for m in norms:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m in norms:
+            m.train()
 
 
 class EarlyHead(nn.Module):
@@ -65,11 +98,12 @@ def saliency(
     mode: SaliencyMode = "full",
     early_head: EarlyHead | None = None,
     first_block: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    norm: NormMode = "eval",
 ) -> torch.Tensor:
     """Saliency maps [N, H, W] (float32, >= 0) of ``images`` [N, 3, H, W].
 
-    The model runs in its current mode (batch statistics in training mode); its batch-norm
-    running statistics are left unchanged.
+    Batch norm follows ``norm`` (module docstring); its running statistics are left unchanged
+    either way, and the model's modes are as before after the call.
 
     Args:
         model: the classifier (its parameters receive no gradient from this call).
@@ -79,23 +113,29 @@ def saliency(
         early_head: required for ``early``.
         first_block: the network's first block, for ``early`` (default:
             ``model.early_features``).
+        norm: ``eval`` (per-image maps) or ``batch`` (batch statistics).
 
     Raises:
-        ValueError: bad shapes, an unknown mode, or ``early`` without a head.
+        ValueError: bad shapes, an unknown mode or norm, or ``early`` without a head.
     """
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be [N, 3, H, W], got {tuple(images.shape)}")
     if targets is not None and targets.shape[0] != images.shape[0]:
         raise ValueError(f"{images.shape[0]} images but {targets.shape[0]} targets")
+    if norm not in ("eval", "batch"):
+        raise ValueError(f"unknown saliency norm {norm!r}; use 'eval' or 'batch'")
     h, w = images.shape[-2:]
     if mode == "lowres":
-        x = F.interpolate(images.detach(), scale_factor=0.5, mode="bicubic", align_corners=False)
+        x = F.interpolate(
+            images.detach(), scale_factor=LOWRES_SCALE, mode="bicubic", align_corners=False
+        )
     elif mode in ("full", "early"):
         x = images.detach()
     else:
         raise ValueError(f"unknown saliency mode {mode!r}; use 'full', 'lowres' or 'early'")
     x = x.clone().requires_grad_(True)
-    with torch.enable_grad(), frozen_norm(model):
+    per_image = _eval_norm(model, early_head) if norm == "eval" else contextlib.nullcontext()
+    with torch.enable_grad(), per_image, frozen_norm(model):
         if mode == "early":
             first = first_block or getattr(model, "early_features", None)
             if early_head is None or first is None:

@@ -20,6 +20,49 @@ HELP = "KeepAugment: saliency-preserving Cutout / paste-back / CutMix in the tra
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-mode", choices=["cutout", "paste", "cutmix"], default="cutout")
     p.add_argument("--saliency", choices=["full", "lowres", "early"], default="lowres")
+    p.add_argument(
+        "--keep-box",
+        type=float,
+        default=None,  # DEFAULT_BOX_FRACTION, resolved in build (the parser imports no method)
+        metavar="F",
+        help="box side as a fraction of the image side, for keep and cutout (default 0.5: "
+        "Cutout's 16 px at 32 px); KeepCutMix's paper variant draws its box from Beta(1, 1)",
+    )
+    p.add_argument(
+        "--keep-tau",
+        type=float,
+        default=0.6,
+        metavar="T",
+        help="quantile of the box scores separating low from high saliency (paper: 0.6)",
+    )
+    p.add_argument(
+        "--keep-fill",
+        choices=["zero", "random"],
+        default="zero",
+        help="cut box fill, for keep cutout and cutout: zero (Cutout) or random (Random Erasing)",
+    )
+    p.add_argument(
+        "--keep-cutmix",
+        choices=["paper", "salient-source"],
+        default="paper",
+        help="KeepCutMix: paper (CutMix's Beta(1, 1) box, the partner's patch at the same "
+        "place) or salient-source (a salient --keep-box patch of the partner)",
+    )
+    p.add_argument(
+        "--saliency-norm",
+        choices=["eval", "batch"],
+        default="eval",
+        help="batch norm in the saliency pass: eval (per-image maps; default) or batch "
+        "(the batch's statistics, as the training forward)",
+    )
+
+
+def box_fraction(args: argparse.Namespace) -> float:
+    """``--keep-box``, or the default :data:`DEFAULT_BOX_FRACTION` (for keep and cutout)."""
+    from dali_aug.methods.keep._augment import DEFAULT_BOX_FRACTION
+
+    value = getattr(args, "keep_box", None)
+    return DEFAULT_BOX_FRACTION if value is None else float(value)
 
 
 def build(args: argparse.Namespace, ctx: BuildContext) -> KeepMethod:
@@ -31,6 +74,11 @@ def build(args: argparse.Namespace, ctx: BuildContext) -> KeepMethod:
             len(ctx.classes),
             mode=args.keep_mode,
             saliency_mode=args.saliency,
+            box_fraction=box_fraction(args),
+            tau=args.keep_tau,
+            fill=args.keep_fill,
+            cutmix=args.keep_cutmix,
+            norm=args.saliency_norm,
             seed=args.seed,
         )
     except ValueError as err:

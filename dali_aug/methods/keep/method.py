@@ -2,6 +2,10 @@
 model in the step, then Selective-Cut, Selective-Paste or KeepCutMix; with ``early``
 saliency, the early head trained on the step's first-block map (loss term ``early``, weight
 0.3).
+
+Defaults follow the paper (DIGEST 5.1 and 5.3): box half of each side (Cutout's 16 px at
+32 px), tau 0.6, zero fill, KeepCutMix with CutMix's ``lambda ~ Beta(1, 1)`` box, and per-image
+saliency maps (batch norm in eval mode for the saliency pass).
 """
 
 from __future__ import annotations
@@ -12,8 +16,18 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import nn
 
-from dali_aug.methods.keep._augment import box_size, keep_cutmix, keep_cutout, keep_paste
-from dali_aug.methods.keep._saliency import EarlyHead, SaliencyMode, saliency
+from dali_aug.kernels.region_select import region_scores, score_threshold
+from dali_aug.methods.keep._augment import (
+    DEFAULT_BOX_FRACTION,
+    CutMixVariant,
+    FillMode,
+    box_size,
+    cutmix_size,
+    keep_cutmix,
+    keep_cutout,
+    keep_paste,
+)
+from dali_aug.methods.keep._saliency import EarlyHead, NormMode, SaliencyMode, saliency
 from dali_aug.train import Forward, LoaderNeeds, Loss, Method, Step
 from dali_aug.viz import normalize
 
@@ -33,12 +47,25 @@ class KeepResult:
     """What :meth:`KeepMethod.select` did: the new batch, the saliency maps [N, H, W] it used
     (of the pre-policy image for ``paste``), the box changed in each image [N, 4] (cut,
     pasted back, or the CutMix target box) and, for ``cutmix``, the source box in the
-    partner (the batch rolled by one)."""
+    partner (the batch rolled by one); ``size`` is the box (h, w) and ``tau`` the quantile."""
 
     batch: Batch
     saliency: torch.Tensor
     boxes: torch.Tensor
     partner_boxes: torch.Tensor | None
+    size: tuple[int, int] = (1, 1)
+    tau: float = 0.6
+
+    def box_scores(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(I(S) of each image's chosen box, the image's threshold q_tau), float64 [N] each:
+        the box sum of :attr:`saliency` (Eq. 1) and the tau-quantile of all box sums, as the
+        selection computed them (for logs and checks: cut boxes score below q, pasted boxes
+        at or above it)."""
+        scores = region_scores(self.saliency, self.size)
+        q = score_threshold(scores, self.tau)
+        rows = torch.arange(len(self.boxes), device=scores.device)
+        b = self.boxes.to(scores.device)
+        return scores[rows, b[:, 0], b[:, 1]], q
 
 
 class KeepMethod(Method):
@@ -56,9 +83,17 @@ class KeepMethod(Method):
         num_classes: number of classes (labels).
         mode: ``cutout``, ``paste`` or ``cutmix``.
         saliency_mode: ``full``, ``lowres`` or ``early``.
-        box_fraction: the box side as a fraction of the image side.
-        tau: the quantile of the box scores that separates low from high saliency.
-        seed: seeds the box choice.
+        box_fraction: the box side as a fraction of the image side (default 0.5: Cutout's
+            16 px at 32 px); for ``cutmix`` with the paper's variant the box comes from
+            ``lambda ~ Beta(1, 1)`` instead.
+        tau: the quantile of the box scores that separates low from high saliency (0.6).
+        fill: ``zero`` (Cutout) or ``random`` (Random Erasing), for ``cutout``.
+        cutmix: ``paper`` (CutMix's box and paste, Selective-Cut on the target) or
+            ``salient-source`` (a salient fixed-size partner patch; see
+            :func:`~dali_aug.methods.keep.keep_cutmix`).
+        norm: batch norm in the saliency pass: ``eval`` (per-image maps, running statistics)
+            or ``batch`` (the batch's statistics).
+        seed: seeds the box choice and the random fill.
     """
 
     name = "keep"
@@ -70,8 +105,11 @@ class KeepMethod(Method):
         *,
         mode: KeepMode = "cutout",
         saliency_mode: SaliencyMode = "lowres",
-        box_fraction: float = 0.25,
+        box_fraction: float = DEFAULT_BOX_FRACTION,
         tau: float = 0.6,
+        fill: FillMode = "zero",
+        cutmix: CutMixVariant = "paper",
+        norm: NormMode = "eval",
         seed: int = 0,
     ) -> None:
         if mode not in ("cutout", "paste", "cutmix"):
@@ -81,10 +119,21 @@ class KeepMethod(Method):
                 f"unknown saliency mode {saliency_mode!r}; use 'full', 'lowres' or 'early'"
             )
         if not 0 < box_fraction <= 1:
-            raise ValueError(f"box_fraction={box_fraction} must be in (0, 1]")
+            raise ValueError(f"box_fraction={box_fraction} must be in (0, 1], e.g. 0.5")
+        if not 0 <= tau <= 1:
+            raise ValueError(f"tau={tau} must be in [0, 1] (a quantile; the paper uses 0.6)")
+        if fill not in ("zero", "random"):
+            raise ValueError(f"unknown fill {fill!r}; use 'zero' or 'random'")
+        if cutmix not in ("paper", "salient-source"):
+            raise ValueError(f"unknown cutmix variant {cutmix!r}; use 'paper' or 'salient-source'")
+        if norm not in ("eval", "batch"):
+            raise ValueError(f"unknown saliency norm {norm!r}; use 'eval' or 'batch'")
         self.model, self.num_classes, self.mode = model, num_classes, mode
         self.saliency_mode, self.box_fraction, self.tau = saliency_mode, box_fraction, tau
+        self.fill, self.cutmix, self.norm = fill, cutmix, norm
         self.generator = torch.Generator().manual_seed(seed)
+        self._seed = seed
+        self._fill_generators: dict[torch.device, torch.Generator] = {}
         self.early_head: EarlyHead | None = None
         if saliency_mode == "early":
             channels = getattr(model, "early_channels", None)
@@ -105,11 +154,22 @@ class KeepMethod(Method):
         paste = self.mode == "paste"
         return LoaderNeeds(op_record=paste, clean=paste)
 
+    def _fill_generator(self, device: torch.device) -> torch.Generator:
+        if device not in self._fill_generators:
+            gen = torch.Generator(device=device).manual_seed(self._seed + 1)
+            self._fill_generators[device] = gen
+        return self._fill_generators[device]
+
     def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state()}
+        return {
+            "generator": self.generator.get_state(),
+            "fill_generators": {str(d): g.get_state() for d, g in self._fill_generators.items()},
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
+        for name, st in state.get("fill_generators", {}).items():
+            self._fill_generator(torch.device(name)).set_state(st)
 
     def augment(self, step: Step, batch: Batch) -> Batch:
         return self.select(batch, model=step.model).batch
@@ -135,17 +195,32 @@ class KeepMethod(Method):
             batch.labels,
             mode=self.saliency_mode,
             early_head=self.early_head,
+            norm=self.norm,
         )
+        tau = self.tau
         if self.mode == "paste":
-            images, boxes = keep_paste(x, source, sal, size, tau=self.tau, generator=g)
-            return KeepResult(dataclasses.replace(batch, images=images), sal, boxes, None)
+            images, boxes = keep_paste(x, source, sal, size, tau=tau, generator=g)
+            new = dataclasses.replace(batch, images=images)
+            return KeepResult(new, sal, boxes, None, size, tau)
         if self.mode == "cutout":
-            images, boxes = keep_cutout(x, sal, size, tau=self.tau, generator=g)
-            return KeepResult(dataclasses.replace(batch, images=images), sal, boxes, None)
+            images, boxes = keep_cutout(
+                x,
+                sal,
+                size,
+                tau=tau,
+                fill=self.fill,
+                generator=g,
+                fill_generator=self._fill_generator(x.device) if self.fill == "random" else None,
+            )
+            new = dataclasses.replace(batch, images=images)
+            return KeepResult(new, sal, boxes, None, size, tau)
+        if self.cutmix == "paper":
+            size = cutmix_size(h, w, generator=g)
         images, mixed, src, dst = keep_cutmix(
-            x, batch.labels, sal, size, self.num_classes, tau=self.tau, generator=g
+            x, batch.labels, sal, size, self.num_classes, tau=tau, variant=self.cutmix, generator=g
         )
-        return KeepResult(dataclasses.replace(batch, images=images, labels=mixed), sal, dst, src)
+        batch = dataclasses.replace(batch, images=images, labels=mixed)
+        return KeepResult(batch, sal, dst, src, size, tau)
 
     def loss(self, step: Step, batch: Batch, out: Forward, loss: Loss) -> Loss:
         if self.early_head is None:

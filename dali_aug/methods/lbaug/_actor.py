@@ -12,12 +12,18 @@ Levels: apply-probability level ``k`` in ``0..P-1`` means probability ``k / (P -
 level ``(l + 1) * 10 / M`` on the AutoAugment 0-10 scale (``1..10`` for ``M = 10``: a
 fraction ``(l + 1) / M`` of the op's maximum, as FAA's normalised magnitudes), with a fair
 random sign for signed ops (gap-fill; the paper gives no level values).
+
+Variants (``ActorConfig.variant``, paper Sec. 4): ``h`` (LB-Aug_H, default) learns the op, the
+apply probability and the magnitude; ``e`` (LB-Aug_E) learns the op only, with the apply
+probability fixed at 0.5 and the magnitude at its maximum ("fixed calling probabilities 0.5
+and magnitudes 1": level ``M - 1``, catalog level 10). For ``e`` the probability and magnitude
+heads exist but are never used, and the policy's log-probability is ``log pi(op; y)``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -28,6 +34,7 @@ from dali_aug.ops import OpParams, flip_signs, index, names, random_extras
 __all__ = [
     "AA_OPS",
     "DEMO_OPS",
+    "Variant",
     "Actor",
     "ActorConfig",
     "ActorOutput",
@@ -47,6 +54,9 @@ AA_OPS: tuple[str, ...] = names()[:16]
 #: by it, arrow_up by FlipUD).
 DEMO_OPS: tuple[str, ...] = (*AA_OPS, "FlipLR", "FlipUD")
 
+#: ``h``: LB-Aug_H (op, probability, magnitude learned); ``e``: LB-Aug_E (op only).
+Variant = Literal["h", "e"]
+
 
 @dataclasses.dataclass(frozen=True)
 class ActorConfig:
@@ -61,6 +71,8 @@ class ActorConfig:
         dropout: dropout probability (paper: 0.5).
         prob_levels: apply-probability levels (paper: 11, i.e. 0, 0.1, ..., 1).
         mag_levels: magnitude levels (paper: 10).
+        variant: ``h`` (LB-Aug_H) or ``e`` (LB-Aug_E: apply probability 0.5 and the maximum
+            magnitude fixed; needs an odd ``prob_levels`` so that 0.5 is a level).
     """
 
     num_labels: int
@@ -70,6 +82,7 @@ class ActorConfig:
     dropout: float = 0.5
     prob_levels: int = 11
     mag_levels: int = 10
+    variant: Variant = "h"
 
     def __post_init__(self) -> None:
         for field in ("num_labels", "hidden", "depth", "prob_levels", "mag_levels"):
@@ -89,6 +102,13 @@ class ActorConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"ActorConfig.dropout={self.dropout} must be in [0, 1)")
+        if self.variant not in ("h", "e"):
+            raise ValueError(f"ActorConfig.variant={self.variant!r}; use 'h' or 'e'")
+        if self.variant == "e" and self.prob_levels % 2 == 0:
+            raise ValueError(
+                f"ActorConfig: variant 'e' fixes the apply probability at 0.5, which needs an "
+                f"odd prob_levels (e.g. 11), got {self.prob_levels}"
+            )
         if isinstance(self.ops, str) or not isinstance(self.ops, tuple):
             raise TypeError(f"ActorConfig.ops must be a tuple of op names, got {self.ops!r}")
         if not self.ops:
@@ -106,6 +126,14 @@ class ActorConfig:
     @property
     def num_ops(self) -> int:
         return len(self.ops)
+
+    @property
+    def fixed_levels(self) -> tuple[int, int] | None:
+        """LB-Aug_E's fixed (apply-probability level, magnitude level): ``((P - 1) / 2,
+        M - 1)``, i.e. probability 0.5 and the maximum magnitude; None for ``h``."""
+        if self.variant == "e":
+            return (self.prob_levels - 1) // 2, self.mag_levels - 1
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "ops": list(self.ops)}
@@ -232,21 +260,26 @@ def joint_log_prob(
     )
 
 
-def entropy(out: ActorOutput) -> torch.Tensor:
+def entropy(out: ActorOutput, *, op_only: bool = False) -> torch.Tensor:
     """[N]: the entropy of the joint distribution, ``H(op) + sum_j pi(j) (H(p | j) +
-    H(lambda | j))`` (the factorisation of Eq. 6), differentiable."""
+    H(lambda | j))`` (the factorisation of Eq. 6), differentiable; with ``op_only`` (LB-Aug_E)
+    ``H(op)``."""
 
     def h(logits: torch.Tensor) -> torch.Tensor:
         logp = logits.log_softmax(-1)
         return -(logp.exp() * logp).sum(-1)
 
+    if op_only:
+        return h(out.op_logits)
     op_p = out.op_logits.softmax(-1)
     return h(out.op_logits) + (op_p * (h(out.prob_logits) + h(out.mag_logits))).sum(-1)
 
 
-def applied_probability(out: ActorOutput) -> torch.Tensor:
+def applied_probability(out: ActorOutput, config: ActorConfig | None = None) -> torch.Tensor:
     """[N, K]: the probability that op ``j`` is chosen *and* applied,
-    ``pi(j; y) * E[p | j; y]``."""
+    ``pi(j; y) * E[p | j; y]`` (``E[p] = 0.5`` for a ``config`` of variant ``e``)."""
+    if config is not None and config.variant == "e":
+        return out.op_logits.softmax(-1) * 0.5
     p = out.prob_logits.shape[-1]
     values = torch.linspace(0.0, 1.0, p, device=out.prob_logits.device)
     expected_p = (out.prob_logits.softmax(-1) * values).sum(-1)
@@ -309,7 +342,9 @@ def draw_ops(
     draw_apply: bool = True,
 ) -> tuple[OpParams, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Draws one (op, p-level, magnitude-level) per sample from the actor's output with the
-    label-conditioned sampler and turns it into op parameters (:func:`to_op_params`).
+    label-conditioned sampler and turns it into op parameters (:func:`to_op_params`). For an
+    actor of variant ``e`` the levels are the fixed ones (:attr:`ActorConfig.fixed_levels`)
+    and the log-probability is the op's only.
 
     Args:
         actor: the actor whose search space and level counts apply.
@@ -326,6 +361,11 @@ def draw_ops(
         out.op_logits, out.prob_logits, out.mag_logits, generator=device_generator
     )
     cfg = actor.config
+    fixed = cfg.fixed_levels
+    if fixed is not None:  # LB-Aug_E: only the op is the policy's
+        p_level = torch.full_like(p_level, fixed[0])
+        m_level = torch.full_like(m_level, fixed[1])
+        log_prob = out.op_logits.float().log_softmax(-1).gather(1, op.view(-1, 1)).squeeze(1)
     params, applied = to_op_params(
         actor.catalog_ids,
         op,

@@ -196,10 +196,13 @@ def train_critic(
     lr: float,
     generator: torch.Generator,
     on_step: Callable[[], None] | None = None,
+    shift: int = 0,
 ) -> nn.Module:
     """Trains one critic with BCE (the :class:`~dali_aug.train.Trainer` step, AdamW) on its
-    ``D_M`` (uint8 [n, 3, H, W] images on the model's device, multi-hot labels), without
-    augmentation, in a seeded order. Returns the model in eval mode."""
+    ``D_M`` (uint8 [n, 3, H, W] images on the model's device, multi-hot labels), in a seeded
+    order; with ``shift`` > 0 every batch is translated by a random (dy, dx) in
+    ``[-shift, shift]`` (edge padding: a small, label-preserving augmentation), else without
+    augmentation. Returns the model in eval mode."""
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     trainer = Trainer(model, opt, multi_label=True)
     n = images.shape[0]
@@ -209,7 +212,13 @@ def train_critic(
             idx = order[s : s + batch_size]
             if len(idx) < 2:  # BatchNorm needs two samples
                 continue
-            trainer.step(Batch(images=normalize(images[idx]), labels=labels[idx], indices=idx))
+            x = normalize(images[idx])
+            if shift > 0:
+                dy, dx = (torch.randint(0, 2 * shift + 1, (2,), generator=generator)).tolist()
+                h, w = x.shape[-2:]
+                x = F.pad(x, (shift, shift, shift, shift), mode="replicate")
+                x = x[..., dy : dy + h, dx : dx + w]
+            trainer.step(Batch(images=x, labels=labels[idx], indices=idx))
             if on_step is not None:
                 on_step()
     return model.eval()

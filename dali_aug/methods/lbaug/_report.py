@@ -102,7 +102,7 @@ def op_table(actor: Actor, labels: torch.Tensor, label_names: Sequence[str]) -> 
     for s in range(0, y.shape[0], 4096):
         out = actor(y[s : s + 4096].to(device))
         probs.append(out.op_logits.softmax(-1).cpu())
-        applied.append(applied_probability(out).cpu())
+        applied.append(applied_probability(out, actor.config).cpu())
     p, a = torch.cat(probs).double(), torch.cat(applied).double()
     pos = y.cpu() > 0.5
     groups: list[tuple[str, torch.Tensor]] = [(n, pos[:, j]) for j, n in enumerate(label_names)]

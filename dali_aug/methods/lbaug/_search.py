@@ -18,6 +18,19 @@ Choices beyond the paper (gap-fills, see DIGEST 1.3):
 * A small entropy bonus (``entropy_weight``, in reward units: mean BCE per label) on the joint
   distribution. Without it the actor collapses onto the single least harmful op, since with
   critics trained on clean images almost every op has a negative reward.
+* ``draws`` Monte-Carlo samples of (op, p, lambda) per instance and step (DIGEST 1.3 reads
+  1-8; default 1).
+* LB-Aug_E (``variant="e"``): only the op is sampled from the actor and reinforced (the
+  log-probability is the op's), with the apply probability 0.5 and the maximum magnitude; the
+  entropy bonus is the op distribution's.
+
+Images (issue 13): the critics and the rewards see the images the final training augments.
+:func:`load_images` decodes them with the training Loader's transform by default (one
+random-resized crop per image, the crop before the Loader's flip, or with ``flip`` after it,
+which is where :class:`~dali_aug.methods.lbaug.LBAugMethod` starts: the flipped crop when the
+actor's space has no FlipLR), so the rewards are measured on the distribution of crops the
+actor's ops are applied to in training. ``transform="eval"`` gives the previous behaviour
+(resize + centre crop).
 
 Randomness: everything derives from ``SearchConfig.seed``. The splits, batch order, signs and
 Cutout/SamplePairing extras use explicit generators; network initialisation and dropout use
@@ -32,7 +45,7 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -42,6 +55,7 @@ from dali_aug.methods.lbaug._actor import (
     Actor,
     ActorConfig,
     ActorOutput,
+    Variant,
     check_labels,
     draw_ops,
     entropy,
@@ -53,6 +67,9 @@ from dali_aug.ops import apply_params
 __all__ = ["SearchConfig", "SearchResult", "load_images", "search"]
 
 CriticFactory = Callable[[int], nn.Module]
+
+#: How :func:`load_images` decodes: the training Loader's crop or the evaluation transform.
+Transform = Literal["train", "eval"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +93,10 @@ class SearchConfig:
         mag_levels: magnitude levels (paper: 10).
         baseline_momentum: momentum of the moving-average reward baseline.
         entropy_weight: weight of an entropy bonus on the joint distribution (gap-fill).
+        variant: ``h`` (LB-Aug_H) or ``e`` (LB-Aug_E: op only, p 0.5, maximum magnitude).
+        draws: Monte-Carlo samples per instance and actor step (gap-fill, 1).
+        critic_shift: random translation (pixels) of the critics' training batches (0: none,
+            the default; an option tried for the specificity of the rewards, issue 13).
         seed: the one seed everything derives from.
     """
 
@@ -95,10 +116,13 @@ class SearchConfig:
     mag_levels: int = 10
     baseline_momentum: float = 0.9
     entropy_weight: float = 0.003
+    variant: Variant = "h"
+    draws: int = 1
+    critic_shift: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for field in ("folds", "critic_epochs", "critic_batch_size", "search_epochs"):
+        for field in ("folds", "critic_epochs", "critic_batch_size", "search_epochs", "draws"):
             if getattr(self, field) < 1:
                 raise ValueError(f"SearchConfig.{field}={getattr(self, field)} must be >= 1")
         if self.batch_size < 2 or self.critic_batch_size < 2:
@@ -119,6 +143,7 @@ class SearchConfig:
             dropout=self.dropout,
             prob_levels=self.prob_levels,
             mag_levels=self.mag_levels,
+            variant=self.variant,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -223,6 +248,7 @@ def search(
                     lr=cfg.critic_lr,
                     generator=g,
                     on_step=lambda: bar.update(1),
+                    shift=cfg.critic_shift,
                 )
             )
         bar.close()
@@ -270,7 +296,7 @@ def _train_actor(
         order = pool[torch.randperm(len(pool), generator=generator)].to(device)
         sums = torch.zeros(3, device=device)
         for s in range(0, len(order), cfg.batch_size):
-            idx = order[s : s + cfg.batch_size]
+            idx = order[s : s + cfg.batch_size].repeat(cfg.draws)
             r, prob, log_prob, out = _step_rewards(
                 actor,
                 critics,
@@ -285,7 +311,8 @@ def _train_actor(
             baseline = mean_r if baseline is None else baseline
             loss = -((r - baseline) * log_prob).mean()
             if cfg.entropy_weight:
-                loss = loss - cfg.entropy_weight * entropy(out).mean()
+                ent = entropy(out, op_only=cfg.variant == "e")
+                loss = loss - cfg.entropy_weight * ent.mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -344,32 +371,53 @@ def load_images(
     device: str = "auto",
     batch_size: int = 256,
     num_threads: int = 2,
+    transform: Transform = "train",
+    scale: tuple[float, float] = (0.08, 1.0),
+    flip: bool = False,
+    seed: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
-    """Decodes a multi-label folder (``labels.csv``) once with the Loader's evaluation
-    transform (resize + centre crop to ``size``): uint8 images [N, 3, size, size] and
-    multi-hot labels [N, C] on the Loader's device, plus the label names."""
+    """Decodes a multi-label folder (``labels.csv``) once: uint8 images [N, 3, size, size]
+    (in the folder's order) and multi-hot labels [N, C] on the Loader's device, plus the
+    label names.
+
+    Args:
+        transform: ``train`` (default): the training Loader's random-resized crop (area
+            ``scale``, epoch 0 of ``seed``; what ``dali-aug train`` crops: ``scale`` (0.5, 1)
+            on the demo data, (0.08, 1) otherwise), the crop before the flip; ``eval``: resize
+            + centre crop.
+        flip: with ``train``, the crops after the Loader's random flip (for an actor without
+            FlipLR, whose training starts from the flipped crop).
+    """
     from dali_aug.loader import Loader
 
+    if transform not in ("train", "eval"):
+        raise ValueError(f"unknown transform {transform!r}; use 'train' or 'eval'")
+    train = transform == "train"
     loader = Loader(
         data,
         batch_size=batch_size,
         size=size,
-        train=False,
+        train=train,
         provenance=True,
         device=device,  # type: ignore[arg-type]
         num_threads=num_threads,
         shuffle=False,
+        scale=scale,
+        flip=flip and train,
+        seed=seed,
     )
     if not loader.multi_label:
         raise ValueError(
             f"{data} is not a multi-label folder; LB-Aug needs a folder with labels.csv "
             "(header 'path,labels')"
         )
-    xs, ys = [], []
+    xs, ys, ids = [], [], []
     for batch in loader:
         assert batch.clean is not None
-        xs.append(batch.clean)
+        xs.append(batch.flipped_clean() if flip and train else batch.clean)
         ys.append(batch.labels)
+        ids.append(batch.indices.cpu())
     if not xs:
         raise ValueError(f"no readable images in {data}")
-    return torch.cat(xs), torch.cat(ys).float(), loader.classes
+    order = torch.argsort(torch.cat(ids)).to(xs[0].device)
+    return torch.cat(xs)[order], torch.cat(ys).float()[order], loader.classes

@@ -84,6 +84,26 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
         default=defaults.entropy_weight,
         help="entropy bonus weight (gap-fill; 0 lets the actor collapse onto one op)",
     )
+    p.add_argument(
+        "--variant",
+        choices=["h", "e"],
+        default=defaults.variant,
+        help="h: LB-Aug_H (op, apply probability and magnitude learned; default); e: LB-Aug_E "
+        "(the op only, apply probability 0.5 and the maximum magnitude fixed)",
+    )
+    p.add_argument(
+        "--draws",
+        type=int,
+        default=defaults.draws,
+        help="Monte-Carlo (op, p, magnitude) samples per image and actor step",
+    )
+    p.add_argument(
+        "--transform",
+        choices=["train", "eval"],
+        default="train",
+        help="images the critics and rewards see: train (the training Loader's crops, the "
+        "distribution the final training augments; default) or eval (resize + centre crop)",
+    )
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="DALI CPU threads")
@@ -119,6 +139,8 @@ def run_search(args: argparse.Namespace) -> int:
             hidden=args.hidden,
             dropout=args.dropout,
             entropy_weight=args.entropy,
+            variant=args.variant,
+            draws=args.draws,
             seed=args.seed,
         )
         config.actor_config(1)  # validates the op names now, not after the critics
@@ -126,12 +148,20 @@ def run_search(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: {err}") from None
     t0 = time.perf_counter()
     images, labels, names = load_images(
-        folder, size=size, device=args.device, num_threads=args.threads
+        folder,
+        size=size,
+        device=args.device,
+        num_threads=args.threads,
+        transform=args.transform,
+        scale=(0.5, 1.0) if args.data is None else (0.08, 1.0),  # as `dali-aug train`
+        flip="FlipLR" not in config.ops,  # LBAugMethod keeps the Loader's flip then
+        seed=args.seed,
     )
     print(
         f"lbaug search: {folder} ({len(labels)} images, {len(names)} labels, {size} px) on "
         f"{images.device}; K={config.folds} critics ({config.model}, {config.critic_epochs} "
-        f"epochs), {config.search_epochs} actor epochs, {len(config.ops)} ops"
+        f"epochs), {config.search_epochs} actor epochs, {len(config.ops)} ops, LB-Aug_"
+        f"{config.variant.upper()}, {args.transform} crops"
     )
     result = search(images, labels, config, progress=not args.no_progress, log=print)
     out = Path(args.out)
@@ -139,6 +169,7 @@ def run_search(args: argparse.Namespace) -> int:
         "search_config": config.to_dict(),
         "data": str(folder),
         "size": size,
+        "transform": args.transform,
         "device": str(images.device),
         "samples": len(labels),
         "uncovered": result.uncovered,
