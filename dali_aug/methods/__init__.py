@@ -38,6 +38,7 @@ REGISTRY: dict[str, str] = {
     "keep": "dali_aug.methods.keep.cli",
     "lbaug": "dali_aug.methods.lbaug.cli",
     "vfa": "dali_aug.methods.vfa.cli",
+    "meta": "dali_aug.methods.meta.cli",
 }
 
 

@@ -1,0 +1,452 @@
+"""MetaAugment (Zhou et al., "MetaAugment: Sample-Aware Data Augmentation Policy Learning",
+AAAI 2021, arXiv:2012.12076) as a training-step :class:`~dali_aug.train.Method`.
+
+Per training step (Algorithm 1):
+
+1. ``augment``: every sample (``copies`` times) gets an ordered pair of functions from the
+   :class:`PairSampler` and magnitudes ``m1, m2 ~ U(0, 10)``, applied with the catalog's torch
+   backend to the Loader's flipped clean crop (the Loader runs no policy); the embedding is
+   built from what was applied.
+2. ``loss`` (inside the step, before the real step): the policy net weighs every sample from
+   the (detached) penultimate features of the trainer's forward and the embedding; the
+   virtual step ``w^ = w - alpha * sum_i P~_i grad L_i`` (Eq. 2), the validation loss at w^
+   on a clean held-out batch (``step.val_batch()``, under ``step.frozen_norm()``) and an Adam
+   step of (theta, alpha) on its gradient (Eq. 3); then ``loss.weight`` = the weights
+   recomputed under the updated theta (detached), which the trainer's real step uses (Eq. 4).
+   ``mode="exact"`` differentiates through the virtual step; ``mode="fast"`` uses the
+   dot-product form with a finite difference and the previous step's gradient (see
+   :mod:`dali_aug.methods.meta._bilevel`); ``mode="uniform"`` is the control: uniform random
+   pairs, equal weights, no policy.
+3. ``after_step``: the sampler counts the iteration (refresh every ``every``).
+
+Gap-fills (the paper's appendix is not in the seed; see /work/shared/papers/DIGEST.md §4.3):
+``alpha = exp(log_alpha)`` (kept positive; one scalar) initialised to the task optimizer's
+learning rate at the first step; theta and log_alpha trained by their own Adam (lr 1e-3);
+``every`` = 50, ``history`` = 200 iterations; the weights are ``P_i / sum_j P_j`` and the
+reduced loss ``sum_i P~_i L_i`` (the Meta-Weight-Net convention).
+
+The meta step calls ``torch.autograd.grad`` on the model's parameters, so it runs on the bare
+model of a single process (not under DistributedDataParallel). Results are not reproducible
+across devices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+from torch import nn
+
+from dali_aug.methods.meta._bilevel import exact_meta_grads, fast_meta_grads
+from dali_aug.methods.meta._policy_net import PolicyNet, normalise_weights
+from dali_aug.methods.meta._sampler import PairSampler
+from dali_aug.methods.meta._space import FUNCTIONS, draw_transforms
+from dali_aug.ops import OpParams, apply_params
+from dali_aug.train import Forward, LoaderNeeds, Loss, Method, Step
+from dali_aug.viz import normalize
+
+if TYPE_CHECKING:
+    from dali_aug.batch import Batch
+    from dali_aug.policies import Policy
+
+__all__ = ["MAGNITUDE_BINS", "MetaAugmentMethod", "MetaConfig", "Mode"]
+
+Mode = Literal["exact", "fast", "uniform"]
+#: magnitude bins of the per-function weight statistics (width 1 on the 0-10 scale)
+MAGNITUDE_BINS = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaConfig:
+    """MetaAugment's settings.
+
+    Attributes:
+        mode: ``exact`` (the paper's passes), ``fast`` (fewer passes, same meta-gradient up
+            to the stated approximations) or ``uniform`` (the control: no policy).
+        copies: M, augmented copies of every sample, all used (the paper's MT trick: 4).
+        val_fraction: the fraction of the training set held out for the meta step.
+        eps: the sampler's uniform share (Eq. 5), in (0, 1].
+        history: r, iterations averaged by a sampler refresh.
+        every: s, iterations between sampler refreshes.
+        hidden: the policy net's branch width.
+        meta_lr: Adam learning rate of theta.
+        alpha_lr: Adam learning rate of log(alpha).
+        alpha_init: the initial virtual learning rate; None: the task optimizer's at the first
+            step.
+        val_samples: validation samples per meta step (the first of each validation batch);
+            None: the whole batch.
+        fd_eps: ``fast`` mode's finite-difference step relative to ``||g_val||``.
+        export_levels: level bins per function in :meth:`MetaAugmentMethod.to_policy`.
+    """
+
+    mode: Mode = "exact"
+    copies: int = 1
+    val_fraction: float = 0.02
+    eps: float = 0.1
+    history: int = 200
+    every: int = 50
+    hidden: int = 100
+    meta_lr: float = 1e-3
+    alpha_lr: float = 1e-3
+    alpha_init: float | None = None
+    val_samples: int | None = None
+    fd_eps: float = 0.01
+    export_levels: int = 3
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("exact", "fast", "uniform"):
+            raise ValueError(f"MetaConfig: mode={self.mode!r}; use 'exact', 'fast' or 'uniform'")
+        for name in ("copies", "history", "every", "hidden", "export_levels"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"MetaConfig: {name}={v!r} must be a positive int")
+        if self.val_samples is not None and (
+            isinstance(self.val_samples, bool) or self.val_samples < 1
+        ):
+            raise ValueError(f"MetaConfig: val_samples={self.val_samples!r}; use None or >= 1")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(
+                f"MetaConfig: val_fraction={self.val_fraction} must be in (0, 1), e.g. 0.02 "
+                "(--val-fraction)"
+            )
+        if not 0.0 < self.eps <= 1.0:
+            raise ValueError(
+                f"MetaConfig: eps={self.eps} must be in (0, 1] (the sampler's uniform share; "
+                "the paper uses 0.1)"
+            )
+        for name in ("meta_lr", "alpha_lr", "fd_eps"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v > 0):
+                raise ValueError(f"MetaConfig: {name}={v} must be a finite number > 0")
+        if self.alpha_init is not None and not (
+            math.isfinite(self.alpha_init) and self.alpha_init > 0
+        ):
+            raise ValueError(
+                f"MetaConfig: alpha_init={self.alpha_init} must be > 0 (or None: the task lr)"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Pending:
+    """What ``augment`` drew for the step's ``loss``."""
+
+    index: int
+    first: torch.Tensor  # [N] CPU
+    second: torch.Tensor
+    m1: torch.Tensor
+    m2: torch.Tensor
+    embedding: torch.Tensor  # [N, 28] on the batch's device
+
+
+def _feature_dim(model: nn.Module) -> int:
+    head = getattr(model, "head", None)
+    feats = getattr(model, "features", None)
+    width = getattr(head, "in_features", None)
+    if not callable(feats) or not isinstance(head, nn.Module) or not isinstance(width, int):
+        raise TypeError(
+            f"MetaAugment needs the task network's penultimate features: {type(model).__name__} "
+            "has no features(x) -> [B, D] with a linear head (head.in_features); use a model of "
+            "dali_aug.models.build_model or add those two members"
+        )
+    return width
+
+
+class MetaAugmentMethod(Method):
+    """Sample-aware augmentation by meta-learned loss reweighting.
+
+    Args:
+        model: the task network (the trainer's bare model); it must have ``features`` and a
+            linear ``head`` (the policy net reads the penultimate features).
+        config: :class:`MetaConfig`.
+        seed: seeds the pair, magnitude, sign and policy-net initialisation draws.
+
+    Attributes:
+        policy: the :class:`PolicyNet` (own optimizer; checkpointed through
+            :meth:`state_dict`, not returned by :meth:`modules`).
+        sampler: the :class:`PairSampler`.
+        magnitude_stats: float64 [14, MAGNITUDE_BINS, 2], sum and count of the raw weights by
+            function and magnitude bin (each sample counts for both its functions).
+    """
+
+    name = "meta"
+
+    def __init__(self, model: nn.Module, config: MetaConfig | None = None, *, seed: int = 0):
+        self.config = config = config or MetaConfig()
+        device = next(iter(model.parameters())).device
+        fork = torch.Generator().manual_seed(seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=fork)))
+            self.policy = PolicyNet(_feature_dim(model), hidden=config.hidden).to(device)
+        self.log_alpha = nn.Parameter(torch.zeros((), device=device))
+        self._alpha_ready = config.alpha_init is not None
+        if config.alpha_init is not None:
+            self.log_alpha.data.fill_(math.log(config.alpha_init))
+        self.meta_optimizer = torch.optim.Adam(
+            [
+                {"params": list(self.policy.parameters()), "lr": config.meta_lr},
+                {"params": [self.log_alpha], "lr": config.alpha_lr},
+            ]
+        )
+        self.sampler = PairSampler(
+            len(FUNCTIONS), eps=config.eps, history=config.history, every=config.every
+        )
+        self.generator = torch.Generator().manual_seed(seed + 1)
+        self.magnitude_stats = torch.zeros((len(FUNCTIONS), MAGNITUDE_BINS, 2), dtype=torch.float64)
+        self.report_dir: Path | None = None
+        self._pending: _Pending | None = None
+        self._previous: dict[str, torch.Tensor] | None = None
+
+    # -- the interface ------------------------------------------------------------------
+    @property
+    def alpha(self) -> float:
+        """The current virtual learning rate."""
+        return float(self.log_alpha.detach().exp())
+
+    def loader_needs(self) -> LoaderNeeds:
+        holdout = 0.0 if self.config.mode == "uniform" else self.config.val_fraction
+        return LoaderNeeds(policy=False, op_record=True, clean=True, holdout=holdout)
+
+    def augment(self, step: Step, batch: Batch) -> Batch:
+        if batch.clean is None or batch.params is None:
+            raise ValueError(
+                "MetaAugment needs a Loader with the op record and the clean crops "
+                "(op_record=True, clean=True: see MetaAugmentMethod.loader_needs) and no "
+                "dataset-level policy"
+            )
+        if batch.params.num_layers != 1:
+            raise ValueError(
+                f"the Loader ran a dataset-level policy ({batch.params.num_layers - 1} layers); "
+                "MetaAugment replaces it: build the Loader with policy=None"
+            )
+        m = self.config.copies
+        start = batch.flipped_clean()
+        flip = batch.params
+        clean = batch.clean
+        labels, indices = batch.labels, batch.indices
+        if m > 1:
+            start, clean = start.repeat_interleave(m, 0), clean.repeat_interleave(m, 0)
+            labels = labels.repeat_interleave(m, 0)
+            indices = indices.repeat_interleave(m, 0)
+            flip = flip.select(torch.arange(flip.batch_size).repeat_interleave(m))
+        first, second = self.sampler.sample(start.shape[0], generator=self.generator)
+        t = draw_transforms(first, second, generator=self.generator)
+        device = start.device
+        images = _apply(start, t.params)
+        self._pending = _Pending(
+            step.index, first, second, t.m1, t.m2, t.embedding().to(device, non_blocking=True)
+        )
+        layers = OpParams(
+            *(
+                torch.cat([getattr(flip, f), getattr(t.params, f).to(flip.op_ids.device)], 1)
+                for f in _FIELDS
+            )
+        )
+        x = normalize(images).to(batch.images.dtype)
+        return dataclasses.replace(
+            batch, images=x, labels=labels, indices=indices, params=layers, clean=clean
+        )
+
+    def loss(self, step: Step, batch: Batch, out: Forward, loss: Loss) -> Loss:
+        if self.config.mode == "uniform":
+            return loss
+        features = _check_features(out)
+        pending = self._take_pending(step, loss)
+        if not self._alpha_ready:  # alpha starts at the task learning rate
+            lr = float(step.trainer.optimizer.param_groups[0]["lr"])
+            self.log_alpha.data.fill_(math.log(max(lr, 1e-12)))
+            self._alpha_ready = True
+        val = self._val(step.val_batch())
+        grads, val_loss = self.meta_gradients(step, batch, out, loss.per_sample, val=val)
+        for p, g in zip(self._meta_tensors(), grads, strict=True):
+            p.grad = g.to(p.dtype)
+        self.meta_optimizer.step()
+        self.meta_optimizer.zero_grad(set_to_none=True)
+        with torch.no_grad():  # Eq. 4: the real step's weights under the updated theta
+            raw, weight = self.weights(features, pending.embedding)
+        if loss.weight is not None:  # composed after another weighting method
+            weight = normalise_weights(weight * loss.weight.to(weight.dtype))
+        loss.weight = weight
+        loss.stats["alpha"] = self.log_alpha.detach().exp()
+        loss.stats["mean_weight"] = raw.mean()
+        loss.stats["meta_val_loss"] = val_loss
+        self.sampler.record(pending.first, pending.second, raw)
+        self._record_magnitudes(pending, raw)
+        return loss
+
+    def after_step(self, step: Step, batch: Batch, out: Forward) -> None:
+        if self.config.mode == "uniform":
+            return
+        self.sampler.step()
+        if self.config.mode == "fast":  # the real step's gradient, for the next virtual step
+            grads = {n: p.grad for n, p in step.model.named_parameters() if p.grad is not None}
+            norms = [g.detach().float().norm() for g in grads.values()]
+            finite = bool(torch.isfinite(torch.stack(norms)).all()) if norms else False
+            self._previous = grads if finite else None
+
+    # -- the meta-gradient --------------------------------------------------------------
+    def weights(
+        self, features: torch.Tensor, embedding: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(raw sigmoid outputs, the weights normalised within the batch), both [N]; the
+        features are detached (P is a function of theta only)."""
+        raw = self.policy(features.detach(), embedding)
+        return raw, normalise_weights(raw)
+
+    def _meta_tensors(self) -> list[torch.Tensor]:
+        return [*self.policy.parameters(), self.log_alpha]
+
+    def meta_gradients(
+        self,
+        step: Step,
+        batch: Batch,
+        out: Forward,
+        per_sample: torch.Tensor,
+        *,
+        val: Batch,
+        mode: Mode | None = None,
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The gradient of the validation loss at the virtual weights with respect to the
+        policy net's parameters and log(alpha) (in :meth:`_meta_tensors` order), without
+        stepping; ``mode`` overrides the config's (to compare ``exact`` and ``fast``).
+
+        Args:
+            step: the training step.
+            batch: the augmented batch (after :meth:`augment`).
+            out: the step's forward of ``batch.images`` (its graph is kept).
+            per_sample: [N] losses of ``out`` (with their graph to the model).
+            val: the clean validation batch.
+            mode: ``exact`` or ``fast``.
+
+        Returns:
+            (gradients, the validation loss where the validation gradient was taken).
+        """
+        mode = mode or self.config.mode
+        if self._pending is None:
+            raise ValueError("MetaAugment.meta_gradients: call augment(step, batch) first")
+        features = _check_features(out).detach()
+        _, weights = self.weights(features, self._pending.embedding)
+        alpha = self.log_alpha.exp()
+        params = {n: p for n, p in step.model.named_parameters() if p.requires_grad}
+
+        def val_loss(ps: dict[str, torch.Tensor]) -> torch.Tensor:
+            with step.frozen_norm():
+                logits = step.forward(val.images, params=ps).logits
+            return step.losses(logits, val.labels).mean()
+
+        def train_losses_at(ps: dict[str, torch.Tensor]) -> torch.Tensor:
+            with step.frozen_norm():
+                logits = step.forward(batch.images, params=ps).logits
+            return step.losses(logits, batch.labels)
+
+        meta = self._meta_tensors()
+        if mode == "exact":
+            return exact_meta_grads(params, per_sample, weights, alpha, val_loss, meta)
+        if mode == "fast":
+            return fast_meta_grads(
+                params,
+                weights,
+                alpha,
+                val_loss,
+                train_losses_at,
+                meta,
+                previous=self._previous,
+                fd_eps=self.config.fd_eps,
+            )
+        raise ValueError(f"meta_gradients: mode={mode!r}; use 'exact' or 'fast'")
+
+    def _val(self, val: Batch) -> Batch:
+        n = self.config.val_samples
+        if n is None or n >= len(val.labels):
+            return val
+        return dataclasses.replace(
+            val, images=val.images[:n], labels=val.labels[:n], indices=val.indices[:n]
+        )
+
+    def _take_pending(self, step: Step, loss: Loss) -> _Pending:
+        pending = self._pending
+        if pending is None or pending.index != step.index:
+            raise ValueError(
+                "MetaAugment.loss runs without this step's augment (the trainer calls augment "
+                "first); put the method in Trainer(methods=[...])"
+            )
+        if pending.embedding.shape[0] != loss.per_sample.shape[0]:
+            raise ValueError(
+                f"MetaAugment: {pending.embedding.shape[0]} augmented samples but "
+                f"{loss.per_sample.shape[0]} losses; a method after MetaAugment changed the batch"
+            )
+        return pending
+
+    def _record_magnitudes(self, pending: _Pending, raw: torch.Tensor) -> None:
+        values = raw.detach().double().cpu()
+        k = MAGNITUDE_BINS
+        for fn, mag in ((pending.first, pending.m1), (pending.second, pending.m2)):
+            b = (mag.double() / 10.0 * k).long().clamp(0, k - 1)
+            flat = fn * k + b
+            self.magnitude_stats[..., 0] += torch.bincount(
+                flat, weights=values, minlength=len(FUNCTIONS) * k
+            ).view(len(FUNCTIONS), k)
+            self.magnitude_stats[..., 1] += torch.bincount(flat, minlength=len(FUNCTIONS) * k).view(
+                len(FUNCTIONS), k
+            )
+
+    # -- results ------------------------------------------------------------------------
+    def pair_table(self) -> dict[str, torch.Tensor]:
+        """[14, 14] tensors over the whole run: ``count``, ``mean_weight`` (NaN where never
+        drawn) and the sampler's current ``prob``."""
+        totals = self.sampler.totals.view(len(FUNCTIONS), len(FUNCTIONS), 2)
+        count = totals[..., 1]
+        return {"count": count, "mean_weight": totals[..., 0] / count, "prob": self.sampler.probs}
+
+    def to_policy(self, *, levels: int | None = None) -> Policy:
+        """The learned pair distribution as a dataset-level weighted :class:`Policy` (see
+        :func:`dali_aug.methods.meta._report.pairs_policy`)."""
+        from dali_aug.methods.meta._report import pairs_policy
+
+        return pairs_policy(self.sampler.probs, levels=levels or self.config.export_levels)
+
+    def write_report(self, out: str | Path) -> dict[str, str]:
+        """Writes ``meta_pairs.csv``, ``meta_pairs.png`` and ``meta_policy.json`` to ``out``."""
+        from dali_aug.methods.meta._report import write_report
+
+        return write_report(self, Path(out))
+
+    # -- checkpoints --------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "policy": {k: v.detach().clone() for k, v in self.policy.state_dict().items()},
+            "log_alpha": self.log_alpha.detach().clone(),
+            "alpha_ready": self._alpha_ready,
+            "meta_optimizer": self.meta_optimizer.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "generator": self.generator.get_state(),
+            "magnitude_stats": self.magnitude_stats.clone(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.policy.load_state_dict(state["policy"])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        self._alpha_ready = bool(state["alpha_ready"])
+        self.meta_optimizer.load_state_dict(state["meta_optimizer"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.generator.set_state(state["generator"])
+        self.magnitude_stats = state["magnitude_stats"].double().cpu().clone()
+
+
+def _check_features(out: Forward) -> torch.Tensor:
+    if out.features is None:
+        raise TypeError(
+            "MetaAugment needs the task network's penultimate features (Forward.features is "
+            "None): use a model with features(x) -> [B, D] and a head (dali_aug.models)"
+        )
+    return out.features.detach().float()
+
+
+def _apply(images: torch.Tensor, params: OpParams) -> torch.Tensor:
+    return apply_params(images, params.to(images.device))
+
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(OpParams))

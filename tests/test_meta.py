@@ -1,0 +1,542 @@
+"""MetaAugment (dali_aug.methods.meta, arXiv:2012.12076): the transformation space and its
+embedding, the policy net and its normalised weights, the pair sampler, the meta-gradient
+against finite differences, the method in the trainer's step, the export and the errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dali_aug.batch import Batch
+from dali_aug.datasets import stratified_holdout
+from dali_aug.methods.meta import (
+    FUNCTIONS,
+    MetaAugmentMethod,
+    MetaConfig,
+    PairSampler,
+    PolicyNet,
+    draw_transforms,
+    embed,
+    normalise_weights,
+    pairs_policy,
+)
+from dali_aug.methods.meta._bilevel import exact_meta_grads, fast_meta_grads
+from dali_aug.models import build_model
+from dali_aug.ops import get, identity_params, index
+from dali_aug.policies import Policy, policy_from_dict
+from dali_aug.train import Forward, Step, Trainer
+
+K = len(FUNCTIONS)
+
+
+def _batch(n: int = 8, seed: int = 0, size: int = 32, classes: int = 4) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    clean = torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8)
+    labels = torch.randint(0, classes, (n,), generator=g)
+    return Batch(clean.float(), labels, torch.arange(n), params=identity_params(n), clean=clean)
+
+
+def _trainer(config: MetaConfig, seed: int = 0) -> tuple[Trainer, MetaAugmentMethod]:
+    torch.manual_seed(seed)
+    model = build_model("small", 4)
+    method = MetaAugmentMethod(model, config, seed=seed)
+    val = [_batch(8, 100 + i) for i in range(2)]
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    return Trainer(model, opt, methods=[method], meta_val=val), method
+
+
+# -- the transformation space ----------------------------------------------------------------
+def test_functions_are_the_papers_fourteen_from_the_catalog() -> None:
+    assert FUNCTIONS[0] == "AutoContrast" and FUNCTIONS[-1] == "Identity" and K == 14
+    assert "Invert" not in FUNCTIONS and "Cutout" not in FUNCTIONS
+    for f in FUNCTIONS:
+        index(f)  # every function is a catalog op
+
+
+def test_embed_matches_the_spec() -> None:
+    e = embed(
+        torch.tensor([FUNCTIONS.index("Rotate")]),
+        torch.tensor([FUNCTIONS.index("Identity")]),
+        torch.tensor([3.0]),
+        torch.tensor([7.0]),
+    )
+    assert e.dtype == torch.float32 and e.shape == (1, 28)
+    expected = torch.zeros(1, 28)
+    expected[0, 4], expected[0, 27] = 4.0, 11.0
+    torch.testing.assert_close(e, expected)
+
+
+def test_embed_magnitude_free_functions_get_eleven_and_same_function_twice() -> None:
+    first = torch.tensor([0, 1, 5])  # AutoContrast, Equalize, Color
+    second = torch.tensor([5, 1, 5])
+    e = embed(first, second, torch.tensor([2.0, 2.0, 2.5]), torch.tensor([4.0, 9.0, 0.5]))
+    assert e[0, 0] == 11.0 and e[0, 11] == 5.0 and int((e[0] != 0).sum()) == 2
+    assert e[1, 2] == 11.0 and e[1, 3] == 11.0 and int((e[1] != 0).sum()) == 2
+    assert e[2, 10] == 3.5 and e[2, 11] == 1.5 and int((e[2] != 0).sum()) == 2
+
+
+def test_embed_rejects_an_index_outside_the_functions() -> None:
+    with pytest.raises(ValueError, match="outside"):
+        embed(torch.tensor([14]), torch.tensor([0]), torch.ones(1), torch.ones(1))
+    with pytest.raises(TypeError, match="int64"):
+        embed(torch.tensor([1.0]), torch.tensor([0]), torch.ones(1), torch.ones(1))
+
+
+def test_draw_transforms_applies_the_pairs_with_uniform_magnitudes_and_signs() -> None:
+    n = 4000
+    g = torch.Generator().manual_seed(3)
+    first, second = torch.randint(0, K, (n,), generator=g), torch.randint(0, K, (n,), generator=g)
+    t = draw_transforms(first, second, generator=g)
+    ops = torch.tensor([index(f) for f in FUNCTIONS])
+    assert torch.equal(t.params.op_ids, ops[torch.stack([first, second], 1)])
+    mags = torch.stack([t.m1, t.m2], 1)
+    assert float(mags.min()) >= 0.0 and float(mags.max()) < 10.0
+    assert abs(float(mags.mean()) - 5.0) < 0.2  # U(0, 10)
+    signed = torch.tensor([get(f).signed for f in FUNCTIONS])[torch.stack([first, second], 1)]
+    has_mag = torch.tensor([get(f).has_magnitude for f in FUNCTIONS])[
+        torch.stack([first, second], 1)
+    ]
+    levels = t.params.levels
+    assert bool((levels[~has_mag] == 0).all())
+    assert bool((levels[~signed] >= 0).all())
+    torch.testing.assert_close(levels.abs()[has_mag], mags[has_mag])
+    frac_neg = float((levels[signed & has_mag] < 0).double().mean())
+    assert abs(frac_neg - 0.5) < 0.03
+    torch.testing.assert_close(t.embedding(), embed(first, second, t.m1, t.m2))
+
+
+# -- the policy net and the weights ----------------------------------------------------------
+def test_policy_net_gives_one_sigmoid_weight_per_sample() -> None:
+    torch.manual_seed(0)
+    net = PolicyNet(192)
+    assert net.feature.out_features == 100 and net.transform.in_features == 28
+    w = net(torch.randn(5, 192), torch.randn(5, 28))
+    assert w.shape == (5,) and bool(((w > 0) & (w < 1)).all())
+    with pytest.raises(ValueError, match="features must be"):
+        net(torch.randn(5, 64), torch.randn(5, 28))
+
+
+def test_normalised_weights_sum_to_one() -> None:
+    raw = torch.rand(37, generator=torch.Generator().manual_seed(1)) + 0.01
+    w = normalise_weights(raw)
+    torch.testing.assert_close(w.sum(), torch.tensor(1.0))
+    torch.testing.assert_close(w / w[0], raw / raw[0])
+
+
+def test_nan_weights_raise_naming_the_fix() -> None:
+    with pytest.raises(ValueError, match="--meta-lr"):
+        normalise_weights(torch.tensor([0.5, float("nan")]))
+
+
+# -- the sampler -----------------------------------------------------------------------------
+def test_sampler_is_uniform_before_its_first_refresh() -> None:
+    s = PairSampler(eps=0.1, history=4, every=5)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(4):
+        first, second = s.sample(64, generator=g)
+        s.record(first, second, torch.where(first == 11, 0.01, 0.9).double())
+        s.step()
+    torch.testing.assert_close(s.probs, torch.full((K, K), 1 / K**2, dtype=torch.float64))
+    first, second = s.sample(196 * 200, generator=g)
+    counts = torch.bincount(first * K + second, minlength=K * K).double()
+    assert float(counts.min()) > 120 and float(counts.max()) < 290  # uniform, 200 expected
+
+
+def test_sampler_refresh_is_eq5_and_never_below_the_floor() -> None:
+    s = PairSampler(eps=0.1, history=3, every=2)
+    first = torch.arange(K * K) // K
+    second = torch.arange(K * K) % K
+    raw = torch.full((K * K,), 0.5, dtype=torch.float64)
+    raw[first == 11] = 1e-9  # TranslateX first: nearly zero weight
+    for _ in range(2):
+        s.record(first, second, raw)
+        s.step()
+    v = raw / raw.sum()
+    expected = (0.9 * v + 0.1 / K**2).view(K, K)
+    torch.testing.assert_close(s.probs, expected)
+    assert float(s.probs.min()) >= s.floor - 1e-15
+    torch.testing.assert_close(s.probs.sum(), torch.tensor(1.0, dtype=torch.float64))
+    assert float(s.probs[11].max()) < 1 / K**2
+
+
+def test_sampler_unseen_pairs_get_the_mean_of_the_seen() -> None:
+    s = PairSampler(eps=0.5, history=10, every=1)
+    s.record(torch.tensor([0, 0]), torch.tensor([0, 1]), torch.tensor([0.2, 0.6]))
+    s.step()
+    p = s.probs.flatten()
+    v = torch.full((K * K,), 0.4, dtype=torch.float64)
+    v[0], v[1] = 0.2, 0.6
+    torch.testing.assert_close(p, 0.5 * v / v.sum() + 0.5 / K**2)
+
+
+def test_sampler_history_window_forgets_old_iterations() -> None:
+    s = PairSampler(eps=0.1, history=2, every=1)
+    one = torch.tensor([3]), torch.tensor([4])
+    s.record(*one, torch.tensor([0.9]))
+    s.step()
+    s.record(*one, torch.tensor([0.1]))
+    s.step()
+    s.record(*one, torch.tensor([0.1]))
+    s.step()  # the window now holds only the two 0.1 iterations
+    torch.testing.assert_close(s.mean_outputs()[3, 4], torch.tensor(0.1, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("eps", [0.0, -0.1, 1.5, float("nan")])
+def test_sampler_eps_outside_zero_one_raises(eps: float) -> None:
+    with pytest.raises(ValueError, match=r"eps=.* must be in \(0, 1\]"):
+        PairSampler(eps=eps)
+    with pytest.raises(ValueError, match="eps"):
+        MetaConfig(eps=eps)
+
+
+# -- the meta-gradient -----------------------------------------------------------------------
+def _toy(seed: int = 0) -> dict[str, object]:
+    """A linear classifier and a small policy net in float64."""
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    lin = nn.Linear(3, 2).double()
+    net = PolicyNet(3, hidden=4).double()
+    data = {
+        "x": torch.randn(6, 3, generator=g, dtype=torch.float64),
+        "y": torch.randint(0, 2, (6,), generator=g),
+        "xv": torch.randn(5, 3, generator=g, dtype=torch.float64),
+        "yv": torch.randint(0, 2, (5,), generator=g),
+        "feat": torch.randn(6, 3, generator=g, dtype=torch.float64),
+        "emb": torch.rand(6, 28, generator=g, dtype=torch.float64) * 11,
+    }
+    return {"lin": lin, "net": net, "rho": torch.tensor(math.log(0.7), dtype=torch.float64), **data}
+
+
+def _reference_val_loss(t: dict, net: nn.Module, rho: torch.Tensor) -> torch.Tensor:
+    """L_val(w - alpha * sum_i P~_i grad L_i(w)) with per-sample gradients taken one by one."""
+    lin: nn.Linear = t["lin"]  # type: ignore[assignment]
+    raw = net(t["feat"], t["emb"])
+    weights = raw / raw.sum()
+    w, b = lin.weight.detach().requires_grad_(), lin.bias.detach().requires_grad_()
+    gw, gb = torch.zeros_like(w), torch.zeros_like(b)
+    for i in range(len(t["y"])):  # type: ignore[arg-type]
+        with torch.enable_grad():
+            li = F.cross_entropy(t["x"][i : i + 1] @ w.T + b, t["y"][i : i + 1])  # type: ignore[index]
+            dw, db = torch.autograd.grad(li, [w, b])
+        gw, gb = gw + weights[i] * dw, gb + weights[i] * db
+    alpha = rho.exp()
+    wh, bh = w.detach() - alpha * gw, b.detach() - alpha * gb
+    return F.cross_entropy(t["xv"] @ wh.T + bh, t["yv"])  # type: ignore[operator]
+
+
+def _auto_grads(t: dict, mode: str, previous: dict | None = None) -> list[torch.Tensor]:
+    lin: nn.Linear = t["lin"]  # type: ignore[assignment]
+    net: PolicyNet = t["net"]  # type: ignore[assignment]
+    rho = t["rho"].clone().requires_grad_()  # type: ignore[union-attr]
+    params = dict(lin.named_parameters())
+    raw = net(t["feat"], t["emb"])
+    weights = normalise_weights(raw)
+
+    def val_loss(ps: dict[str, torch.Tensor]) -> torch.Tensor:
+        return F.cross_entropy(torch.func.functional_call(lin, ps, (t["xv"],)), t["yv"])
+
+    def train_at(ps: dict[str, torch.Tensor]) -> torch.Tensor:
+        logits = torch.func.functional_call(lin, ps, (t["x"],))
+        return F.cross_entropy(logits, t["y"], reduction="none")
+
+    meta = [*net.parameters(), rho]
+    if mode == "exact":
+        losses = F.cross_entropy(lin(t["x"]), t["y"], reduction="none")
+        grads, _ = exact_meta_grads(params, losses, weights, rho.exp(), val_loss, meta)
+    else:
+        grads, _ = fast_meta_grads(
+            params, weights, rho.exp(), val_loss, train_at, meta, previous=previous, fd_eps=1e-4
+        )
+    return grads
+
+
+def _flat(grads: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([g.flatten() for g in grads])
+
+
+def test_exact_meta_gradient_matches_central_finite_differences() -> None:
+    t = _toy()
+    net: PolicyNet = t["net"]  # type: ignore[assignment]
+    auto = _flat(_auto_grads(t, "exact"))
+    fd = []
+    h = 1e-6
+    with torch.no_grad():
+        for p in net.parameters():
+            flat = p.view(-1)
+            for j in range(flat.numel()):
+                old = float(flat[j])
+                flat[j] = old + h
+                up = _reference_val_loss(t, net, t["rho"])  # type: ignore[arg-type]
+                flat[j] = old - h
+                down = _reference_val_loss(t, net, t["rho"])  # type: ignore[arg-type]
+                flat[j] = old
+                fd.append(float(up - down) / (2 * h))
+        rho: torch.Tensor = t["rho"]  # type: ignore[assignment]
+        up = _reference_val_loss(t, net, rho + h)
+        down = _reference_val_loss(t, net, rho - h)
+    fd.append(float(up - down) / (2 * h))
+    fd_t = torch.tensor(fd, dtype=torch.float64)
+    theta_err = (auto[:-1] - fd_t[:-1]).norm() / fd_t[:-1].norm()
+    alpha_err = abs(float(auto[-1] - fd_t[-1])) / abs(float(fd_t[-1]))
+    assert float(fd_t[:-1].norm()) > 1e-6 and abs(float(fd_t[-1])) > 1e-6
+    assert float(theta_err) < 1e-3, float(theta_err)
+    assert alpha_err < 1e-3, alpha_err
+
+
+def test_fast_meta_gradient_equals_exact_given_this_batchs_gradient() -> None:
+    """With the current weighted gradient in the virtual step the fast form is the exact
+    meta-gradient up to the finite difference (the identity the fast mode rests on)."""
+    t = _toy(1)
+    lin: nn.Linear = t["lin"]  # type: ignore[assignment]
+    net: PolicyNet = t["net"]  # type: ignore[assignment]
+    exact = _flat(_auto_grads(t, "exact"))
+    with torch.no_grad():
+        weights = normalise_weights(net(t["feat"], t["emb"]))
+    losses = (weights * F.cross_entropy(lin(t["x"]), t["y"], reduction="none")).sum()
+    current = dict(
+        zip(["weight", "bias"], torch.autograd.grad(losses, list(lin.parameters())), strict=True)
+    )
+    fast = _flat(_auto_grads(t, "fast", previous=current))
+    torch.testing.assert_close(fast, exact, rtol=1e-5, atol=1e-9)
+
+
+# -- the method in the trainer's step --------------------------------------------------------
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_step_updates_theta_and_alpha_and_weights_under_the_new_theta(mode: str) -> None:
+    trainer, method = _trainer(MetaConfig(mode=mode))  # type: ignore[arg-type]
+    w0 = [p.detach().clone() for p in trainer.model.parameters()]
+    captured: dict[str, torch.Tensor] = {}
+    forward = trainer.forward
+
+    def spy(images: torch.Tensor, *, params: dict | None = None) -> Forward:
+        out = forward(images, params=params)
+        if params is None:  # the step's own forward
+            assert out.features is not None
+            captured["features"] = out.features.detach()
+        return out
+
+    trainer.forward = spy  # type: ignore[method-assign]
+    for i in range(2):
+        before = [p.detach().clone() for p in method.policy.parameters()]
+        alpha_before = method.alpha
+        loss = trainer._step(_batch(8, i))
+        if i == 0:
+            assert alpha_before == 1.0  # not yet initialised: log(alpha) = 0
+            assert abs(float(loss.stats["alpha"]) - 1e-3) < 2e-5  # starts at the task lr
+    moved = [
+        float((p.detach() - b).abs().max())
+        for p, b in zip(method.policy.parameters(), before, strict=True)
+    ]
+    assert min(moved) > 0, "the meta step did not update theta"
+    assert method.alpha != pytest.approx(alpha_before, rel=1e-7), "alpha was not updated"
+    assert any(not torch.equal(p, q) for p, q in zip(trainer.model.parameters(), w0, strict=True))
+    assert loss.weight is not None and not loss.weight.requires_grad
+    torch.testing.assert_close(loss.weight.sum(), torch.tensor(1.0))
+    assert {"alpha", "mean_weight", "meta_val_loss"} <= set(loss.stats)
+    # the real step's weights: the normalised outputs of the *updated* policy
+    pending = method._pending
+    assert pending is not None
+    with torch.no_grad():
+        expected = normalise_weights(method.policy(captured["features"], pending.embedding))
+        old = PolicyNet(192)
+        for p, b in zip(old.parameters(), before, strict=True):
+            p.copy_(b)
+        stale = normalise_weights(old(captured["features"], pending.embedding))
+    torch.testing.assert_close(loss.weight, expected)
+    assert float((loss.weight - stale).abs().max()) > 1e-7
+
+
+def test_copies_multiply_the_batch_and_the_record_matches_the_embedding() -> None:
+    trainer, method = _trainer(MetaConfig(mode="uniform", copies=3))
+    step = Step(trainer, 0, 0)
+    batch = _batch(4, 0)
+    aug = method.augment(step, batch)
+    assert aug.images.shape == (12, 3, 32, 32) and aug.params is not None
+    assert torch.equal(aug.labels, batch.labels.repeat_interleave(3))
+    assert aug.params.num_layers == 3  # the flip, then the pair
+    p = method._pending
+    assert p is not None
+    ops = torch.tensor([index(f) for f in FUNCTIONS])
+    assert torch.equal(aug.params.op_ids[:, 1], ops[p.first])
+    assert torch.equal(aug.params.op_ids[:, 2], ops[p.second])
+    torch.testing.assert_close(p.embedding, embed(p.first, p.second, p.m1, p.m2))
+    loss = trainer._step(batch)
+    assert loss.per_sample.shape == (12,) and loss.weight is None  # uniform: equal weights
+
+
+def test_sampler_refreshes_in_the_step_and_stays_above_the_floor() -> None:
+    trainer, method = _trainer(MetaConfig(mode="fast", every=2, history=4, copies=2))
+    for i in range(4):
+        trainer._step(_batch(8, i))
+    assert method.sampler.iteration == 4
+    probs = method.sampler.probs
+    assert not torch.allclose(probs, torch.full_like(probs, 1 / K**2))
+    assert float(probs.min()) >= method.sampler.floor - 1e-15
+    torch.testing.assert_close(probs.sum(), torch.tensor(1.0, dtype=torch.float64))
+    assert int(method.pair_table()["count"].sum()) == 4 * 16
+
+
+def test_fast_gradient_is_close_to_exact_on_the_small_model() -> None:
+    trainer, method = _trainer(MetaConfig(mode="fast"))
+    for i in range(3):  # a previous real-step gradient exists
+        trainer._step(_batch(16, i))
+    step = Step(trainer, trainer.global_step, 0)
+    aug = method.augment(step, _batch(16, 10))
+    out = trainer.forward(aug.images)
+    per_sample = trainer.losses(out.logits, aug.labels)
+    val = _batch(16, 200)
+    val = Batch(val.images / 255.0, val.labels, val.indices)
+    exact, _ = method.meta_gradients(step, aug, out, per_sample, val=val, mode="exact")
+    fast, _ = method.meta_gradients(step, aug, out, per_sample, val=val, mode="fast")
+    cos = F.cosine_similarity(_flat(exact[:-1]), _flat(fast[:-1]), dim=0)
+    assert float(cos) > 0.9, float(cos)
+
+
+def test_method_state_round_trips_through_a_weights_only_checkpoint() -> None:
+    trainer, method = _trainer(MetaConfig(mode="exact", every=1))
+    trainer._step(_batch(8, 0))
+    buf = io.BytesIO()
+    torch.save(trainer.state_dict(), buf)
+    buf.seek(0)
+    state = torch.load(buf, weights_only=True)
+    other, fresh = _trainer(MetaConfig(mode="exact", every=1), seed=5)
+    other.load_state_dict(state)
+    assert fresh.alpha == pytest.approx(method.alpha)
+    torch.testing.assert_close(fresh.sampler.probs, method.sampler.probs)
+    for a, b in zip(fresh.policy.parameters(), method.policy.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+    assert len(method.modules()) == 0  # the policy net is not in the main optimizer
+
+
+# -- export and report -----------------------------------------------------------------------
+def test_to_policy_exports_the_pair_distribution() -> None:
+    g = torch.Generator().manual_seed(0)
+    probs = torch.rand(K, K, generator=g, dtype=torch.float64)
+    probs /= probs.sum()
+    policy = pairs_policy(probs, levels=3)
+    assert isinstance(policy, Policy) and policy.num_layers == 2
+    sel = policy.selection_probabilities()
+    # the mass of pair (Rotate, Identity) is the sum over its 3 level bins
+    rot, ident = FUNCTIONS.index("Rotate"), FUNCTIONS.index("Identity")
+    mask = torch.tensor(
+        [s[0].op == "Rotate" and s[1].op == "Identity" for s in policy.sub_policies]
+    )
+    assert int(mask.sum()) == 3
+    torch.testing.assert_close(sel[mask].sum(), probs[rot, ident])
+    levels = sorted(
+        s[0].level for s, m in zip(policy.sub_policies, mask.tolist(), strict=True) if m
+    )
+    assert levels == pytest.approx([10 / 6, 5.0, 50 / 6], abs=1e-3)
+    again = policy_from_dict(json.loads(json.dumps(policy.to_dict())))
+    assert isinstance(again, Policy)
+    torch.testing.assert_close(again.selection_probabilities(), sel)
+    params = again.sample(64, generator=torch.Generator().manual_seed(1))
+    assert params.op_ids.shape == (64, 2)
+
+
+def test_report_files(tmp_path: object) -> None:
+    from pathlib import Path
+
+    trainer, method = _trainer(MetaConfig(mode="fast", every=1))
+    trainer._step(_batch(8, 0))
+    files = method.write_report(Path(str(tmp_path)))
+    with Path(files["pairs_csv"]).open() as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["first", "second", "count", "mean_weight", "prob"]
+    assert len(rows) == 1 + K * K
+    assert rows[1][:2] == ["AutoContrast", "AutoContrast"]
+    assert sum(int(r[2]) for r in rows[1:]) == 8
+    assert abs(sum(float(r[4]) for r in rows[1:]) - 1.0) < 1e-4
+    assert Path(files["pairs_png"]).stat().st_size > 1000
+    assert isinstance(policy_from_dict(json.loads(Path(files["policy_json"]).read_text())), Policy)
+
+
+# -- bad input -------------------------------------------------------------------------------
+def test_a_model_without_penultimate_features_is_refused() -> None:
+    with pytest.raises(TypeError, match="penultimate features"):
+        MetaAugmentMethod(nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 4)))
+    trainer, method = _trainer(MetaConfig())
+    with pytest.raises(TypeError, match="penultimate features"):
+        method.loss(
+            Step(trainer, 0, 0),
+            _batch(),
+            Forward(torch.zeros(8, 4)),
+            None,  # type: ignore[arg-type]
+        )
+
+
+def test_a_val_fraction_leaving_a_class_without_validation_is_refused() -> None:
+    _, method = _trainer(MetaConfig(val_fraction=0.05))
+    targets = torch.arange(4).repeat_interleave(6)  # 6 per class: 5% rounds to 0
+    with pytest.raises(ValueError, match="--val-fraction"):
+        stratified_holdout(targets, method.loader_needs().holdout, seed=0)
+    with pytest.raises(ValueError, match="val_fraction"):
+        MetaConfig(val_fraction=0.0)
+
+
+def test_nan_features_give_a_clear_error_in_the_step() -> None:
+    trainer, method = _trainer(MetaConfig(mode="exact"))
+    batch = _batch(8, 0)
+    step = Step(trainer, 0, 0)
+    aug = method.augment(step, batch)
+    out = trainer.forward(aug.images)
+    bad = Forward(out.logits, torch.full_like(out.features, float("nan")), out.early)  # type: ignore[arg-type]
+    from dali_aug.train import Loss
+
+    with pytest.raises(ValueError, match="NaN"):
+        method.loss(step, aug, bad, Loss(trainer.losses(out.logits, aug.labels)))
+
+
+def test_the_method_needs_the_clean_crops_and_no_loader_policy() -> None:
+    trainer, method = _trainer(MetaConfig())
+    b = _batch()
+    with pytest.raises(ValueError, match="clean crops"):
+        method.augment(Step(trainer, 0, 0), Batch(b.images, b.labels, b.indices))
+    needs = method.loader_needs()
+    assert not needs.policy and needs.clean and needs.op_record and needs.holdout == 0.02
+
+
+# -- the command line ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def shapes64(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from dali_aug.datasets import make_shapes
+
+    return str(make_shapes(tmp_path_factory.mktemp("meta") / "shapes", 64, seed=0, size=32))
+
+
+def test_cli_refuses_a_val_fraction_that_leaves_a_class_without_validation(
+    shapes64: str, tmp_path: object
+) -> None:
+    from dali_aug.cli import main
+
+    argv = ["train", "--method", "meta", "--data", shapes64, "--size", "32", "--epochs", "1"]
+    with pytest.raises(SystemExit, match="no validation sample.*--val-fraction"):
+        main([*argv, "--out", str(tmp_path), "--no-progress", "--val-fraction", "0.01"])
+
+
+@pytest.mark.slow
+def test_cli_trains_and_writes_the_pairs_and_the_policy(shapes64: str, tmp_path: object) -> None:
+    from pathlib import Path
+
+    from dali_aug.cli import main
+
+    out = Path(str(tmp_path)) / "run"
+    argv = ["train", "--method", "meta", "--meta-mode", "fast", "--data", shapes64]
+    argv += ["--size", "32", "--batch-size", "16", "--epochs", "1", "--out", str(out)]
+    assert main([*argv, "--no-progress", "--val-fraction", "0.25"]) == 0
+    for name in ("meta_pairs.csv", "meta_pairs.png", "meta_policy.json"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "stat/alpha" in metrics["history"][0] and "stat/mean_weight" in metrics["history"][0]
+    assert metrics["meta"]["files"]["policy_json"].endswith("meta_policy.json")
+    again = out / "transfer"
+    transfer = ["train", "--policy", str(out / "meta_policy.json"), "--data", shapes64]
+    transfer += ["--size", "32", "--batch-size", "16", "--epochs", "1", "--out", str(again)]
+    assert main([*transfer, "--no-progress"]) == 0

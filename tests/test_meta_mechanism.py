@@ -1,0 +1,24 @@
+"""MetaAugment's mechanism on data it was not written for (DIGEST §4.4): a planted
+label-destroying TranslateX (dali_aug.methods.meta._planted: the class is which half holds
+the object x its shape), on a seed not used in development. Slow: a few hundred CPU steps."""
+
+from __future__ import annotations
+
+import pytest
+
+from dali_aug.methods.meta._planted import run
+
+SEED = 11  # development used seed 0
+
+
+@pytest.mark.slow
+def test_the_destroying_function_gets_low_weight_and_low_probability() -> None:
+    r = run(seed=SEED, steps=300, mode="exact", every=50, history=100)
+    # pairs containing TranslateX end with a clearly lower mean weight than the others
+    assert r["window_mean_weight_destroyer_pairs"] < r["window_mean_weight_other_pairs"] - 0.02
+    # the sampler moves mass away from them, but never below eps / K^2
+    assert r["prob_destroyer_pairs_mean"] < r["uniform"]
+    assert r["prob_destroyer_pairs_min"] >= r["floor"] - 1e-12
+    # within TranslateX, the final policy's weight falls with the magnitude
+    probe = r["probe_weight_by_magnitude"]
+    assert sum(probe[7:]) / 3 < sum(probe[:3]) / 3
