@@ -39,6 +39,7 @@ REGISTRY: dict[str, str] = {
     "lbaug": "dali_aug.methods.lbaug.cli",
     "vfa": "dali_aug.methods.vfa.cli",
     "meta": "dali_aug.methods.meta.cli",
+    "aws": "dali_aug.methods.aws.cli",
 }
 
 

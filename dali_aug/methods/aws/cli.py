@@ -1,0 +1,139 @@
+"""Command-line glue of AWS: ``dali-aug search aws`` (the method-registry contract of
+:mod:`dali_aug.methods`).
+
+AWS is a search, not a training-step method: its result is ``DIR/policy.json``, trained with
+``dali-aug train --policy DIR/policy.json``; so this entry of the registry is search-only
+(no ``HELP``/``add_arguments``/``build``: ``aws`` is not a ``--method``). Flags become an
+:class:`~dali_aug.methods.aws.AWSConfig` here and nowhere else. Only argparse is imported at
+module level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+__all__ = ["SEARCH_HELP", "add_search_arguments", "run_search"]
+
+SEARCH_HELP = (
+    "AWS: a shared checkpoint trained with uniform pairs, then short fine-tunes scored on a "
+    "held-out split and PPO on the 1296-pair distribution; writes policy.json, aws_probs.png, "
+    "aws_search.jsonl and the shared checkpoint"
+)
+
+
+def add_search_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``dali-aug search aws``."""
+    p.add_argument(
+        "--data",
+        help="training folder (ImageFolder, or DIR/train); only its training part is used, "
+        "split into fine-tune and reward data (default: the demo shapes)",
+    )
+    p.add_argument("--out", default="runs/aws", help="output folder")
+    p.add_argument("--share-epochs", type=int, default=10, help="stage 1 epochs (uniform)")
+    p.add_argument("--finetune-epochs", type=int, default=1, help="epochs per fine-tune")
+    p.add_argument("--steps", type=int, default=40, help="policy updates")
+    p.add_argument("--model", choices=["small", "resnet18", "resnet50"], default="small")
+    p.add_argument("--size", type=int, default=None, help="image side (default: 64 demo, 224)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=None, help="network peak lr (as dali-aug train)")
+    p.add_argument("--holdout", type=float, default=0.2, help="held-out reward fraction")
+    p.add_argument("--policy-lr", type=float, default=0.1, help="Adam lr on theta (gap-fill)")
+    p.add_argument("--clip", type=float, default=0.2, help="PPO clip epsilon (gap-fill)")
+    p.add_argument("--ppo-epochs", type=int, default=10, help="PPO epochs per update")
+    p.add_argument(
+        "--finetunes-per-step",
+        type=int,
+        default=1,
+        help="fine-tunes per rank per update (under torchrun: W times as many)",
+    )
+    p.add_argument("--no-flip", action="store_true", help="no random horizontal flip")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="DALI CPU threads")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted search")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _init_distributed() -> tuple[int, int]:
+    import torch
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ:
+        if not torch.distributed.is_initialized():
+            if torch.cuda.is_available():  # one GPU per rank
+                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def run_search(args: argparse.Namespace) -> int:
+    """``dali-aug search aws``: search, then write policy.json and aws_probs.png."""
+    import torch
+
+    from dali_aug.datasets import DEMO_SIZE, resolve_data
+    from dali_aug.methods.aws._report import write_outputs
+    from dali_aug.methods.aws._search import AWSConfig, search
+    from dali_aug.sources import open_source
+
+    try:
+        folder, _ = resolve_data(args.data, multi_label=False)  # the evaluation set is unused
+        config = AWSConfig(
+            share_epochs=args.share_epochs,
+            finetune_epochs=args.finetune_epochs,
+            steps=args.steps,
+            model=args.model,
+            batch_size=args.batch_size,
+            size=args.size or (DEMO_SIZE if args.data is None else 224),
+            lr=args.lr,
+            holdout=args.holdout,
+            policy_lr=args.policy_lr,
+            clip=args.clip,
+            ppo_epochs=args.ppo_epochs,
+            finetunes_per_step=args.finetunes_per_step,
+            scale=(0.5, 1.0) if args.data is None else (0.08, 1.0),
+            flip=not args.no_flip,
+            device=args.device,
+            seed=args.seed,
+            num_threads=args.threads,
+        )
+        source = open_source(folder)
+        if source.multi_label:
+            raise ValueError(f"{folder} is multi-label; AWS rewards single-label accuracy")
+    except (TypeError, ValueError) as err:
+        raise SystemExit(f"error: AWS: {err}") from None
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda but CUDA is not available; use --device cpu")
+    rank, world = _init_distributed()
+    out = Path(args.out)
+    if rank == 0:
+        print(
+            f"aws search: {folder} ({len(source)} images, {len(source.classes)} classes, "
+            f"{config.size} px), {int(config.holdout * 100)}% held out for the reward; "
+            f"{config.share_epochs} shared + {config.steps} x {config.finetunes_per_step * world} "
+            f"fine-tunes of {config.finetune_epochs} epoch(s), {config.model}, {world} rank(s)"
+        )
+    t0 = time.perf_counter()
+    try:
+        policy = search(
+            source, config, out, resume=args.resume, progress=not args.no_progress, log=print
+        )
+    except ValueError as err:
+        raise SystemExit(f"error: AWS: {err}") from None
+    if rank == 0:
+        extra = {"search_config": config.to_dict(), "data": str(folder), "world_size": world}
+        paths = write_outputs(policy, out, {**extra, "seconds": time.perf_counter() - t0})
+        top = policy.top_pairs(1)[0]
+        print(
+            f"aws: {time.perf_counter() - t0:.1f} s; entropy {policy.entropy():.3f} "
+            f"(uniform {torch.log(torch.tensor(float(policy.num_pairs))):.3f}); top pair "
+            f"{' -> '.join(top['pair'])} ({100 * top['prob']:.2f}%); wrote "
+            f"{', '.join(str(p) for p in paths)}, {out / 'aws_search.jsonl'}, {out / 'shared.pt'}"
+        )
+        print(f"train with: dali-aug train --policy {out / 'policy.json'}")
+    if world > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    return 0

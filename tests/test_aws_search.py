@@ -1,0 +1,130 @@
+"""Tests for the AWS search loop (``dali_aug.methods.aws._search``) and its command line
+(``dali-aug search aws``): outputs, counts from the Loader's op record, resume, determinism,
+``dali-aug train --policy DIR/policy.json``, and a 2-rank torchrun search (CPU, gloo) with
+theta bitwise equal on both ranks after every update."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dali_aug.datasets import make_shapes
+from dali_aug.methods.aws import halves_config, halves_task, search
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = halves_config(seed=4)
+
+
+@pytest.fixture(autouse=True)
+def _single_process(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DALI_AUG_CACHE", str(tmp_path / "cache"))
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def _rows(out: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in (out / "aws_search.jsonl").read_text().splitlines()]
+
+
+def test_search_outputs_counts_resume_and_determinism(tmp_path: Path) -> None:
+    source = halves_task(64, seed=4)  # 48 fine-tuned on, 16 held out
+    seen: list[dict[str, object]] = []
+    policy = search(source, TINY, tmp_path / "a", progress=False, log=lambda _: None,
+                    on_step=seen.append)  # fmt: skip
+    rows = _rows(tmp_path / "a")
+    assert [r["step"] for r in rows] == [1, 2] and len(seen) == 2
+    for r in rows:
+        assert set(r) >= {"reward", "baseline", "entropy", "top_pairs", "marginals"}
+        assert 0.0 <= float(r["reward"]) <= 1.0  # type: ignore[arg-type]
+        assert r["applied"] == [48]  # one epoch of the 48 fine-tune images, counts reset
+    assert (tmp_path / "a" / "shared.pt").is_file() and (tmp_path / "a" / "aws_state.pt").is_file()
+    rewards = [x for r in rows for x in r["rewards"]]  # type: ignore[attr-defined]
+    moved = not torch.equal(policy.theta.detach(), torch.zeros(36))
+    assert moved == (len(set(rewards)) > 1)  # the first update's advantage is 0 by design
+    # resume to 3 steps == an uninterrupted 3-step search (bitwise), same seed
+    longer = dataclasses.replace(TINY, steps=3)
+    resumed = search(source, longer, tmp_path / "a", resume=True, progress=False,
+                     log=lambda _: None)  # fmt: skip
+    assert [r["step"] for r in _rows(tmp_path / "a")] == [1, 2, 3]
+    fresh = search(source, longer, tmp_path / "b", progress=False, log=lambda _: None)
+    assert torch.equal(resumed.theta, fresh.theta)
+    with pytest.raises(ValueError, match="--seed"):
+        search(source, dataclasses.replace(longer, seed=5), tmp_path / "a", resume=True,
+               progress=False, log=lambda _: None)  # fmt: skip
+
+
+def test_counter_sees_every_finetune_sample(tmp_path: Path) -> None:
+    """The counts of a fine-tune sum to the samples it trained on (48 per epoch)."""
+    from dali_aug.methods.aws._search import PairCounter, _Epochs, _loaders, _trainer
+
+    counter = PairCounter(TINY.elements)
+    trainer = _trainer(TINY, 2, counter)
+    train, _ = _loaders(halves_task(64, seed=4), TINY)
+    trainer.fit(_Epochs(train, 0), None, 1, progress=False, log=lambda _: None)
+    assert int(counter.counts.sum()) == 48
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return Path(make_shapes(tmp_path_factory.mktemp("aws") / "data", 48, seed=2, size=32))
+
+
+def test_cli_search_then_train_with_the_policy(shapes: Path, tmp_path: Path) -> None:
+    from dali_aug.cli import main
+
+    out = tmp_path / "aws"
+    argv = ["search", "aws", "--data", str(shapes), "--out", str(out), "--share-epochs", "1",
+            "--finetune-epochs", "1", "--steps", "2", "--size", "32", "--batch-size", "16",
+            "--device", "cpu", "--threads", "1", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    for name in ("policy.json", "aws_probs.png", "aws_search.jsonl", "shared.pt"):
+        assert (out / name).is_file(), name
+    payload = json.loads((out / "policy.json").read_text())
+    assert len(payload["aws"]["theta"]) == 1296 and len(payload["policy"]["sub_policies"]) == 1296
+    assert main([*argv, "--steps", "3", "--resume"]) == 0
+    assert len(_rows(out)) == 3
+    run = tmp_path / "train"
+    assert main(["train", "--data", str(shapes), "--policy", str(out / "policy.json"), "--out",
+                 str(run), "--epochs", "1", "--size", "32", "--batch-size", "16",
+                 "--no-progress"]) == 0  # fmt: skip
+    assert (run / "metrics.json").is_file()
+
+
+def test_cli_errors(shapes: Path, tmp_path: Path) -> None:
+    from dali_aug.cli import main
+    from dali_aug.methods.aws import cli
+
+    with pytest.raises(SystemExit, match="steps"):
+        main(["search", "aws", "--data", str(shapes), "--steps", "0", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="not a folder"):
+        main(["search", "aws", "--data", str(tmp_path / "nope"), "--out", str(tmp_path)])
+    # a search-only registry entry: not a training-step method
+    assert not hasattr(cli, "build")
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--method", "aws", "--data", str(shapes), "--out", str(tmp_path)])
+    assert info.value.code == 2
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_theta_identical(tmp_path: Path) -> None:
+    out = tmp_path / "w2"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "DALI_AUG_CACHE": str(tmp_path / "cache")}
+    script = str(REPO / "benchmarks" / "aws_scaleout.py")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           script, "--out", str(out), "--steps", "3"]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ranks = [[json.loads(x) for x in (out / f"rank{r}.jsonl").read_text().splitlines()]
+             for r in (0, 1)]  # fmt: skip
+    assert len(ranks[0]) == len(ranks[1]) == 3
+    for a, b in zip(*ranks, strict=True):
+        assert a["theta_sha256"] == b["theta_sha256"]  # bitwise equal after every update
+        assert len(a["rewards"]) == 2 and a["rewards"] == b["rewards"]  # both ranks' rewards
+    assert torch.equal(torch.load(out / "theta0.pt"), torch.load(out / "theta1.pt"))
