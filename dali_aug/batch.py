@@ -9,7 +9,7 @@ import torch
 
 from dali_aug.ops import OpParams, index
 
-__all__ = ["Batch", "apply_flip"]
+__all__ = ["Batch", "apply_flip", "check_unaugmented"]
 
 _FLIP_LR = index("FlipLR")
 
@@ -54,3 +54,27 @@ def apply_flip(images: torch.Tensor, params: OpParams) -> torch.Tensor:
     own inverse: this also undoes it)."""
     flipped = (params.op_ids[:, 0] == _FLIP_LR).to(images.device)
     return torch.where(flipped[:, None, None, None], images.flip(-1), images)
+
+
+def check_unaugmented(batch: Batch, who: str) -> tuple[torch.Tensor, OpParams]:
+    """For methods that replace the dataset-level policy (they ask
+    ``LoaderNeeds(policy=False, op_record=True, clean=True)``): the batch must carry the op
+    record and the clean crops, and the Loader must have run no policy (the flip only).
+
+    Returns:
+        (``batch.clean``, ``batch.params``), checked.
+
+    Raises:
+        ValueError: naming ``who`` and the Loader settings that fix it.
+    """
+    if batch.clean is None or batch.params is None:
+        raise ValueError(
+            f"{who} needs a Loader with the op record and the clean crops "
+            "(op_record=True, clean=True: see its loader_needs()) and no dataset-level policy"
+        )
+    if batch.params.num_layers != 1:
+        raise ValueError(
+            f"the Loader ran a dataset-level policy ({batch.params.num_layers - 1} layers); "
+            f"{who} replaces it: build the Loader with policy=None"
+        )
+    return batch.clean, batch.params

@@ -525,10 +525,7 @@ def _with_flip(params: OpParams, flips: torch.Tensor) -> OpParams:
     """Prepends the flip as layer 0 (FlipLR or Identity) to the policy's params."""
     n = len(flips)
     ops = torch.where(flips, _FLIP_LR, _IDENTITY).long().unsqueeze(1)
-    zeros = torch.zeros((n, 1))
-    return OpParams(
-        torch.cat([ops, params.op_ids], 1),
-        torch.cat([zeros, params.levels], 1),
-        torch.cat([torch.zeros((n, 1, 2)), params.centers], 1),
-        torch.cat([torch.zeros((n, 1), dtype=torch.int64), params.partners], 1),
+    flip = OpParams(
+        ops, torch.zeros((n, 1)), torch.zeros((n, 1, 2)), torch.zeros((n, 1), dtype=torch.int64)
     )
+    return flip.then(params)

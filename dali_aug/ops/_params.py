@@ -100,6 +100,17 @@ class OpParams:
     def to(self, device: torch.device | str) -> OpParams:
         return OpParams(*(t.to(device) for t in dataclasses.astuple(self)))
 
+    def then(self, other: OpParams) -> OpParams:
+        """These layers followed by ``other``'s (same samples): [B, L1 + L2], on this
+        record's device."""
+        dev = self.op_ids.device
+        return OpParams(
+            *(
+                torch.cat([getattr(self, f.name), getattr(other, f.name).to(dev)], 1)
+                for f in dataclasses.fields(self)
+            )
+        )
+
     def select(self, rows: torch.Tensor | slice) -> OpParams:
         """The parameters of some samples (partners keep their original batch indices)."""
         return OpParams(*(t[rows] for t in dataclasses.astuple(self)))

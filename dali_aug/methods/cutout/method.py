@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from dali_aug.methods.keep._augment import DEFAULT_BOX_FRACTION, FillMode, box_size, fill_boxes
-from dali_aug.train import Method, Step
+from dali_aug.train import DeviceGenerators, Method, Step
 
 if TYPE_CHECKING:
     from dali_aug.batch import Batch
@@ -34,8 +34,7 @@ class CutoutMethod(Method):
             raise ValueError(f"unknown fill {fill!r}; use 'zero' or 'random'")
         self.box_fraction, self.fill = box_fraction, fill
         self.generator = torch.Generator().manual_seed(seed)
-        self._seed = seed
-        self._fill_generators: dict[torch.device, torch.Generator] = {}
+        self._fill_generators = DeviceGenerators(seed + 1)
 
     def augment(self, step: Step, batch: Batch) -> Batch:
         x = batch.images
@@ -46,22 +45,15 @@ class CutoutMethod(Method):
         boxes = torch.stack([y0, x0, y0 + bh, x0 + bw], 1).to(x.device)
         gen = None
         if self.fill == "random":
-            if x.device not in self._fill_generators:
-                self._fill_generators[x.device] = torch.Generator(device=x.device).manual_seed(
-                    self._seed + 1
-                )
-            gen = self._fill_generators[x.device]
+            gen = self._fill_generators(x.device)
         return dataclasses.replace(batch, images=fill_boxes(x, boxes, self.fill, generator=gen))
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "generator": self.generator.get_state(),
-            "fill_generators": {str(d): g.get_state() for d, g in self._fill_generators.items()},
+            "fill_generators": self._fill_generators.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
-        for name, st in state.get("fill_generators", {}).items():
-            gen = torch.Generator(device=torch.device(name)).manual_seed(self._seed + 1)
-            gen.set_state(st)
-            self._fill_generators[torch.device(name)] = gen
+        self._fill_generators.load_state_dict(state.get("fill_generators", {}))

@@ -28,7 +28,7 @@ from dali_aug.methods.keep._augment import (
     keep_paste,
 )
 from dali_aug.methods.keep._saliency import EarlyHead, NormMode, SaliencyMode, saliency
-from dali_aug.train import Forward, LoaderNeeds, Loss, Method, Step
+from dali_aug.train import DeviceGenerators, Forward, LoaderNeeds, Loss, Method, Step
 from dali_aug.viz import normalize
 
 if TYPE_CHECKING:
@@ -132,8 +132,7 @@ class KeepMethod(Method):
         self.saliency_mode, self.box_fraction, self.tau = saliency_mode, box_fraction, tau
         self.fill, self.cutmix, self.norm = fill, cutmix, norm
         self.generator = torch.Generator().manual_seed(seed)
-        self._seed = seed
-        self._fill_generators: dict[torch.device, torch.Generator] = {}
+        self._fill_generators = DeviceGenerators(seed + 1)
         self.early_head: EarlyHead | None = None
         if saliency_mode == "early":
             channels = getattr(model, "early_channels", None)
@@ -154,22 +153,15 @@ class KeepMethod(Method):
         paste = self.mode == "paste"
         return LoaderNeeds(op_record=paste, clean=paste)
 
-    def _fill_generator(self, device: torch.device) -> torch.Generator:
-        if device not in self._fill_generators:
-            gen = torch.Generator(device=device).manual_seed(self._seed + 1)
-            self._fill_generators[device] = gen
-        return self._fill_generators[device]
-
     def state_dict(self) -> dict[str, Any]:
         return {
             "generator": self.generator.get_state(),
-            "fill_generators": {str(d): g.get_state() for d, g in self._fill_generators.items()},
+            "fill_generators": self._fill_generators.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
-        for name, st in state.get("fill_generators", {}).items():
-            self._fill_generator(torch.device(name)).set_state(st)
+        self._fill_generators.load_state_dict(state.get("fill_generators", {}))
 
     def augment(self, step: Step, batch: Batch) -> Batch:
         return self.select(batch, model=step.model).batch
@@ -210,7 +202,7 @@ class KeepMethod(Method):
                 tau=tau,
                 fill=self.fill,
                 generator=g,
-                fill_generator=self._fill_generator(x.device) if self.fill == "random" else None,
+                fill_generator=self._fill_generators(x.device) if self.fill == "random" else None,
             )
             new = dataclasses.replace(batch, images=images)
             return KeepResult(new, sal, boxes, None, size, tau)

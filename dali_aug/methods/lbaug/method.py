@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from dali_aug.batch import check_unaugmented
 from dali_aug.methods.lbaug._actor import Actor, draw_ops
 from dali_aug.ops import OpParams, apply_params, index
-from dali_aug.train import LoaderNeeds, Method, Step
+from dali_aug.train import DeviceGenerators, LoaderNeeds, Method, Step
 from dali_aug.viz import normalize
 
 if TYPE_CHECKING:
@@ -52,19 +53,12 @@ class LBAugMethod(Method):
     def __init__(self, actor: Actor, *, seed: int = 0, keep_loader_flip: bool | None = None):
         self.actor = actor.eval()
         self.generator = torch.Generator().manual_seed(seed)
-        self._seed = seed
-        self._device_generators: dict[torch.device, torch.Generator] = {}
+        self._device_generators = DeviceGenerators(seed + 1)
         self.keep_loader_flip = (
             "FlipLR" not in actor.config.ops if keep_loader_flip is None else keep_loader_flip
         )
         self.last_params: OpParams | None = None
         self.counts = torch.zeros(actor.config.num_ops + 1, dtype=torch.int64)
-
-    def _device_generator(self, device: torch.device) -> torch.Generator:
-        if device not in self._device_generators:
-            gen = torch.Generator(device=device).manual_seed(self._seed + 1)
-            self._device_generators[device] = gen
-        return self._device_generators[device]
 
     def op_frequencies(self) -> dict[str, float]:
         """Fraction of the training samples so far that got each op (and "none")."""
@@ -87,7 +81,7 @@ class LBAugMethod(Method):
             actor,
             out,
             generator=self.generator,
-            device_generator=self._device_generator(device),
+            device_generator=self._device_generators(device),
         )
         chosen = torch.where(applied, op, torch.full_like(op, cfg.num_ops))
         self.counts += torch.bincount(chosen, minlength=cfg.num_ops + 1).cpu()
@@ -99,46 +93,25 @@ class LBAugMethod(Method):
     def state_dict(self) -> dict[str, Any]:
         return {
             "generator": self.generator.get_state(),
-            "device_generators": {
-                str(d): g.get_state() for d, g in self._device_generators.items()
-            },
+            "device_generators": self._device_generators.state_dict(),
             "counts": self.counts.clone(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
-        for name, st in state["device_generators"].items():
-            self._device_generator(torch.device(name)).set_state(st)
+        self._device_generators.load_state_dict(state["device_generators"])
         self.counts = state["counts"].clone()
 
     def augment(self, step: Step, batch: Batch) -> Batch:
-        if batch.clean is None or batch.params is None:
-            raise ValueError(
-                "the LB-Aug method needs a Loader with the op record and the clean crops "
-                "(op_record=True, clean=True: see LBAugMethod.loader_needs) and no "
-                "dataset-level policy"
-            )
-        if batch.params.num_layers != 1:
-            raise ValueError(
-                f"the Loader ran a dataset-level policy ({batch.params.num_layers - 1} layers); "
-                "LB-Aug replaces it: build the Loader with policy=None"
-            )
-        flip = batch.params
+        clean, flip = check_unaugmented(batch, "LB-Aug")
         start = batch.flipped_clean()
         if not self.keep_loader_flip:  # the actor decides the flip: start from the crop
             flip = dataclasses.replace(flip, op_ids=torch.full_like(flip.op_ids, _IDENTITY))
-            start = batch.clean
+            start = clean
         images, params = self.apply(start, batch.labels)
         self.last_params = params
-        layers = OpParams(
-            *(
-                torch.cat([getattr(flip, f), getattr(params, f).to(flip.op_ids.device)], 1)
-                for f in _FIELDS
-            )
-        )
         x = normalize(images).to(batch.images.dtype)
-        return dataclasses.replace(batch, images=x, params=layers)
+        return dataclasses.replace(batch, images=x, params=flip.then(params))
 
 
 _IDENTITY = index("Identity")
-_FIELDS = tuple(f.name for f in dataclasses.fields(OpParams))

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import nn
 
+from dali_aug.batch import check_unaugmented
 from dali_aug.methods.meta._bilevel import exact_meta_grads, fast_meta_grads
 from dali_aug.methods.meta._policy_net import PolicyNet, normalise_weights
 from dali_aug.methods.meta._sampler import PairSampler
@@ -210,21 +211,9 @@ class MetaAugmentMethod(Method):
         return LoaderNeeds(policy=False, op_record=True, clean=True, holdout=holdout)
 
     def augment(self, step: Step, batch: Batch) -> Batch:
-        if batch.clean is None or batch.params is None:
-            raise ValueError(
-                "MetaAugment needs a Loader with the op record and the clean crops "
-                "(op_record=True, clean=True: see MetaAugmentMethod.loader_needs) and no "
-                "dataset-level policy"
-            )
-        if batch.params.num_layers != 1:
-            raise ValueError(
-                f"the Loader ran a dataset-level policy ({batch.params.num_layers - 1} layers); "
-                "MetaAugment replaces it: build the Loader with policy=None"
-            )
+        clean, flip = check_unaugmented(batch, "MetaAugment")
         m = self.config.copies
         start = batch.flipped_clean()
-        flip = batch.params
-        clean = batch.clean
         labels, indices = batch.labels, batch.indices
         if m > 1:
             start, clean = start.repeat_interleave(m, 0), clean.repeat_interleave(m, 0)
@@ -238,12 +227,7 @@ class MetaAugmentMethod(Method):
         self._pending = _Pending(
             step.index, first, second, t.m1, t.m2, t.embedding().to(device, non_blocking=True)
         )
-        layers = OpParams(
-            *(
-                torch.cat([getattr(flip, f), getattr(t.params, f).to(flip.op_ids.device)], 1)
-                for f in _FIELDS
-            )
-        )
+        layers = flip.then(t.params)
         x = normalize(images).to(batch.images.dtype)
         return dataclasses.replace(
             batch, images=x, labels=labels, indices=indices, params=layers, clean=clean
@@ -449,4 +433,3 @@ def _apply(images: torch.Tensor, params: OpParams) -> torch.Tensor:
     return apply_params(images, params.to(images.device))
 
 
-_FIELDS = tuple(f.name for f in dataclasses.fields(OpParams))
