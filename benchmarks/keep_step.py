@@ -17,14 +17,12 @@ Writes ``benchmarks/results/keep_step.json``.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
+from _record import write_record
 
 from dali_aug.batch import Batch
 from dali_aug.methods.cutout import CutoutMethod
@@ -106,20 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         med = statistics.median(ms)
         rows.append({"peer": name, "ms_median": med, "ms_runs": ms, "ratio_to_cutout": med / base})
         print(f"{name:<22}{med:>18.1f}{f'{min(ms):.1f}-{max(ms):.1f}':>18}{med / base:>10.2f}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "settings": vars(args),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "torch": torch.__version__,
-        },
-        "rows": rows,
-    }
-    out.write_text(json.dumps(payload, indent=2))
-    print(f"wrote {out}")
+    write_record(args.out, vars(args), device, rows=rows)
     return 0
 
 

@@ -19,15 +19,13 @@ Writes ``benchmarks/results/meta_step_<model>.json``.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from _record import write_record
 
 from dali_aug.batch import Batch
 from dali_aug.methods.meta import MetaAugmentMethod, MetaConfig
@@ -145,21 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     cos = _cosines(args, batch, val, device)
     print(f"cos(theta-grad fast, exact): {', '.join(f'{c:.3f}' for c in cos)}")
-    out = Path(args.out or f"benchmarks/results/meta_step_{args.model}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "settings": vars(args),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "torch": torch.__version__,
-        },
-        "rows": rows,
-        "cosine_fast_vs_exact": cos,
-    }
-    out.write_text(json.dumps(payload, indent=2))
-    print(f"wrote {out}")
+    out = args.out or f"benchmarks/results/meta_step_{args.model}.json"
+    write_record(out, vars(args), device, rows=rows, cosine_fast_vs_exact=cos)
     return 0
 
 

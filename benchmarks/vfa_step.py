@@ -21,29 +21,18 @@ Writes ``benchmarks/results/vfa_step.json`` or ``benchmarks/results/vfa_mechanis
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
+from _record import write_record
 
 from dali_aug.batch import Batch
 from dali_aug.methods.vfa import VFAConfig, VFAMethod
 from dali_aug.methods.vfa._synthetic import run
 from dali_aug.models import build_model
 from dali_aug.train import Method, Trainer
-
-
-def _machine(device: torch.device) -> dict[str, str]:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor(),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "torch": torch.__version__,
-    }
 
 
 def _timed(fn: Any, device: torch.device, repeats: int) -> tuple[float, float]:
@@ -170,11 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     payload = speed(args) if args.mode == "speed" else mechanism(args)
     name = "vfa_step" if args.mode == "speed" else "vfa_mechanism"
-    out = Path(args.out or f"benchmarks/results/{name}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    full = {"settings": vars(args), "machine": _machine(torch.device(args.device)), **payload}
-    out.write_text(json.dumps(full, indent=2))
-    print(f"wrote {out}")
+    out = args.out or f"benchmarks/results/{name}.json"
+    write_record(out, vars(args), torch.device(args.device), **payload)
     return 0
 
 
