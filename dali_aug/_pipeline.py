@@ -34,11 +34,13 @@ except ImportError as _err:
 
 from dali_aug.ops._dali import NUM_LAYER_INPUTS, LayerNodes, apply_layers
 from dali_aug.ops._normalize import IMAGENET_MEAN, IMAGENET_STD
+from dali_aug.shards._format import IMAGE_EXTS
 
 __all__ = [
     "CROP_ATTEMPTS",
     "DecodeProbe",
     "PipelineSpec",
+    "ShardReader",
     "build_pipeline",
     "crop_uniforms",
     "to_numpy_batch",
@@ -49,6 +51,18 @@ __all__ = [
 #: Tries at an (area, aspect ratio) pair that fits the image before the centre-crop fallback.
 CROP_ATTEMPTS = 10
 _RATIO = (3 / 4, 4 / 3)
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardReader:
+    """DALI's ``fn.readers.webdataset`` over the segments of one rank's epoch (packed shards:
+    :mod:`dali_aug.shards`): the files are read in DALI's own threads, not fed by the host."""
+
+    tars: tuple[str, ...]
+    indices: tuple[str, ...]
+    shuffle: bool
+    buffer: int  # initial_fill: the shuffle buffer
+    seed: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +81,7 @@ class PipelineSpec:
     channels_last: bool = False  # HWC output (viewed as NCHW channels-last by the Loader)
     clean: bool = False  # also return the pre-policy uint8 images (provenance replay)
     prefetch: int = 2  # DALI's prefetch_queue_depth: batches fed ahead of the one output
+    reader: ShardReader | None = None  # read packed shards (else the host feeds the bytes)
 
 
 def crop_uniforms(n: int, scale: tuple[float, float], generator: torch.Generator) -> np.ndarray:
@@ -124,8 +139,16 @@ def _crop_window(hwc: DataNode, uniforms: DataNode) -> tuple[DataNode, DataNode]
 def build_pipeline(spec: PipelineSpec, source: Callable[[], Any]) -> Any:
     """Builds the pipeline; ``source()`` returns (images, flips, crop uniforms, *layer
     inputs) per batch in training (see :func:`crop_uniforms`), the images alone in
-    evaluation. The graph draws no random numbers: it can serve every epoch."""
+    evaluation. The graph draws no random numbers: it can serve every epoch.
+
+    With ``spec.reader`` the images come from DALI's WebDataset reader instead (``source()``
+    then returns the training inputs without the images, and is not called in evaluation),
+    and the last output is the samples' packed indices (int64 [B, 1]); its shuffle buffer is
+    the only random operator, seeded by ``spec.reader.seed``.
+    """
     gpu = spec.device_id is not None
+    reader = spec.reader
+    host = 2 + NUM_LAYER_INPUTS * spec.layers  # flips, crop uniforms, layer inputs
 
     @pipeline_def(
         batch_size=spec.batch_size,
@@ -136,10 +159,26 @@ def build_pipeline(spec: PipelineSpec, source: Callable[[], Any]) -> Any:
         prefetch_queue_depth=spec.prefetch,
     )
     def pipe() -> Any:
-        if spec.train:
-            nodes = fn.external_source(
-                source=source, num_outputs=3 + NUM_LAYER_INPUTS * spec.layers, batch=True
+        key = None
+        nodes: list[Any] = []
+        if reader is not None:
+            data, key = fn.readers.webdataset(  # type: ignore[misc]
+                paths=list(reader.tars),
+                index_paths=list(reader.indices),
+                ext=[";".join(IMAGE_EXTS), "idx"],
+                dtypes=[types.UINT8, types.INT64],
+                missing_component_behavior="error",
+                random_shuffle=reader.shuffle,
+                initial_fill=reader.buffer,
+                seed=reader.seed,
+                pad_last_batch=True,
+                name="shards",
             )
+            if spec.train:
+                nodes = [None, *fn.external_source(source=source, num_outputs=host, batch=True)]  # type: ignore[misc]
+                flip, uniforms = nodes[1], nodes[2]
+        elif spec.train:
+            nodes = list(fn.external_source(source=source, num_outputs=1 + host, batch=True))
             data, flip, uniforms = nodes[0], nodes[1], nodes[2]
         else:
             data = fn.external_source(source=source, batch=True)
@@ -188,9 +227,8 @@ def build_pipeline(spec: PipelineSpec, source: Callable[[], Any]) -> Any:
             mean=[m * 255 for m in IMAGENET_MEAN],
             std=[v * 255 for v in IMAGENET_STD],
         )
-        if spec.clean:
-            return out, fn.transpose(clean, perm=[2, 0, 1])
-        return (out,)
+        outs = (out, fn.transpose(clean, perm=[2, 0, 1])) if spec.clean else (out,)
+        return outs if key is None else (*outs, key)
 
     p = pipe()
     p.build()

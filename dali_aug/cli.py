@@ -1,4 +1,4 @@
-"""The ``dali-aug`` command line: ``train``, ``show``, ``bench`` and ``search <method>``.
+"""The ``dali-aug`` command line: ``train``, ``show``, ``bench``, ``pack`` and ``search <method>``.
 
 Strings become objects here and only here (policy names -> policy objects, flags -> configs).
 The ``--method`` choices and the ``search`` verbs come from :data:`dali_aug.methods.REGISTRY`;
@@ -84,7 +84,13 @@ def _parser(command: str | None) -> argparse.ArgumentParser:
     b = sub.add_parser(
         "bench", help="throughput vs DALI auto_aug, Kornia, torchvision v2, timm (table)"
     )
+    k = sub.add_parser(
+        "pack",
+        help="write an image folder as WebDataset shards (checked, indexed) for the Loader",
+    )
     search = sub.add_parser("search", help="search an augmentation policy offline")
+    if command == "pack":
+        _add_pack(k)
     if command == "train":
         _add_train(t)
     if command == "show":
@@ -112,6 +118,49 @@ def _parser(command: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def _add_pack(k: argparse.ArgumentParser) -> None:
+    k.add_argument("src", help="ImageFolder, folder with labels.csv, or DIR with train/ (+ val/)")
+    k.add_argument("out", help="new (or empty) folder for the shards")
+    k.add_argument(
+        "--shard-size",
+        default="1000",
+        help="samples per shard (1000) or bytes per shard (256MB, 1GiB); default 1000",
+    )
+    k.add_argument("--seed", type=int, default=0, help="seed of the packed order")
+    k.add_argument(
+        "--no-shuffle", action="store_true", help="keep the source order (default: permuted)"
+    )
+    k.add_argument("--threads", type=int, default=2, help="DALI decoder threads of the check")
+    k.add_argument("--no-progress", action="store_true")
+
+
+def _pack_verb(args: argparse.Namespace) -> int:
+    from dali_aug.shards import pack
+
+    try:
+        pack(
+            args.src,
+            args.out,
+            shard_size=args.shard_size,
+            seed=args.seed,
+            shuffle=not args.no_shuffle,
+            threads=args.threads,
+            progress=not args.no_progress,
+            echo=print,
+        )
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _add_train(t: argparse.ArgumentParser) -> None:
     _add_common(t)
     t.add_argument("--epochs", type=int, default=10)
@@ -133,6 +182,13 @@ def _add_train(t: argparse.ArgumentParser) -> None:
     )
     for n in steps:
         cli_module(n).add_arguments(t)
+    t.add_argument(
+        "--copies",
+        type=_positive,
+        default=1,
+        help="M augmented copies of each sample per batch (AWS's Enlarge Batch: batches of "
+        "batch-size x M images); default 1",
+    )
     t.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
     t.add_argument("--channels-last", action="store_true")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
@@ -230,9 +286,17 @@ def _loaders(args: argparse.Namespace, setup: _Setup, world: int) -> _Loaders:
         op_record=needs.op_record,
         clean=needs.clean,
         channels_last=getattr(args, "channels_last", False),  # train only
+        copies=getattr(args, "copies", 1),  # train only
     )
     plain = dataclasses.replace(
-        cfg, train=False, drop_last=False, shard_id=0, num_shards=1, op_record=False, clean=False
+        cfg,
+        train=False,
+        drop_last=False,
+        shard_id=0,
+        num_shards=1,
+        op_record=False,
+        clean=False,
+        copies=1,
     )
     source, meta_val = setup.source, None
     if needs.holdout > 0:
@@ -441,6 +505,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(run_from_args(args))
     if args.command == "search":
         return int(cli_module(args.method).run_search(args))
+    if args.command == "pack":
+        return _pack_verb(args)
     from dali_aug.policies import parse_policy
 
     try:

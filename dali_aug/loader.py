@@ -45,6 +45,8 @@ import collections
 import dataclasses
 import itertools
 import math
+import os
+import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,11 +55,20 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from dali_aug._pipeline import DecodeProbe, PipelineSpec, build_pipeline, crop_uniforms, to_torch
+from dali_aug._pipeline import (
+    DecodeProbe,
+    PipelineSpec,
+    ShardReader,
+    build_pipeline,
+    crop_uniforms,
+    to_numpy_batch,
+    to_torch,
+)
 from dali_aug.batch import Batch, apply_flip
 from dali_aug.ops import OpParams, index
 from dali_aug.ops._dali import host_inputs
 from dali_aug.policies import AugmentPolicy, NoAugment, check_policy
+from dali_aug.shards import ShardSource
 from dali_aug.sources import ArraySource, Source, looks_valid, open_source
 
 __all__ = ["Batch", "Loader", "LoaderConfig"]
@@ -97,6 +108,17 @@ class LoaderConfig:
         scale: area range of the random-resized crop.
         flip: random horizontal flip in the train transform; turn it off when labels are not
             flip-invariant (e.g. left/right attributes). The policy's draws do not depend on it.
+        copies: every sample appears ``copies`` times in its batch (consecutively), each copy
+            with its own flip, crop and ops: a batch holds ``batch_size * copies`` images from
+            ``batch_size`` files (AWS's "Enlarge Batch"; ``len(loader)`` does not change).
+        shuffle_buffer: packed shards (:mod:`dali_aug.shards`): the samples in DALI's shuffle
+            buffer (``initial_fill``); ignored for other sources.
+        pipelines: folder and array sources: DALI pipelines run side by side, batch ``j`` on
+            pipeline ``j % pipelines``, each with ``num_threads // pipelines`` threads (at
+            least 1). One pipeline with T threads waits at every operator for its slowest
+            sample; T one-thread pipelines keep the T cores busy on whole batches (as a
+            DataLoader's workers do). None (default, our choice): ``min(2, num_threads)`` on
+            the CPU, 1 on CUDA. The batches do not depend on it.
     """
 
     batch_size: int = 64
@@ -117,6 +139,9 @@ class LoaderConfig:
     op_record: bool = False
     clean: bool = False
     channels_last: bool = False
+    copies: int = 1
+    shuffle_buffer: int = 1024
+    pipelines: int | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -127,6 +152,14 @@ class LoaderConfig:
             raise ValueError(f"device={self.device!r}; use 'auto', 'cpu' or 'cuda'")
         if self.dtype not in (torch.float32, torch.float16, torch.bfloat16):
             raise TypeError(f"dtype={self.dtype}; use torch.float32, float16 or bfloat16")
+        if self.copies < 1:
+            raise ValueError(f"copies={self.copies} must be >= 1 (1: each sample once)")
+        if self.copies > 1 and not self.train:
+            raise ValueError(f"copies={self.copies} needs train=True (evaluation copies match)")
+        if self.pipelines is not None and self.pipelines < 1:
+            raise ValueError(f"pipelines={self.pipelines} must be >= 1 (or None: chosen)")
+        if self.shuffle_buffer < 1:
+            raise ValueError(f"shuffle_buffer={self.shuffle_buffer} must be >= 1 sample")
         lo, hi = self.scale
         if not 0 < lo <= hi <= 1:
             raise ValueError(f"scale={self.scale} must satisfy 0 < lo <= hi <= 1")
@@ -208,6 +241,12 @@ class Loader:
         self.source = open_source(data, split=split)
         self.policy = check_policy(policy if policy is not None else NoAugment())
         self.device = _resolve_device(self.config.device)
+        self._cuda_index = _cuda_index(self.device)
+        if isinstance(self.source, ShardSource) and self.config.copies > 1:
+            raise ValueError(
+                f"copies={self.config.copies} is not supported for packed shards yet; use the "
+                "image folder the shards were packed from"
+            )
         self.shard_id, self.num_shards = _default_shard(
             self.config.shard_id, self.config.num_shards
         )
@@ -218,7 +257,7 @@ class Loader:
         self.skipped: list[str] = []
         self._bad: set[int] = set()
         #: an idle pipeline (its spec and its source) left by the last finished epoch
-        self._idle: tuple[PipelineSpec, Any, _Feed] | None = None
+        self._idle: tuple[PipelineSpec, list[_Lane]] | None = None
         self._start = 0  # the batch the next iteration starts at (a mid-epoch resume)
         self._done = 0  # batches yielded by the current (or last) iteration
         self._finished = False  # the last iteration ran to its end
@@ -281,11 +320,15 @@ class Loader:
 
     def shard_indices(self, epoch: int | None = None) -> torch.Tensor:
         """The dataset indices this shard visits in ``epoch`` (default: the epoch the next
-        iteration runs), in order: ``ceil(N / num_shards)`` of them, see the module docstring."""
+        iteration runs), in order: ``ceil(N / num_shards)`` of them, see the module docstring.
+        For packed shards: the block of the packed order this rank reads, in the packed
+        order (the reader's shuffle buffer decides the order of the epoch)."""
         n = len(self.source)
-        shuffle = self.config.train if self.config.shuffle is None else self.config.shuffle
         if epoch is None:
             epoch = self.epoch if self._pinned else self.epoch + 1
+        if isinstance(self.source, ShardSource):
+            return torch.from_numpy(self.source.block(self.shard_id, self.num_shards, epoch))
+        shuffle = self.config.train if self.config.shuffle is None else self.config.shuffle
         if shuffle:
             g = torch.Generator().manual_seed(self._seed(epoch))
             order = torch.randperm(n, generator=g)
@@ -351,6 +394,10 @@ class Loader:
                     f"shard {self.shard_id} of {self.num_shards} has no readable image among its "
                     f"{len(set(order))} files (see loader.skipped); fix the files or the folder"
                 )
+        c = self.config.copies
+        if c > 1:  # each sample's copies side by side; the bytes are shared, not copied
+            idx = [i for i in idx for _ in range(c)]
+            data = [d for d in data for _ in range(c)]
         planned.indices, planned.data = torch.tensor(idx), data
 
     def _find_undecodable(
@@ -390,14 +437,15 @@ class Loader:
 
     # -- iteration ----------------------------------------------------------------------
     def _plan(self, epoch: int, policy: AugmentPolicy, n: int) -> Iterator[_Planned]:
-        """The epoch's batches with their draws, in order (drawn lazily, batch after batch)."""
+        """The epoch's batches with their draws, in order (drawn lazily, batch after batch);
+        a batch of ``m`` positions has ``m * copies`` slots."""
         cfg = self.config
         b = cfg.batch_size
         g = torch.Generator().manual_seed(self._seed(epoch, stream=1))
         g_crop = torch.Generator().manual_seed(self._seed(epoch, stream=2))
         for k in range(len(self)):
             positions = range(k * b, min((k + 1) * b, n))
-            m = len(positions)
+            m = len(positions) * cfg.copies
             if not cfg.train:
                 no_flip = torch.zeros(m, dtype=torch.bool)
                 yield _Planned(positions, no_flip, NoAugment().sample(m), (), None)
@@ -412,102 +460,229 @@ class Loader:
             )
             yield _Planned(positions, flips, params, draws, uniforms)
 
-    def __iter__(self) -> Iterator[Batch]:
+    def _spec(self, policy: AugmentPolicy, reader: ShardReader | None = None) -> PipelineSpec:
         cfg = self.config
+        return PipelineSpec(
+            batch_size=cfg.batch_size * cfg.copies,
+            size=cfg.size,
+            train=cfg.train,
+            encoded=not isinstance(self.source, ArraySource),
+            layers=policy.num_layers if cfg.train else 0,
+            num_threads=cfg.num_threads if reader is not None else self._lane_threads(),
+            device_id=self._cuda_index,
+            scale=cfg.scale,
+            half=cfg.dtype == torch.float16,
+            channels_last=cfg.channels_last,
+            clean=cfg.wants_clean,
+            reader=reader,
+        )
+
+    def _batch(self, outs: Any, p: _Planned, idx: torch.Tensor) -> Batch:
+        """The Batch of one pipeline output: its first ``len(idx)`` samples (the rest, in the
+        last batch of packed shards, is the reader's padding)."""
+        cfg = self.config
+        m = len(idx)
+        images = to_torch(outs[0], self.device)[:m]
+        if cfg.channels_last:  # HWC from the pipeline: NCHW with channels-last strides
+            images = images.permute(0, 3, 1, 2)
+        images = images.to(cfg.dtype)
+        labels = self.source.targets[idx].to(images.device)
+        batch = Batch(images=images, labels=labels, indices=idx)
+        if cfg.wants_op_record or cfg.wants_clean:
+            params = _take(_with_flip(p.params, p.flips), m)
+            if cfg.wants_op_record:
+                batch.params = params
+            if cfg.wants_clean:
+                # the clean tap is after the flip; the op record starts with it: undo it
+                batch.clean = apply_flip(to_torch(outs[1], self.device)[:m], params)
+        return batch
+
+    def __iter__(self) -> Iterator[Batch]:
         if not self._pinned:
             self.epoch += 1
         self._pinned = False
         epoch = self.epoch
         start, self._start = self._start, 0
         self._done, self._finished = start, False
+        if isinstance(self.source, ShardSource):
+            yield from self._iter_shards(epoch, start)
+        else:
+            yield from self._iter_files(epoch, start)
+
+    def _iter_shards(self, epoch: int, start: int) -> Iterator[Batch]:
+        """One epoch of packed shards: DALI's WebDataset reader reads this rank's block (see
+        :mod:`dali_aug.shards`); the host feeds the draws. A pipeline per epoch (the reader's
+        index and its shuffle seed are the epoch's); a resumed epoch runs, and drops, the
+        batches before ``start`` (the reader cannot skip without reading)."""
+        cfg, src = self.config, self.source
+        assert isinstance(src, ShardSource)
+        policy = self.policy
+        block = src.block(self.shard_id, self.num_shards, epoch)
+        b, steps = cfg.batch_size, len(self)
+        shuffle = cfg.train if cfg.shuffle is None else cfg.shuffle
+        with tempfile.TemporaryDirectory(prefix="dali_aug_shards_") as tmp:
+            segments = src.segments(block, Path(tmp))
+            reader = ShardReader(
+                tars=tuple(s.tar for s in segments),
+                indices=tuple(s.index for s in segments),
+                shuffle=shuffle,
+                buffer=cfg.shuffle_buffer,
+                seed=self._seed(epoch, stream=3),
+            )
+            source = _Feed()
+            pipe = build_pipeline(self._spec(policy, reader), source)
+        plans = self._plan(epoch, policy, steps * b)
+        pending: collections.deque[_Planned] = collections.deque()
+
+        def feed() -> Iterator[Any]:
+            for p in plans:
+                pending.append(p)
+                yield p.draws
+
+        source.it = feed()
+        for k in range(steps):
+            try:
+                outs = pipe.run(self._stream())
+            except RuntimeError as err:
+                raise ValueError(
+                    f"packed shards {str(src.root)!r}: DALI failed on a sample of epoch {epoch} "
+                    f"(rank {self.shard_id} of {self.num_shards}): {str(err).splitlines()[0]}. "
+                    "`dali-aug pack` checks every image it writes, so these shards were changed "
+                    "after packing or not written by it; re-pack them"
+                ) from err
+            p = pending.popleft() if cfg.train else next(plans)
+            keys = torch.from_numpy(to_numpy_batch(outs[-1]).reshape(-1).astype(np.int64))
+            if k < start:  # a resumed epoch: its done batches
+                continue
+            self._done += 1
+            yield self._batch(outs, p, keys[: min(b, len(block) - k * b)])
+        self._finished = True
+
+    def _iter_files(self, epoch: int, start: int) -> Iterator[Batch]:
+        """One epoch of a folder or array source: the host reads the bytes and feeds them to
+        ``pipelines`` DALI pipelines (lanes); batch ``j`` runs on lane ``j % pipelines``."""
+        cfg = self.config
         order = self.shard_indices(epoch).tolist()
         policy = self.policy
         skips: dict[str, None] = {}
-        pending: collections.deque[_Planned] = collections.deque()
-
-        def feed(planned: Iterator[_Planned]) -> Iterator[Any]:
-            for p in planned:
-                self._fill(p, order, skips)
-                pending.append(p)
-                yield (p.data, *p.draws) if cfg.train else p.data
-
-        spec = PipelineSpec(
-            batch_size=cfg.batch_size,
-            size=cfg.size,
-            train=cfg.train,
-            encoded=not isinstance(self.source, ArraySource),
-            layers=policy.num_layers if cfg.train else 0,
-            num_threads=cfg.num_threads,
-            device_id=0 if self.device == "cuda" else None,
-            scale=cfg.scale,
-            half=cfg.dtype == torch.float16,
-            channels_last=cfg.channels_last,
-            clean=cfg.wants_clean,
-        )
-        # take the idle pipeline (a concurrent iteration builds its own); it goes back only
+        spec = self._spec(policy)
+        width = self._lanes()
+        # take the idle pipelines (a concurrent iteration builds its own); they go back only
         # once this epoch has run to its end, so no batch of an abandoned epoch is left queued
         idle, self._idle = self._idle, None
-        if idle is not None and idle[0] == spec:
-            _, pipe, source = idle
-        else:
-            source = _Feed()
-            pipe = build_pipeline(spec, source)
+        reuse = idle is not None and idle[0] == spec and len(idle[1]) == width
+        lanes = idle[1] if idle is not None and reuse else [_Lane(spec) for _ in range(width)]
+
+        def feed(lane: _Lane, dispatch: _Dispatch, w: int) -> Iterator[Any]:
+            while (p := dispatch.take(w)) is not None:
+                self._fill(p, order, skips)
+                lane.pending.append(p)
+                yield (p.data, *p.draws) if cfg.train else p.data
+
+        def install(planned: Iterator[_Planned], first: int) -> _Dispatch:
+            dispatch = _Dispatch(planned, width, first)
+            for w, lane in enumerate(lanes):
+                lane.source.it = feed(lane, dispatch, w)
+            return dispatch
+
         plan = self._plan(epoch, policy, len(order))
         for _ in range(start):  # a resumed epoch: the done batches' draws, without reading
             next(plan)
-        source.it = feed(plan)
-        targets = self.source.targets
+        dispatch = install(plan, 0)
+        j = 0  # batches yielded by this iteration
         while True:
+            lane = lanes[j % width]
             try:
                 # on CUDA, DALI orders its outputs on torch's current stream
-                outs = pipe.run(self._stream())
+                outs = lane.pipe.run(self._stream())
             except StopIteration:
                 break
             except RuntimeError as err:
-                if not spec.encoded or not pending:
+                in_flight = sorted(
+                    [p for ln in lanes for p in ln.pending] + dispatch.queued(),
+                    key=lambda p: p.positions.start,
+                )
+                if not spec.encoded or not in_flight:
                     raise
-                # a file the decoder rejects: the pipeline is dead; find the file, then refeed
-                # the batches in flight (same draws, a substitute in its place) to a new one
-                in_flight = list(pending)
-                pending.clear()
-                source.it = iter(())
-                del pipe
+                # a file the decoder rejects: the pipelines are dead; find the file, then refeed
+                # the batches in flight (same draws, a substitute in its place) to new ones
+                for ln in lanes:
+                    ln.source.it = iter(())
+                lanes = [_Lane(spec) for _ in range(width)]
                 self._find_undecodable(spec, in_flight, skips, err)
-                source = _Feed()
-                pipe = build_pipeline(spec, source)
-                source.it = feed(itertools.chain(in_flight, plan))
+                dispatch = install(itertools.chain(in_flight, dispatch.rest()), j % width)
                 continue
-            p = pending.popleft()
-            images = to_torch(outs[0], self.device)
-            if cfg.channels_last:  # HWC from the pipeline: NCHW with channels-last strides
-                images = images.permute(0, 3, 1, 2)
-            images = images.to(cfg.dtype)
-            idx = p.indices
-            batch = Batch(images=images, labels=targets[idx].to(self.device), indices=idx)
-            if cfg.wants_op_record or cfg.wants_clean:
-                params = _with_flip(p.params, p.flips)
-                if cfg.wants_op_record:
-                    batch.params = params
-                if cfg.wants_clean:
-                    # the clean tap is after the flip; the op record starts with it: undo it
-                    batch.clean = apply_flip(to_torch(outs[1], self.device), params)
+            p = lane.pending.popleft()
+            j += 1
             self._done += 1
-            yield batch
+            yield self._batch(outs, p, p.indices)
         self._finished = True
-        pipe.reset()
-        source.it = iter(())
-        self._idle = (spec, pipe, source)
+        for lane in lanes:
+            lane.pipe.reset()
+            lane.source.it = iter(())
+        self._idle = (spec, lanes)
         if skips:
             new = list(skips)
             warnings.warn(
                 f"epoch {epoch}: skipped {len(new)} unreadable file(s) (see loader.skipped):"
                 f" {', '.join(new[:5])}{' ...' if len(new) > 5 else ''}",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
 
+    def _lane_threads(self) -> int:
+        return max(1, self.config.num_threads // self._lanes())
+
+    def _lanes(self) -> int:
+        """The pipelines of a folder/array epoch (see ``LoaderConfig.pipelines``)."""
+        if self.config.pipelines is not None:
+            return self.config.pipelines
+        return 1 if self.device == "cuda" else max(1, min(2, self.config.num_threads))
+
     def _stream(self) -> int | None:
-        return torch.cuda.current_stream().cuda_stream if self.device == "cuda" else None
+        if self._cuda_index is None:
+            return None
+        return torch.cuda.current_stream(self._cuda_index).cuda_stream
+
+
+class _Lane:
+    """One pipeline of a folder/array epoch: its graph, its feed and the batches it was fed
+    and has not output yet."""
+
+    def __init__(self, spec: PipelineSpec) -> None:
+        self.source = _Feed()
+        self.pipe = build_pipeline(spec, self.source)
+        self.pending: collections.deque[_Planned] = collections.deque()
+
+
+class _Dispatch:
+    """Deals an epoch's planned batches to the lanes in turn (batch ``j`` of the iteration to
+    lane ``(first + j) % lanes``), whichever lane's feed asks first."""
+
+    def __init__(self, planned: Iterator[_Planned], lanes: int, first: int) -> None:
+        self._it = planned
+        self._queues: list[collections.deque[_Planned]] = [
+            collections.deque() for _ in range(lanes)
+        ]
+        self._next = first
+
+    def take(self, lane: int) -> _Planned | None:
+        """The lane's next batch, or None at the end of the epoch."""
+        while not self._queues[lane]:
+            p = next(self._it, None)
+            if p is None:
+                return None
+            self._queues[self._next].append(p)
+            self._next = (self._next + 1) % len(self._queues)
+        return self._queues[lane].popleft()
+
+    def queued(self) -> list[_Planned]:
+        """The batches dealt to a lane whose feed has not asked for them yet."""
+        return [p for q in self._queues for p in q]
+
+    def rest(self) -> Iterator[_Planned]:
+        """The batches not dealt yet."""
+        return self._it
 
 
 class _Feed:
@@ -529,3 +704,26 @@ def _with_flip(params: OpParams, flips: torch.Tensor) -> OpParams:
         ops, torch.zeros((n, 1)), torch.zeros((n, 1, 2)), torch.zeros((n, 1), dtype=torch.int64)
     )
     return flip.then(params)
+
+
+def _take(params: OpParams, m: int) -> OpParams:
+    """The first ``m`` samples of an op record."""
+    if len(params.op_ids) == m:
+        return params
+    return OpParams(*(getattr(params, f.name)[:m] for f in dataclasses.fields(params)))
+
+
+def _cuda_index(device: str) -> int | None:
+    """The CUDA device of this process: ``LOCAL_RANK`` under torchrun (one GPU per local
+    rank), else torch's current device; None on the CPU."""
+    if device != "cuda":
+        return None
+    if "LOCAL_RANK" not in os.environ:
+        return torch.cuda.current_device()
+    rank, count = int(os.environ["LOCAL_RANK"]), torch.cuda.device_count()
+    if not 0 <= rank < count:
+        raise ValueError(
+            f"LOCAL_RANK={rank} but this machine has {count} CUDA device(s); start at most "
+            f"{count} processes per node (torchrun --nproc_per_node={count})"
+        )
+    return rank

@@ -42,9 +42,13 @@ import enum
 import os
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from dali_aug.shards._format import ShardSource
 
 __all__ = [
     "LOADED_SUFFIXES",
@@ -469,14 +473,19 @@ class ArraySource:
 Source = FolderSource | ArraySource
 
 
-def open_source(data: str | Path | Source, *, split: str | None = None) -> Source:
+def open_source(data: str | Path | Source | ShardSource, *, split: str | None = None) -> Any:
     """A source from a folder path (ImageFolder, ImageNet layout ``DIR/train`` + ``DIR/val``
-    with ``split``, or a folder holding ``labels.csv``) or an existing source."""
-    if isinstance(data, (FolderSource, ArraySource)):
+    with ``split``, a folder holding ``labels.csv``, or packed shards: a folder written by
+    ``dali-aug pack``, a :class:`~dali_aug.shards.ShardSource`) or an existing source."""
+    from dali_aug.shards._format import ShardSource, is_shard_folder
+
+    if isinstance(data, (FolderSource, ArraySource, ShardSource)):
         return data
     root = Path(data)
     if split is not None and (root / split).is_dir():
         root = root / split
+    if is_shard_folder(root):
+        return ShardSource.load(root)
     if (root / "labels.csv").is_file():
         return CsvSource.load(root)
     return FolderSource.scan(root)

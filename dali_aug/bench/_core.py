@@ -143,17 +143,65 @@ class Row:
     error: str | None = None
     setup_s: float | None = None
     ratio: float | None = None
+    #: per round: CPU seconds of this process and its children (DataLoader workers) per
+    #: wall second, and CPU milliseconds per image (None where /proc is not readable)
+    cores: list[float] = dataclasses.field(default_factory=list)
+    cpu_ms: list[float] = dataclasses.field(default_factory=list)
 
     @property
     def median(self) -> float | None:
         return statistics.median(self.runs) if self.runs and self.error is None else None
+
+    @property
+    def median_cores(self) -> float | None:
+        return statistics.median(self.cores) if self.cores and self.error is None else None
+
+    @property
+    def median_cpu_ms(self) -> float | None:
+        return statistics.median(self.cpu_ms) if self.cpu_ms and self.error is None else None
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["median"] = self.median
         d["min"] = min(self.runs) if self.runs else None
         d["max"] = max(self.runs) if self.runs else None
+        d["median_cores"] = self.median_cores
+        d["median_cpu_ms"] = self.median_cpu_ms
         return d
+
+
+def tree_cpu_seconds(pid: int | None = None) -> float | None:
+    """User + system CPU seconds of process ``pid`` (default: this one) and of all its living
+    descendants, from ``/proc`` (Linux); None where ``/proc`` cannot be read. (A DataLoader's
+    workers are living children: ``resource.RUSAGE_CHILDREN`` counts only ended ones.)"""
+    root = os.getpid() if pid is None else pid
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    stats: dict[int, tuple[int, float]] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return None
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                raw = f.read()
+        except OSError:
+            continue  # ended meanwhile
+        fields = raw[raw.rfind(b")") + 2 :].split()
+        stats[int(name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    if root not in stats:
+        return None
+    children: dict[int, list[int]] = {}
+    for p, (parent, _) in stats.items():
+        children.setdefault(parent, []).append(p)
+    total, todo = 0.0, [root]
+    while todo:
+        p = todo.pop()
+        total += stats[p][1]
+        todo += children.get(p, [])
+    return total
 
 
 def describe_error(err: BaseException) -> str:
@@ -212,16 +260,21 @@ def measure(
             if timed is None:
                 continue
             try:
+                c0 = tree_cpu_seconds()
                 t0 = clock()
                 n = timed.step()
                 sync(config.device)
                 seconds = clock() - t0
+                c1 = tree_cpu_seconds()
             except Exception as err:
                 row.error = f"failed in round {r + 1}: {describe_error(err)}"
                 _close(timed)
                 peers[k] = None
                 continue
             row.runs.append(n / seconds if seconds > 0 else float("inf"))
+            if c0 is not None and c1 is not None and seconds > 0 and n > 0:
+                row.cores.append((c1 - c0) / seconds)
+                row.cpu_ms.append(1000.0 * (c1 - c0) / n)
         log(f"  round {r + 1}/{config.rounds} done")
     for left in peers:
         if left is not None:
@@ -269,7 +322,10 @@ def _fmt_rate(value: float | None) -> str:
 
 def format_table(rows: Sequence[Row], *, width: int = 44) -> str:
     """A plain-text table: one block per (stage, policy), ratios against the fastest peer."""
-    head = f"{'stage / policy / peer':{width}s} {'img/s':>9s} {'min-max':>15s} {'vs best':>8s}"
+    head = (
+        f"{'stage / policy / peer':{width}s} {'img/s':>9s} {'min-max':>15s} {'vs best':>8s}"
+        f" {'cores':>5s} {'cpu ms/img':>10s}"
+    )
     lines = [head, "-" * len(head)]
     seen: list[tuple[str, str]] = []
     for row in rows:
@@ -288,11 +344,16 @@ def format_table(rows: Sequence[Row], *, width: int = 44) -> str:
             spread = f"{_fmt_rate(min(row.runs))}-{_fmt_rate(max(row.runs))}"
             ratio = "-" if row.ratio is None else f"{row.ratio:.2f}x"
             note = f"   {row.note}" if row.note else ""
+            cores = "-" if row.median_cores is None else f"{row.median_cores:.2f}"
+            cpu = "-" if row.median_cpu_ms is None else f"{row.median_cpu_ms:.2f}"
             lines.append(
-                f"{name:{width}s} {_fmt_rate(row.median):>9s} {spread:>15s} {ratio:>8s}{note}"
+                f"{name:{width}s} {_fmt_rate(row.median):>9s} {spread:>15s} {ratio:>8s}"
+                f" {cores:>5s} {cpu:>10s}{note}"
             )
     lines.append(
-        "* = dali-aug; 'vs best' = median / median of the fastest peer of the block (same run)"
+        "* = dali-aug; 'vs best' = median / median of the fastest peer of the block (same run);"
+        " cores = CPU seconds of the process and its workers per wall second; cpu ms/img ="
+        " those CPU seconds per image (medians over the rounds)"
     )
     return "\n".join(lines)
 

@@ -58,8 +58,11 @@ class LoaderPeer:
     flip and the policy are then applied with ``dali_aug.ops.apply_params`` on the batch and
     the result normalised in torch."""
 
-    def __init__(self, root: Path, cfg: BenchConfig, *, torch_backend: bool) -> None:
+    def __init__(
+        self, root: Path, cfg: BenchConfig, *, torch_backend: bool, pipelines: int | None = None
+    ) -> None:
         self.root, self.cfg, self.torch_backend = root, cfg, torch_backend
+        self.pipelines = pipelines
         self.epoch = 0
         self.generator = torch.Generator().manual_seed(cfg.seed)
 
@@ -78,6 +81,7 @@ class LoaderPeer:
             device=c.device,
             seed=c.seed,
             provenance=self.torch_backend,
+            pipelines=self.pipelines,
         )
 
     def _augment(self, batch: Any) -> torch.Tensor:
@@ -328,7 +332,13 @@ def end_to_end_specs(root: Path, cfg: BenchConfig) -> list[PeerSpec]:
             "a. dali-aug Loader (DALI policy)",
             checked(lambda: LoaderPeer(root, cfg, torch_backend=False)),
             ours=True,
-            note=f"DALI {pipe}; graph built once per Loader (first epoch in the time)",
+            note=f"DALI {pipe}; default pipelines (CPU: min(2, threads), 1-thread each)",
+        ),
+        spec(
+            "a1. dali-aug Loader, one pipeline",
+            checked(lambda: LoaderPeer(root, cfg, torch_backend=False, pipelines=1)),
+            ours=True,
+            note=f"as a, one DALI pipeline of {cfg.threads} threads (the Loader until 2026-12-01)",
         ),
         spec(
             "b. dali-aug Loader + torch-backend policy",

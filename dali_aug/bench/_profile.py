@@ -3,6 +3,8 @@
 The Loader's work is split by timing pipelines that stop at successive points, all on the
 same files, threads and batch size, interleaved like the benchmark itself:
 
+* ``decode only (ROI window)``: the floor: ROI decode of the random-resized-crop window, no
+  resize (only the shapes leave the pipeline);
 * ``decode+crop``: ROI decode + resize to the output size (uint8 HWC out);
 * ``+flip+normalise``: the Loader's graph without a policy, built once;
 * ``+policy (graph built once)``: the Loader's graph with RandAugment(n=2, m=9), built once
@@ -81,7 +83,7 @@ class _PipePeer:
         self.pipe = None
 
 
-def _decode_crop(files: list[str], cfg: BenchConfig) -> Any:
+def _decode_crop(files: list[str], cfg: BenchConfig, *, resize: bool = True) -> Any:
     from nvidia.dali import fn, pipeline_def, types
 
     feed = _EpochFeed(files, cfg.batch_size, cfg.seed)
@@ -103,6 +105,8 @@ def _decode_crop(files: list[str], cfg: BenchConfig) -> Any:
             random_aspect_ratio=[3 / 4, 4 / 3],
             num_attempts=10,
         )
+        if not resize:  # the decode floor: the window decoded, its shape out
+            return images.shape()
         return fn.resize(images, size=[cfg.size, cfg.size], antialias=True)
 
     p = pipe()
@@ -210,6 +214,12 @@ def profile_end_to_end(root: Path, cfg: BenchConfig) -> dict[str, Any]:
         spec(
             "end-to-end",
             "profile",
+            "decode only (ROI window)",
+            lambda: _PipePeer(lambda: _decode_crop(files, cfg, resize=False), dev),
+        ),
+        spec(
+            "end-to-end",
+            "profile",
             "decode+crop",
             lambda: _PipePeer(lambda: _decode_crop(files, cfg), dev),
         ),
@@ -239,6 +249,8 @@ def profile_end_to_end(root: Path, cfg: BenchConfig) -> dict[str, Any]:
         r.name: {
             "img_per_s": r.runs,
             "ms_per_img": (1000.0 / r.median) if r.median else None,
+            "cpu_ms_per_img": r.median_cpu_ms,
+            "cores": r.median_cores,
             "error": r.error,
         }
         for r in rows
@@ -274,15 +286,20 @@ class _NoAugLoader(LoaderPeer):
 
 def format_profile(prof: dict[str, Any]) -> str:
     """The profile as text: ms/img per pipeline prefix (and the increment), host costs, ops."""
-    lines = ["profile (ms per image; median over the rounds)"]
+    lines = [
+        "profile (wall ms per image, its increment, and CPU ms per image with the cores busy;"
+        " medians over the rounds)"
+    ]
     prev: float | None = None
     for name, item in prof["stages"].items():
         ms = item["ms_per_img"]
         if ms is None:
             lines.append(f"  {name:38s} n/a  {item['error']}")
             continue
-        inc = "" if prev is None or name.startswith("Loader") else f"  (+{ms - prev:.2f})"
-        lines.append(f"  {name:38s} {ms:7.2f}{inc}")
+        inc = "" if prev is None or name.startswith("Loader") else f"(+{ms - prev:.2f})"
+        cpu, cores = item.get("cpu_ms_per_img"), item.get("cores")
+        usage = "" if cpu is None else f"  cpu {cpu:5.2f} ms/img on {cores:.2f} cores"
+        lines.append(f"  {name:38s} {ms:7.2f} {inc:>9s}{usage}")
         if not name.startswith("Loader"):
             prev = ms
     for name, value in prof["host"].items():

@@ -48,7 +48,8 @@ def resolve_data(data: str | Path | None, *, multi_label: bool) -> tuple[Path, P
     if not root.is_dir():
         raise ValueError(f"--data {root} is not a folder")
     train = root / "train" if (root / "train").is_dir() else root
-    if multi_label and not (train / "labels.csv").is_file():
+    packed = (train / "dataset.json").is_file()  # dali-aug pack: it records the label kind
+    if multi_label and not packed and not (train / "labels.csv").is_file():
         raise ValueError(f"multi-label data needs {train / 'labels.csv'} (header 'path,labels')")
     if train != root:
         return train, (root / "val") if (root / "val").is_dir() else None

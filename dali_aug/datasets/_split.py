@@ -78,8 +78,12 @@ def subset(source: Source, indices: torch.Tensor) -> Source:
         return dataclasses.replace(
             source, images=source.images[idx.numpy()], targets=source.targets[idx]
         )
+    if not isinstance(source, FolderSource):
+        raise ValueError(
+            f"a subset (held-out split) of a {type(source).__name__} is not supported; hold "
+            "out from the image folder and pack each part (`dali-aug pack`), or use the folder"
+        )
     paths = tuple(np.asarray(source.paths, dtype=object)[idx.numpy()].tolist())
-    assert isinstance(source, FolderSource)
     return dataclasses.replace(source, paths=paths, targets=source.targets[idx])
 
 
