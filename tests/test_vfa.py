@@ -4,6 +4,7 @@ model, bad inputs, the command line and (slow) the mechanism on decorrelated tes
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -185,6 +186,44 @@ def test_terms_follow_the_equations(source: str) -> None:
     assert terms["vfa_kl"] > 0
 
 
+def test_vae_reduction_kl_warmup_and_aug_start_schedule_the_terms() -> None:
+    """The gap-fill options: ``vae_reduction="mean"`` divides L_vae by C; the KL weight
+    ramps linearly over ``kl_warmup_steps``; ``vfa_aug`` is zero before ``aug_start_step``;
+    the other terms are untouched (the same noise and permutations replayed)."""
+    torch.manual_seed(0)
+    model = build_model("small", 6)
+    v = torch.randn(10, 192, generator=_gen(30))
+    y = (torch.rand(10, 6, generator=_gen(31)) < 0.4).float()
+
+    def terms(cfg: VFAConfig, step: int | None) -> dict[str, torch.Tensor]:
+        return VFAMethod(model, 6, cfg, seed=4).terms(v, y, model.head, step=step)
+
+    ref = terms(SMALL, None)
+    at_zero = terms(SMALL, 0)  # no warm-up, no delayed start: the step does not matter
+    for name in TERMS:
+        torch.testing.assert_close(at_zero[name], ref[name])
+    mean = terms(dataclasses.replace(SMALL, vae_reduction="mean"), None)
+    for name in ("vfa_kl", "vfa_vae_rec"):
+        torch.testing.assert_close(mean[name], ref[name] / 6)
+    for name in ("vfa_aug", "vfa_bin", "vfa_rec"):
+        torch.testing.assert_close(mean[name], ref[name])
+    sched = dataclasses.replace(SMALL, kl_warmup_steps=8, aug_start_step=3)
+    for step, kl_scale, aug_on in ((0, 0.0, False), (2, 0.25, False), (4, 0.5, True)):
+        got = terms(sched, step)
+        torch.testing.assert_close(got["vfa_kl"], kl_scale * ref["vfa_kl"])
+        torch.testing.assert_close(got["vfa_aug"], ref["vfa_aug"] if aug_on else 0 * ref["vfa_aug"])
+        torch.testing.assert_close(got["vfa_rec"], ref["vfa_rec"])
+    for step in (8, 100, None):
+        torch.testing.assert_close(terms(sched, step)["vfa_kl"], ref["vfa_kl"])
+    for bad, match in (
+        ({"vae_reduction": "max"}, "'sum' or 'mean'"),
+        ({"kl_warmup_steps": -1}, "integer >= 0"),
+        ({"aug_start_step": 1.5}, "integer >= 0"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            VFAConfig(**bad)  # type: ignore[arg-type]
+
+
 def test_detach_backbone_keeps_the_vfa_terms_off_the_backbone() -> None:
     torch.manual_seed(0)
     model = build_model("small", 4)
@@ -354,12 +393,18 @@ def test_vfa_trains_from_the_cli(tmp_path_factory: pytest.TempPathFactory, tmp_p
     argv = ["train", "--data", str(data), "--multi-label", "--no-flip", "--size", "32"]
     argv += ["--batch-size", "16", "--epochs", "1", "--out", str(out), "--no-progress"]
     argv += ["--method", "vfa", "--vfa-beta", "0.5", "--vfa-sub-dim", "16", "--vfa-latent", "8"]
+    argv += ["--vfa-vae-reduction", "mean", "--vfa-kl-weight", "0.1", "--vfa-bin-weight", "2"]
+    argv += ["--vfa-kl-warmup", "4", "--vfa-aug-start", "1"]
     assert main([*argv, "--policy", "rand-m9-n2"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     row = metrics["history"][0]
     assert all(math.isfinite(row[f"loss/{t}"]) for t in TERMS)
     assert "mA" in row and "mAP" in row
-    assert metrics["vfa"]["config"]["beta"] == 0.5 and metrics["vfa"]["config"]["sub_dim"] == 16
+    config = metrics["vfa"]["config"]
+    assert config["beta"] == 0.5 and config["sub_dim"] == 16
+    assert config["vae_reduction"] == "mean" and config["kl_weight"] == 0.1
+    assert config["bin_weight"] == 2 and config["kl_warmup_steps"] == 4
+    assert config["aug_start_step"] == 1 and config["rec_weight"] == 1  # unset: the default
     model = build_model("small", len(MULTI_LABELS))
     model.load_state_dict(torch.load(out / "model.pt", weights_only=True), strict=True)
 
@@ -374,19 +419,53 @@ def test_vfa_on_single_label_data_exits_with_the_fix(
         main([*argv, "--out", str(tmp_path), "--no-progress", "--method", "vfa"])
 
 
+def test_vfa_combines_with_lbaug_from_the_cli(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """``--method lbaug vfa``: LB-Aug's label-conditioned image ops and VFA's feature terms in
+    one run (image-level and feature-level augmentation are orthogonal, paper Sec. 1). The
+    actor is an unsearched one written by ``save_actor``: a valid actor file, which is all
+    the trainer needs (``dali-aug search lbaug`` writes the same format)."""
+    from dali_aug.methods import lbaug
+
+    data = tmp_path_factory.getbasetemp() / "vfa-shapes-lb"
+    make_shapes(data / "train", 32, seed=6, multi_label=True, size=32)
+    make_shapes(data / "val", 16, seed=7, multi_label=True, size=32)
+    actor = lbaug.Actor(lbaug.ActorConfig(num_labels=len(MULTI_LABELS), hidden=16))
+    path = lbaug.save_actor(tmp_path / "actor.pt", actor, MULTI_LABELS)
+    out = tmp_path / "run"
+    argv = ["train", "--data", str(data), "--multi-label", "--size", "32", "--policy", "none"]
+    argv += ["--batch-size", "16", "--epochs", "1", "--out", str(out), "--no-progress"]
+    argv += ["--device", "cpu", "--method", "lbaug", "vfa", "--actor", str(path)]
+    argv += ["--vfa-sub-dim", "8", "--vfa-latent", "4", "--vfa-hidden", "16"]
+    assert main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    freq = metrics["lbaug"]["frequencies"]  # LB-Aug ran: its ops were applied
+    assert sum(freq.values()) == pytest.approx(1.0) and freq["none"] < 1.0
+    row = metrics["history"][-1]
+    assert all(math.isfinite(row[f"loss/{t}"]) for t in TERMS)  # and so did VFA
+    assert metrics["vfa"]["config"]["sub_dim"] == 8
+    model = build_model("small", len(MULTI_LABELS))  # the export is still the baseline model
+    model.load_state_dict(torch.load(out / "model.pt", weights_only=True), strict=True)
+
+
 # -- the mechanism (digest §2.4) ---------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=False,
-    reason="measured (benchmarks/vfa_step.py mechanism, seeds 1-3): VFA with the paper's "
-    "losses and our default sizes is below the baseline in mA on this data; the per-label "
-    "VAEs collapse to the prior (vfa_kl -> 0, the h_j learn only the marginals)",
+    reason="measured on the held-out seeds 21-23 (benchmarks/vfa_step.py mechanism; "
+    "development used seeds 0-3), % mean +- std, mA / rare-label recall / rare-combination "
+    "recall: baseline 73.1+-0.8 / 13.3+-11.7 / 48.9+-0.3; VFA defaults 63.9+-5.0 / 0.0 / "
+    "48.7+-0.8; VFA (L_vae mean, detached, KL 0.1) 73.1+-0.7 / 12.4+-11.1 / 50.0+-0.2. No "
+    "variant beats the baseline in mA or the rare label: label B's sub-feature f_B(v) "
+    "carries A's signal (linear-probe AUC 0.96 for A, 0.56 for B on the test split), so the "
+    "per-label shuffle moves the spurious cue together with label B",
 )
 def test_mechanism_on_decorrelated_test_data() -> None:
-    seed = 7  # not used in development (seed 0) nor in the benchmark table (1-3)
-    spec = SyntheticSpec(steps=300)
-    base = run(seed, vfa=None, spec=spec)
-    vfa = run(seed, vfa=VFAConfig(), spec=spec)
+    seed = 7  # not used in development (seeds 0-3) nor in the benchmark table (21-23)
+    base = run(seed, vfa=None)
+    vfa = run(seed, vfa=VFAConfig(vae_reduction="mean", detach_backbone=True, kl_weight=0.1))
     assert vfa["terms"]["vfa_rec"] < 5 and math.isfinite(vfa["mA"])
     assert vfa["mA"] > base["mA"]
+    assert vfa["recall_R"] > base["recall_R"]
     assert vfa["recall_rare_combos"] > base["recall_rare_combos"]

@@ -20,7 +20,7 @@ from dali_aug.batch import Batch
 from dali_aug.methods.vfa.method import VFAConfig, VFAMethod
 from dali_aug.train import Method, Trainer
 
-__all__ = ["LABELS", "SyntheticSpec", "TinyClassifier", "make_split", "run"]
+__all__ = ["LABELS", "SyntheticSpec", "TinyClassifier", "auc", "make_split", "run"]
 
 LABELS: tuple[str, ...] = ("A", "B", "R", "I1", "I2")
 
@@ -96,6 +96,20 @@ def _batches(x: torch.Tensor, y: torch.Tensor, size: int) -> list[Batch]:
     ]
 
 
+def auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
+    """The area under the ROC curve: P(score of a positive > score of a negative), ties 1/2."""
+    pos, neg = scores[labels.bool()], scores[~labels.bool()]
+    diff = pos[:, None] - neg[None, :]
+    return float((diff > 0).double().mean() + 0.5 * (diff == 0).double().mean())
+
+
+def _probe_auc(train: torch.Tensor, y: torch.Tensor, test: torch.Tensor, yt: torch.Tensor) -> float:
+    """Test AUC of a least-squares linear probe fitted on the training split."""
+    ones = torch.ones(len(train), 1, dtype=train.dtype)
+    w = torch.linalg.lstsq(torch.cat([train, ones], 1), y[:, None]).solution
+    return auc(torch.cat([test, torch.ones(len(test), 1, dtype=test.dtype)], 1) @ w[:, 0], yt)
+
+
 def run(seed: int, *, vfa: VFAConfig | None, spec: SyntheticSpec | None = None) -> dict[str, Any]:
     """Trains the tiny classifier (with VFA when ``vfa`` is given) and evaluates it on the
     independent-label test split.
@@ -137,4 +151,16 @@ def run(seed: int, *, vfa: VFAConfig | None, spec: SyntheticSpec | None = None) 
     metrics["recall_R"] = metrics["label_recall"][2]
     metrics["recall_rare_combos"] = float(combo)
     metrics["terms"] = {k: v / steps for k, v in sums.items()}
+    with torch.no_grad():
+        logit_b = model(xt)[:, 1]
+        probe = {"head_B_vs_A": auc(logit_b, yt[:, 0]), "head_B_vs_B": auc(logit_b, yt[:, 1])}
+        if methods:
+            method = methods[0]
+            assert isinstance(method, VFAMethod)
+            noise = torch.Generator().manual_seed(seed)
+            sub = method.net.decouple(model.features(x), generator=noise).sub[1].double()
+            sub_t = method.net.decouple(model.features(xt), generator=noise).sub[1].double()
+            for j, name in enumerate(("A", "B")):
+                probe[f"sub_B_vs_{name}"] = _probe_auc(sub, y[:, j].double(), sub_t, yt[:, j])
+    metrics["probe"] = probe
     return metrics

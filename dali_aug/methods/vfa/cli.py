@@ -34,6 +34,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="the VFA branch does not update the backbone",
     )
+    p.add_argument(
+        "--vfa-vae-reduction",
+        choices=["sum", "mean"],
+        default=None,
+        help="L_vae over the labels: sum (Eq. 2, default) or mean",
+    )
+    p.add_argument("--vfa-kl-weight", type=float, default=None, help="weight of the KL (1)")
+    p.add_argument("--vfa-bin-weight", type=float, default=None, help="weight of L_bin (1)")
+    p.add_argument("--vfa-kl-warmup", type=int, default=None, help="steps of linear KL warm-up (0)")
+    p.add_argument(
+        "--vfa-aug-start", type=int, default=None, help="global step the augmented BCE starts (0)"
+    )
 
 
 def build(args: argparse.Namespace, ctx: BuildContext) -> VFAMethod:
@@ -43,6 +55,13 @@ def build(args: argparse.Namespace, ctx: BuildContext) -> VFAMethod:
         raise SystemExit(
             "error: --method vfa is multi-label only; add --multi-label (a labels.csv folder)"
         )
+    optional = {
+        "vae_reduction": args.vfa_vae_reduction,
+        "kl_weight": args.vfa_kl_weight,
+        "bin_weight": args.vfa_bin_weight,
+        "kl_warmup_steps": args.vfa_kl_warmup,
+        "aug_start_step": args.vfa_aug_start,
+    }
     try:
         config = VFAConfig(
             beta=args.vfa_beta,
@@ -51,6 +70,7 @@ def build(args: argparse.Namespace, ctx: BuildContext) -> VFAMethod:
             hidden=args.vfa_hidden,
             shuffle_source=args.vfa_shuffle_source,
             detach_backbone=args.vfa_detach_backbone,
+            **{k: v for k, v in optional.items() if v is not None},
         )
         return VFAMethod(ctx.model, len(ctx.classes), config, seed=args.seed)
     except (ValueError, TypeError) as err:
