@@ -16,7 +16,13 @@ import pytest
 import torch
 
 from dali_aug.datasets import make_shapes
-from dali_aug.methods.aws import halves_config, halves_task, search
+from dali_aug.methods.aws import (
+    AWSConfig,
+    halves_config,
+    halves_task,
+    polarity_task,
+    search,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = halves_config(seed=4)
@@ -69,6 +75,40 @@ def test_counter_sees_every_finetune_sample(tmp_path: Path) -> None:
     train, _ = _loaders(halves_task(64, seed=4), TINY)
     trainer.fit(_Epochs(train, 0), None, 1, progress=False, log=lambda _: None)
     assert int(counter.counts.sum()) == 48
+
+
+def test_reward_kinds() -> None:
+    from dali_aug.methods.aws._search import _reward
+
+    metrics = {"val_acc": 0.75, "val_loss": 0.4}
+    assert _reward(metrics, "accuracy") == 0.75
+    assert _reward(metrics, "neg_loss") == -0.4
+    with pytest.raises(ValueError, match="reward='loss'.*neg_loss"):
+        AWSConfig(reward="loss")  # type: ignore[arg-type]
+
+
+def test_neg_loss_search_logs_minus_the_held_out_loss(tmp_path: Path) -> None:
+    config = dataclasses.replace(TINY, reward="neg_loss", steps=1)
+    search(halves_task(64, seed=4), config, tmp_path, progress=False, log=lambda _: None)
+    (row,) = _rows(tmp_path)
+    assert float(row["reward"]) < 0.0  # type: ignore[arg-type]  # minus a cross-entropy
+
+
+def test_polarity_task_invert_maps_one_class_onto_the_other() -> None:
+    """Class ``dark`` is 255 - a ``light`` image: the inverted light images have the dark
+    class's pixel distribution (quantiles equal within sampling noise), not the light one's."""
+    src = polarity_task(400, seed=3)
+    images = torch.from_numpy(src.images).float()
+    labels = src.targets
+    assert labels.bincount().tolist() == [200, 200] and src.classes == ("light", "dark")
+    light, dark = images[labels == 0], images[labels == 1]
+    q = torch.linspace(0.05, 0.95, 10)
+    inverted = torch.quantile((255 - light).flatten()[::7], q)
+    assert (inverted - torch.quantile(dark.flatten()[::7], q)).abs().max() < 6
+    gap = torch.quantile(light.flatten()[::7], q) - torch.quantile(dark.flatten()[::7], q)
+    assert gap.abs().max() > 100
+    with pytest.raises(ValueError, match="size >= 16"):
+        polarity_task(10, size=8)
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,14 @@ if TYPE_CHECKING:
         pair_index,
         pair_of,
     )
-    from dali_aug.methods.aws._synthetic import HALVES_ELEMENTS, halves_config, halves_task
+    from dali_aug.methods.aws._synthetic import (
+        HALVES_ELEMENTS,
+        POLARITY_ELEMENTS,
+        halves_config,
+        halves_task,
+        polarity_config,
+        polarity_task,
+    )
 
 _EXPORTS = {
     "PairPolicy": "dali_aug.methods.aws._policy",
@@ -58,12 +65,16 @@ _EXPORTS = {
     "HALVES_ELEMENTS": "dali_aug.methods.aws._synthetic",
     "halves_config": "dali_aug.methods.aws._synthetic",
     "halves_task": "dali_aug.methods.aws._synthetic",
+    "POLARITY_ELEMENTS": "dali_aug.methods.aws._synthetic",
+    "polarity_config": "dali_aug.methods.aws._synthetic",
+    "polarity_task": "dali_aug.methods.aws._synthetic",
 }
 __all__ = [
     "AWS_ELEMENTS",
     "AWSConfig",
     "Element",
     "HALVES_ELEMENTS",
+    "POLARITY_ELEMENTS",
     "PairCounter",
     "PairPolicy",
     "check_elements",
@@ -78,6 +89,8 @@ __all__ = [
     "pair_index",
     "pair_of",
     "pair_probs",
+    "polarity_config",
+    "polarity_task",
     "policy_update",
     "ppo_loss",
     "search",

@@ -5,8 +5,9 @@ PPO on the pair distribution.
   uniformly; save the shared checkpoint (weights, optimizer and schedule state).
 * Stage 2, ``steps`` times: load the shared checkpoint, fine-tune ``finetune_epochs`` with
   pairs drawn from p_theta (the tail of the same cosine schedule of ``share_epochs +
-  finetune_epochs`` epochs), reward = accuracy on a held-out split of the *training* data,
-  then one PPO update (:mod:`dali_aug.methods.aws._ppo`) from the rewards and the pair counts.
+  finetune_epochs`` epochs), reward = accuracy on a held-out split of the *training* data
+  (or, with ``reward="neg_loss"``, ours, minus its mean cross-entropy), then one PPO update
+  (:mod:`dali_aug.methods.aws._ppo`) from the rewards and the pair counts.
 
 Scale-out: under torchrun every rank runs ``finetunes_per_step`` fine-tunes from the same
 shared checkpoint with its own data order and draws (not DDP: each Trainer is built with
@@ -59,6 +60,7 @@ from dali_aug.train import (
 __all__ = ["AWSConfig", "PairCounter", "policy_update", "search"]
 
 Device = Literal["auto", "cpu", "cuda"]
+Reward = Literal["accuracy", "neg_loss"]
 SHARED = "shared.pt"
 STATE = "aws_state.pt"
 LOG = "aws_search.jsonl"
@@ -83,6 +85,10 @@ class AWSConfig:
         entropy_weight: entropy bonus on p_theta (gap-fill 1e-5).
         baseline_decay: EMA weight of the baseline (paper: 0.9).
         finetunes_per_step: fine-tunes per rank per update.
+        reward: what a fine-tune scores on the held-out split: ``"accuracy"`` (the paper's)
+            or ``"neg_loss"``, minus the mean cross-entropy (ours: a smoother reward, which
+            moves with the label noise a policy adds even where the argmax, and so the
+            accuracy, does not; see ``benchmarks/README.md``, AWS mechanism).
         elements: the search space (default: the paper's 36).
         scale, flip: the Loader's crop area range and horizontal flip.
         device: where the network trains.
@@ -105,6 +111,7 @@ class AWSConfig:
     entropy_weight: float = 1e-5
     baseline_decay: float = 0.9
     finetunes_per_step: int = 1
+    reward: Reward = "accuracy"
     elements: tuple[Element, ...] = AWS_ELEMENTS
     scale: tuple[float, float] = (0.08, 1.0)
     flip: bool = True
@@ -125,6 +132,10 @@ class AWSConfig:
             raise ValueError(f"AWSConfig.clip={self.clip} must be in (0, 1), e.g. 0.2")
         if not 0.0 <= self.baseline_decay < 1.0:
             raise ValueError(f"AWSConfig.baseline_decay={self.baseline_decay} must be in [0, 1)")
+        if self.reward not in ("accuracy", "neg_loss"):
+            raise ValueError(
+                f"AWSConfig.reward={self.reward!r}: use 'accuracy' (the paper's) or 'neg_loss'"
+            )
         if not self.policy_lr > 0:
             raise ValueError(f"AWSConfig.policy_lr={self.policy_lr} must be > 0, e.g. 0.1")
         PairPolicy(elements=self.elements)  # validates the elements
@@ -317,6 +328,11 @@ def _load_state(path: Path) -> dict[str, Any]:
     return state
 
 
+def _reward(metrics: dict[str, Any], kind: Reward) -> float:
+    """The fine-tune's reward from :meth:`Trainer.evaluate`'s metrics."""
+    return float(metrics["val_acc"]) if kind == "accuracy" else -float(metrics["val_loss"])
+
+
 def _silent(*_: Any) -> None:
     return None
 
@@ -410,7 +426,7 @@ def search(
             trainer.fit(
                 _Epochs(train, offset), None, config.total_epochs, progress=False, log=_silent
             )
-            rewards[j] = check_reward(trainer.evaluate(held)["val_acc"])
+            rewards[j] = check_reward(_reward(trainer.evaluate(held), config.reward))
             counts[j] = counter.counts
         all_rewards, all_counts = _gather(rewards, counts)
         baseline, stats = policy_update(policy, adam, all_rewards, all_counts, baseline, config)

@@ -49,6 +49,13 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
         default=1,
         help="fine-tunes per rank per update (under torchrun: W times as many)",
     )
+    p.add_argument(
+        "--reward",
+        choices=["accuracy", "neg_loss"],
+        default="accuracy",
+        help="held-out score of a fine-tune: accuracy (the paper's) or minus the mean "
+        "cross-entropy (ours: smoother, moves with the label noise a policy adds)",
+    )
     p.add_argument("--no-flip", action="store_true", help="no random horizontal flip")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--seed", type=int, default=0)
@@ -93,6 +100,7 @@ def run_search(args: argparse.Namespace) -> int:
             clip=args.clip,
             ppo_epochs=args.ppo_epochs,
             finetunes_per_step=args.finetunes_per_step,
+            reward=args.reward,
             scale=(0.5, 1.0) if args.data is None else (0.08, 1.0),
             flip=not args.no_flip,
             device=args.device,
