@@ -226,16 +226,24 @@ def train_critic(
 
 @torch.no_grad()
 def critic_losses(
-    critic: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 512
+    critic: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    batch_size: int = 512,
+    per_label: bool = False,
 ) -> torch.Tensor:
-    """Per-sample BCE (mean over labels) of ``critic`` on uint8 images, in batches; [n]."""
+    """Per-sample BCE (mean over labels) of ``critic`` on uint8 images, in batches; [n]
+    (with ``per_label``: every label's BCE, [n, C])."""
     out = []
     for s in range(0, images.shape[0], batch_size):
         logits = critic(normalize(images[s : s + batch_size])).float()
         y = labels[s : s + batch_size].float()
-        out.append(F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(1))
+        bce = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
+        out.append(bce if per_label else bce.mean(1))
     if not out:
-        return torch.zeros(0, device=images.device)
+        shape = (0, labels.shape[1]) if per_label else (0,)
+        return torch.zeros(shape, device=images.device)
     return torch.cat(out)
 
 
@@ -247,14 +255,18 @@ def clean_losses(
     held_out: torch.Tensor,
     *,
     batch_size: int = 512,
+    per_label: bool = False,
 ) -> torch.Tensor:
     """float32 [K, N]: critic k's BCE on the clean image i where ``held_out[k, i]`` (i in
-    ``D_A^(k)``), 0 elsewhere."""
+    ``D_A^(k)``), 0 elsewhere (with ``per_label``: every label's BCE, [K, N, C])."""
     k, n = held_out.shape
-    out = torch.zeros((k, n), device=images.device)
+    shape = (k, n, labels.shape[1]) if per_label else (k, n)
+    out = torch.zeros(shape, device=images.device)
     for j, critic in enumerate(critics):
         rows = torch.nonzero(held_out[j]).squeeze(1).to(images.device)
-        out[j, rows] = critic_losses(critic, images[rows], labels[rows], batch_size=batch_size)
+        out[j, rows] = critic_losses(
+            critic, images[rows], labels[rows], batch_size=batch_size, per_label=per_label
+        )
     return out
 
 
@@ -266,6 +278,8 @@ def rewards(
     members: torch.Tensor,
     clean: torch.Tensor,
     weights: torch.Tensor,
+    *,
+    per_label: bool = False,
 ) -> torch.Tensor:
     """Eq. 7 for a batch: ``w * mean_k [BCE_k(x) - BCE_k(x_hat)]`` over the critics whose D_A
     holds each sample; 0 where the weight is 0 or no critic holds the sample.
@@ -279,18 +293,25 @@ def rewards(
         augmented: uint8 [B, 3, H, W], the augmented images.
         labels: multi-hot [B, C].
         members: bool [K, B], whether sample b is in ``D_A^(k)``.
-        clean: float32 [K, B], the critics' BCE on the clean images (:func:`clean_losses`).
+        clean: float32 [K, B], the critics' BCE on the clean images (:func:`clean_losses`;
+            [K, B, C] with ``per_label``).
         weights: bool or float [B], the applied draws or the apply probabilities.
+        per_label: every label's loss change, [B, C], instead of their mean (the search's
+            ``reward="label"``); the mean over labels of this is the per-sample reward.
 
     Returns:
-        float32 [B].
+        float32 [B] (``per_label``: [B, C]).
     """
-    total = torch.zeros(augmented.shape[0], device=augmented.device)
+    b = augmented.shape[0]
+    total = torch.zeros((b, labels.shape[1]) if per_label else (b,), device=augmented.device)
     for k, critic in enumerate(critics):
         rows = torch.nonzero(members[k] & (weights > 0)).squeeze(1)
         if len(rows) == 0:
             continue
-        aug = critic_losses(critic, augmented[rows], labels[rows])
+        aug = critic_losses(critic, augmented[rows], labels[rows], per_label=per_label)
         total.index_add_(0, rows, clean[k, rows] - aug)
     count = members.sum(0).clamp(min=1).to(total.dtype)
-    return total / count * weights.to(total.dtype)
+    w = weights.to(total.dtype)
+    if per_label:
+        return total / count[:, None] * w[:, None]
+    return total / count * w

@@ -98,6 +98,14 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
         help="Monte-Carlo (op, p, magnitude) samples per image and actor step",
     )
     p.add_argument(
+        "--reward",
+        choices=["sample", "label"],
+        default=defaults.reward,
+        help="actor advantage (ours): sample (Eq. 7's per-sample reward minus a moving "
+        "average; default) or label (every label's loss change minus that label's own moving "
+        "average, then averaged over labels)",
+    )
+    p.add_argument(
         "--transform",
         choices=["train", "eval"],
         default="train",
@@ -141,6 +149,7 @@ def run_search(args: argparse.Namespace) -> int:
             entropy_weight=args.entropy,
             variant=args.variant,
             draws=args.draws,
+            reward=args.reward,
             seed=args.seed,
         )
         config.actor_config(1)  # validates the op names now, not after the critics
