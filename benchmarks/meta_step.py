@@ -2,13 +2,19 @@
 
 One training step (``Trainer.step``: methods, forward, loss, backward, optimizer step) on a
 resident batch, for: the plain step (no method), ``uniform`` (MetaAugment's pair sampler and
-torch ops, equal weights: the augmentation alone), ``exact`` (Eq. 2-3 through the virtual
-step), ``fast`` (dot products by a finite difference) and ``fast`` with a quarter-size
-validation batch. The validation batch has the training batch's size. Peers run in
-interleaved rounds in one process; the headline is each step's median time as a ratio to the
-plain step's in the same run, in wall time and in the process's CPU time (the fairer number
-on a shared machine with ``--threads 1``). Also: the cosine between the fast and exact
-theta-gradients on the same batches (after a few real steps, so fast mode has a previous gradient).
+torch ops, equal weights: the augmentation alone), and the meta step's forms, before (the
+previous forms: ``exact unrolled`` differentiates through the virtual step; ``fast
+prev+central`` takes the virtual step with the previous gradient and a central difference)
+and after (``exact``: the identity with a JVP; ``fast``: the meta step after the real step,
+from its gradient, one-sided difference; ``fast current``: an extra backward for this
+batch's gradient; ``fast prev+fwd``: the previous gradient). The "before" peers and
+those marked ``val n`` use the whole validation batch (the previous default), the others a
+quarter of it (the new default ``val_share=0.25``).
+Peers run in interleaved rounds in one process; the headline is each step's median time as a
+ratio to the plain step's in the same run, in wall time and in the process's CPU time (the
+fairer number on a shared machine with ``--threads 1``). Also: the cosine between each fast
+variant's theta-gradient and exact's on the same batches (after a few real steps, so a
+previous gradient exists).
 
     python benchmarks/meta_step.py                                   # CPU, small model, 64 px
     python benchmarks/meta_step.py --model resnet18 --batch-size 32  # CPU, ResNet-18, 64 px
@@ -19,6 +25,7 @@ Writes ``benchmarks/results/meta_step_<model>.json``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 from typing import Any
@@ -42,28 +49,40 @@ def _sync(device: torch.device) -> None:
 
 def _cosines(
     args: argparse.Namespace, batch: Batch, val: Batch, device: torch.device
-) -> list[float]:
-    """cos(theta-gradient fast, exact) on ``args.cosine_batches`` fresh augmented batches."""
+) -> dict[str, list[float]]:
+    """cos(theta-gradient of each fast variant, exact) on ``args.cosine_batches`` fresh
+    augmented batches (the trainer runs fast mode with the previous gradient kept)."""
     torch.manual_seed(0)
     model = build_model(args.model, args.classes).to(device)
-    method = MetaAugmentMethod(model, MetaConfig(mode="fast"), seed=0)
+    method = MetaAugmentMethod(model, MetaConfig(mode="fast", fast_virtual="previous"), seed=0)
+    base = method.config
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     trainer = Trainer(model, opt, methods=[method], meta_val=[val])
     for _ in range(3):
         trainer.step(batch)
-    out = []
-    for i in range(args.cosine_batches):
+    variants = {  # real_step's theta-gradient is current's (test_meta.py), taken after the step
+        "fast (current, forward)": {"fast_virtual": "current", "fd": "forward"},
+        "fast (current, central)": {"fast_virtual": "current", "fd": "central"},
+        "fast (previous, forward)": {"fast_virtual": "previous", "fd": "forward"},
+        "exact unrolled": {"exact_form": "unrolled"},
+    }
+    out: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(args.cosine_batches):
         step = Step(trainer, trainer.global_step, 0)
         aug = method.augment(step, batch)
         fwd = trainer.forward(aug.images)
         per_sample = trainer.losses(fwd.logits.float(), aug.labels)
+        method.config = dataclasses.replace(base, exact_form="jvp")
         exact, _ = method.meta_gradients(step, aug, fwd, per_sample, val=val, mode="exact")
-        fast, _ = method.meta_gradients(step, aug, fwd, per_sample, val=val, mode="fast")
         a = torch.cat([g.flatten() for g in exact[:-1]])
-        b = torch.cat([g.flatten() for g in fast[:-1]])
-        out.append(float(F.cosine_similarity(a, b, dim=0)))
+        for name, change in variants.items():
+            method.config = dataclasses.replace(base, **change)  # type: ignore[arg-type]
+            mode = "exact" if name.startswith("exact") else "fast"
+            other, _ = method.meta_gradients(step, aug, fwd, per_sample, val=val, mode=mode)
+            b = torch.cat([g.flatten() for g in other[:-1]])
+            out[name].append(float(F.cosine_similarity(a, b, dim=0)))
+        method.config = base
         trainer.step(batch)
-        del i
     return out
 
 
@@ -79,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--cosine-batches", type=int, default=4)
     p.add_argument("--out", default=None)
+    p.add_argument(
+        "--peers", nargs="+", default=None, help="time only these peers (plain is always timed)"
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -97,13 +119,32 @@ def main(argv: list[str] | None = None) -> int:
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         return Trainer(model, opt, methods=methods, meta_val=[val])
 
+    quarter = max(1, n // 4)
     peers = {
         "plain": trainer(None),
         "uniform pairs": trainer(MetaConfig(mode="uniform")),
-        "exact": trainer(MetaConfig(mode="exact")),
-        "fast": trainer(MetaConfig(mode="fast")),
-        "fast, val n/4": trainer(MetaConfig(mode="fast", val_samples=max(1, n // 4))),
+        # before: the previous session's forms (same cost as then)
+        "exact unrolled": trainer(MetaConfig(mode="exact", exact_form="unrolled", val_share=1.0)),
+        "fast prev+central": trainer(
+            MetaConfig(mode="fast", fast_virtual="previous", fd="central", val_share=1.0)
+        ),
+        # after
+        "exact, val n": trainer(MetaConfig(mode="exact", val_share=1.0)),
+        "exact": trainer(MetaConfig(mode="exact", val_samples=quarter)),
+        "fast, val n": trainer(MetaConfig(mode="fast", val_share=1.0)),
+        "fast": trainer(MetaConfig(mode="fast", val_samples=quarter)),
+        "fast current": trainer(
+            MetaConfig(mode="fast", fast_virtual="current", val_samples=quarter)
+        ),
+        "fast prev+fwd": trainer(
+            MetaConfig(mode="fast", fast_virtual="previous", val_samples=quarter)
+        ),
     }
+    if args.peers is not None:
+        unknown = set(args.peers) - set(peers)
+        if unknown:
+            p.error(f"--peers: unknown {sorted(unknown)}; choose from {list(peers)}")
+        peers = {k: v for k, v in peers.items() if k == "plain" or k in args.peers}
     for t in peers.values():  # warm-up, outside the timed region
         for _ in range(2):
             t.step(batch)
@@ -123,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     base_cpu = statistics.median(cpu["plain"])
     rows: list[dict[str, Any]] = []
     print(f"{args.model}, {s} px, batch {n}, {device}, {args.threads} thread(s)")
-    print(f"{'step':<16}{'wall ms (median)':>18}{'min-max':>18}{'x plain':>9}{'CPU ms':>9}{'x':>6}")
+    print(f"{'step':<20}{'wall ms (median)':>18}{'min-max':>18}{'x plain':>9}{'CPU ms':>9}{'x':>6}")
     for name, ms in runs.items():
         med, med_cpu = statistics.median(ms), statistics.median(cpu[name])
         rows.append(
@@ -138,11 +179,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         spread = f"{min(ms):.1f}-{max(ms):.1f}"
         print(
-            f"{name:<16}{med:>18.1f}{spread:>18}{med / base:>9.2f}{med_cpu:>9.0f}"
+            f"{name:<20}{med:>18.1f}{spread:>18}{med / base:>9.2f}{med_cpu:>9.0f}"
             f"{med_cpu / base_cpu:>6.2f}"
         )
     cos = _cosines(args, batch, val, device)
-    print(f"cos(theta-grad fast, exact): {', '.join(f'{c:.3f}' for c in cos)}")
+    for name, values in cos.items():
+        print(f"cos(theta-grad {name}, exact): {', '.join(f'{c:.4f}' for c in values)}")
     out = args.out or f"benchmarks/results/meta_step_{args.model}.json"
     write_record(out, vars(args), device, rows=rows, cosine_fast_vs_exact=cos)
     return 0

@@ -27,7 +27,12 @@ from dali_aug.methods.meta import (
     normalise_weights,
     pairs_policy,
 )
-from dali_aug.methods.meta._bilevel import exact_meta_grads, fast_meta_grads
+from dali_aug.methods.meta._bilevel import (
+    exact_meta_grads,
+    fast_meta_grads,
+    jvp_dots,
+    unrolled_meta_grads,
+)
 from dali_aug.models import build_model
 from dali_aug.ops import get, identity_params, index
 from dali_aug.policies import Policy, policy_from_dict
@@ -231,7 +236,9 @@ def _reference_val_loss(t: dict, net: nn.Module, rho: torch.Tensor) -> torch.Ten
     return F.cross_entropy(t["xv"] @ wh.T + bh, t["yv"])  # type: ignore[operator]
 
 
-def _auto_grads(t: dict, mode: str, previous: dict | None = None) -> list[torch.Tensor]:
+def _auto_grads(
+    t: dict, mode: str, previous: dict | None = None, scheme: str = "central"
+) -> list[torch.Tensor]:
     lin: nn.Linear = t["lin"]  # type: ignore[assignment]
     net: PolicyNet = t["net"]  # type: ignore[assignment]
     rho = t["rho"].clone().requires_grad_()  # type: ignore[union-attr]
@@ -247,12 +254,23 @@ def _auto_grads(t: dict, mode: str, previous: dict | None = None) -> list[torch.
         return F.cross_entropy(logits, t["y"], reduction="none")
 
     meta = [*net.parameters(), rho]
+    losses = F.cross_entropy(lin(t["x"]), t["y"], reduction="none")
     if mode == "exact":
-        losses = F.cross_entropy(lin(t["x"]), t["y"], reduction="none")
-        grads, _ = exact_meta_grads(params, losses, weights, rho.exp(), val_loss, meta)
+        grads, _ = exact_meta_grads(params, losses, weights, rho.exp(), val_loss, train_at, meta)
+    elif mode == "unrolled":
+        grads, _ = unrolled_meta_grads(params, losses, weights, rho.exp(), val_loss, meta)
     else:
         grads, _ = fast_meta_grads(
-            params, weights, rho.exp(), val_loss, train_at, meta, previous=previous, fd_eps=1e-4
+            params,
+            weights,
+            rho.exp(),
+            val_loss,
+            train_at,
+            meta,
+            previous=previous,
+            fd_eps=1e-6,
+            scheme=scheme,  # type: ignore[arg-type]
+            losses_at_w=losses,
         )
     return grads
 
@@ -261,10 +279,11 @@ def _flat(grads: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([g.flatten() for g in grads])
 
 
-def test_exact_meta_gradient_matches_central_finite_differences() -> None:
+@pytest.mark.parametrize("form", ["exact", "unrolled"])
+def test_exact_meta_gradient_matches_central_finite_differences(form: str) -> None:
     t = _toy()
     net: PolicyNet = t["net"]  # type: ignore[assignment]
-    auto = _flat(_auto_grads(t, "exact"))
+    auto = _flat(_auto_grads(t, form))
     fd = []
     h = 1e-6
     with torch.no_grad():
@@ -290,7 +309,35 @@ def test_exact_meta_gradient_matches_central_finite_differences() -> None:
     assert alpha_err < 1e-3, alpha_err
 
 
-def test_fast_meta_gradient_equals_exact_given_this_batchs_gradient() -> None:
+def test_exact_jvp_form_equals_the_unrolled_form() -> None:
+    t = _toy(2)
+    torch.testing.assert_close(
+        _flat(_auto_grads(t, "exact")), _flat(_auto_grads(t, "unrolled")), rtol=1e-10, atol=1e-14
+    )
+
+
+def test_jvp_dots_are_the_per_sample_gradient_dot_products() -> None:
+    t = _toy(3)
+    lin: nn.Linear = t["lin"]  # type: ignore[assignment]
+    params = dict(lin.named_parameters())
+    g = torch.Generator().manual_seed(0)
+    direction = [torch.randn(p.shape, generator=g, dtype=p.dtype) for p in params.values()]
+
+    def train_at(ps: dict[str, torch.Tensor]) -> torch.Tensor:
+        logits = torch.func.functional_call(lin, ps, (t["x"],))
+        return F.cross_entropy(logits, t["y"], reduction="none")
+
+    dots = jvp_dots(params, direction, train_at)
+    expected = []
+    for i in range(len(t["y"])):  # type: ignore[arg-type]
+        li = F.cross_entropy(lin(t["x"][i : i + 1]), t["y"][i : i + 1])  # type: ignore[index]
+        gi = torch.autograd.grad(li, list(params.values()))
+        expected.append(sum((a * b).sum() for a, b in zip(gi, direction, strict=True)))
+    torch.testing.assert_close(dots, torch.stack(expected), rtol=1e-10, atol=1e-12)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("scheme", ["central", "forward"])
+def test_fast_meta_gradient_equals_exact_given_this_batchs_gradient(scheme: str) -> None:
     """With the current weighted gradient in the virtual step the fast form is the exact
     meta-gradient up to the finite difference (the identity the fast mode rests on)."""
     t = _toy(1)
@@ -303,14 +350,23 @@ def test_fast_meta_gradient_equals_exact_given_this_batchs_gradient() -> None:
     current = dict(
         zip(["weight", "bias"], torch.autograd.grad(losses, list(lin.parameters())), strict=True)
     )
-    fast = _flat(_auto_grads(t, "fast", previous=current))
-    torch.testing.assert_close(fast, exact, rtol=1e-5, atol=1e-9)
+    fast = _flat(_auto_grads(t, "fast", previous=current, scheme=scheme))
+    tol = 1e-5 if scheme == "central" else 1e-4  # one-sided: O(h) truncation error
+    torch.testing.assert_close(fast, exact, rtol=tol, atol=1e-9)
 
 
 # -- the method in the trainer's step --------------------------------------------------------
-@pytest.mark.parametrize("mode", ["exact", "fast"])
-def test_step_updates_theta_and_alpha_and_weights_under_the_new_theta(mode: str) -> None:
-    trainer, method = _trainer(MetaConfig(mode=mode))  # type: ignore[arg-type]
+@pytest.mark.parametrize(
+    ("mode", "virtual"), [("exact", "current"), ("fast", "current"), ("fast", "real_step")]
+)
+def test_step_updates_theta_and_alpha_and_weights_under_the_new_theta(
+    mode: str, virtual: str
+) -> None:
+    """The real step's weights come from the updated theta (Eq. 4); with the default
+    ``fast_virtual="real_step"`` the meta step follows the real step, so they come from the
+    theta before it."""
+    config = MetaConfig(mode=mode, fast_virtual=virtual)  # type: ignore[arg-type]
+    trainer, method = _trainer(config)
     w0 = [p.detach().clone() for p in trainer.model.parameters()]
     captured: dict[str, torch.Tensor] = {}
     forward = trainer.forward
@@ -349,8 +405,49 @@ def test_step_updates_theta_and_alpha_and_weights_under_the_new_theta(mode: str)
         for p, b in zip(old.parameters(), before, strict=True):
             p.copy_(b)
         stale = normalise_weights(old(captured["features"], pending.embedding))
+    if virtual == "real_step":
+        expected, stale = stale, expected
     torch.testing.assert_close(loss.weight, expected)
     assert float((loss.weight - stale).abs().max()) > 1e-7
+
+
+@pytest.mark.parametrize(
+    ("share", "samples", "used"), [(0.25, None, 2), (1.0, None, 8), (0.25, 3, 3)]
+)
+def test_the_meta_step_uses_val_share_of_the_validation_batch(
+    share: float, samples: int | None, used: int
+) -> None:
+    trainer, method = _trainer(MetaConfig(mode="exact", val_share=share, val_samples=samples))
+    seen: list[int] = []
+    forward = trainer.forward
+
+    def spy(images: torch.Tensor, *, params: dict | None = None) -> Forward:
+        if params is not None and images.shape[0] != 16:  # not the training batch
+            seen.append(images.shape[0])
+        return forward(images, params=params)
+
+    trainer.forward = spy  # type: ignore[method-assign]
+    trainer._step(_batch(16, 0))
+    assert seen == [used]  # the validation forward at the virtual weights
+
+
+def test_real_step_fast_mode_takes_the_same_meta_step_after_the_real_step() -> None:
+    """fast_virtual="real_step" uses the real step's gradient as the virtual step's: the
+    same theta update as "current" (which computes that gradient by an extra backward);
+    only the real step differs (it uses the weights before the theta update)."""
+    ta, ma = _trainer(MetaConfig(mode="fast", fast_virtual="current", alpha_init=0.5))
+    tb, mb = _trainer(MetaConfig(mode="fast", fast_virtual="real_step", alpha_init=0.5))
+    for m in (ma, mb):  # plain SGD: theta's change is the gradient (Adam's first step is not)
+        m.meta_optimizer = torch.optim.SGD(m._meta_tensors(), lr=1.0)
+    theta0 = _flat([p.detach().clone() for p in ma._meta_tensors()])
+    la, lb = ta._step(_batch(8, 0)), tb._step(_batch(8, 0))
+    da = _flat([p.detach() for p in ma._meta_tensors()]) - theta0
+    db = _flat([p.detach() for p in mb._meta_tensors()]) - theta0
+    assert float(da.norm()) > 0
+    torch.testing.assert_close(db, da, rtol=1e-3, atol=1e-4 * float(da.abs().max()))
+    assert la.weight is not None and lb.weight is not None
+    assert float((la.weight - lb.weight).abs().max()) > 1e-7  # new theta vs old theta
+    torch.testing.assert_close(lb.stats["meta_val_loss"], la.stats["meta_val_loss"])
 
 
 def test_copies_multiply_the_batch_and_the_record_matches_the_embedding() -> None:
@@ -458,6 +555,71 @@ def test_report_files(tmp_path: object) -> None:
     assert isinstance(policy_from_dict(json.loads(Path(files["policy_json"]).read_text())), Policy)
 
 
+class _ListLoader:
+    """The loader interface Trainer.fit uses, over fixed batches."""
+
+    skipped: tuple[str, ...] = ()
+
+    def __init__(self, batches: list[Batch]) -> None:
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.batches)
+
+    def set_epoch(self, epoch: int) -> None:
+        del epoch
+
+    def state_dict(self) -> dict:
+        return {}
+
+
+def test_fit_calls_finish_once_after_the_last_epoch_and_not_when_cut_short() -> None:
+    from dali_aug.train import Method
+
+    calls: list[tuple[int, int]] = []
+
+    class Recorder(Method):
+        def finish(self, trainer: Trainer) -> None:
+            calls.append((trainer.epoch, trainer.global_step))
+
+    def trainer() -> Trainer:
+        torch.manual_seed(0)
+        model = build_model("small", 4)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        return Trainer(model, opt, methods=[Recorder()])
+
+    train = _ListLoader([_batch(4, i) for i in range(3)])
+    trainer().fit(train, None, 2, stop_after_steps=4, progress=False, log=lambda *_: None)
+    assert calls == []  # cut short mid-run: not the end of training
+    trainer().fit(train, None, 2, progress=False, log=lambda *_: None)
+    assert calls == [(2, 6)]  # once, after both epochs
+
+
+def test_meta_writes_its_report_files_at_the_end_of_training(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from dali_aug.methods.meta.cli import describe
+
+    trainer, method = _trainer(MetaConfig(mode="fast", every=2, history=2))
+    out = Path(str(tmp_path))
+    method.report_dir = out
+    trainer.fit(_ListLoader([_batch(8, i) for i in range(2)]), None, 2, progress=False, log=print)
+    files = {k: Path(v) for k, v in method.report_files.items()}
+    assert set(files) == {"pairs_csv", "pairs_png", "policy_json"}
+    assert all(f.parent == out and f.is_file() for f in files.values())
+    with files["pairs_csv"].open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert sum(int(r["count"]) for r in rows) == 4 * 8  # every step of the run counted
+    probs = torch.tensor([float(r["prob"]) for r in rows], dtype=torch.float64).view(K, K)
+    torch.testing.assert_close(probs, method.sampler.probs, rtol=1e-3, atol=1e-6)  # CSV digits
+    files["pairs_csv"].unlink()
+    assert describe(method)["files"] == method.report_files  # describe writes nothing
+    assert not files["pairs_csv"].exists()
+
+
 # -- bad input -------------------------------------------------------------------------------
 def test_a_model_without_penultimate_features_is_refused() -> None:
     with pytest.raises(TypeError, match="penultimate features"):
@@ -492,6 +654,46 @@ def test_nan_features_give_a_clear_error_in_the_step() -> None:
 
     with pytest.raises(ValueError, match="NaN"):
         method.loss(step, aug, bad, Loss(trainer.losses(out.logits, aug.labels)))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("exact_form", "double", "'jvp' or 'unrolled'"),
+        ("fd", "backward", "'forward' or 'central'"),
+        ("fast_virtual", "next", "'current', 'previous' or 'real_step'"),
+        ("val_share", 0.0, r"val_share=0.0 must be in \(0, 1\]"),
+        ("val_share", 1.5, r"val_share=1.5 must be in \(0, 1\]"),
+        ("fd_eps", float("nan"), "fd_eps=nan must be a finite number"),
+        ("mode", "slow", "'exact', 'fast' or 'uniform'"),
+    ],
+)
+def test_bad_config_values_are_refused_naming_the_choices(
+    field: str, value: object, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        MetaConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_all_zero_weights_raise_naming_the_fix() -> None:
+    with pytest.raises(ValueError, match="every policy weight is 0.*--meta-lr"):
+        normalise_weights(torch.zeros(4))
+
+
+def test_fast_meta_grads_refuses_a_one_sided_difference_without_the_losses_at_w() -> None:
+    t = _toy()
+    lin: nn.Linear = t["lin"]  # type: ignore[assignment]
+    net: PolicyNet = t["net"]  # type: ignore[assignment]
+    params = dict(lin.named_parameters())
+    weights = normalise_weights(net(t["feat"], t["emb"]))
+
+    def loss(ps: dict[str, torch.Tensor]) -> torch.Tensor:
+        return F.cross_entropy(torch.func.functional_call(lin, ps, (t["x"],)), t["y"])
+
+    with pytest.raises(ValueError, match="losses_at_w"):
+        fast_meta_grads(params, weights, torch.tensor(0.1), loss, loss, [], scheme="forward")
+    with pytest.raises(ValueError, match="'forward' or 'central'"):
+        fast_meta_grads(params, weights, torch.tensor(0.1), loss, loss, [], scheme="left")  # type: ignore[arg-type]
 
 
 def test_the_method_needs_the_clean_crops_and_no_loader_policy() -> None:

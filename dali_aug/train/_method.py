@@ -9,6 +9,9 @@ A training step (:meth:`dali_aug.train.Trainer.step`) is::
     zero_grad; backward(loss.total()); optimizer.step()
     method.after_step(step, batch, out)              # statistics, sampler refreshes
 
+and ``method.finish(trainer)`` once when :meth:`~dali_aug.train.Trainer.fit` has trained its
+last epoch (end-of-training reports).
+
 with ``augment`` outside the autocast region (saliency and the torch ops run in float32) and
 ``forward`` and ``loss`` inside it. Several methods compose: each ``augment`` sees the
 previous one's batch, each ``loss`` the previous one's :class:`Loss`.
@@ -153,6 +156,12 @@ class Method:
         return loss
 
     def after_step(self, step: Step, batch: Batch, out: Forward) -> None:
+        return None
+
+    def finish(self, trainer: Trainer) -> None:
+        """End of training: called once by :meth:`Trainer.fit` after its last epoch (after
+        the last checkpoint and the history row; not when ``stop_after_steps`` cuts the run
+        short), e.g. to write a method's report files."""
         return None
 
     def state_dict(self) -> dict[str, Any]:

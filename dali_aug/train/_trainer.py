@@ -402,6 +402,8 @@ class Trainer:
                 with Path(record).open("a") as fh:
                     fh.write(json.dumps(row, default=str) + "\n")
             save()
+        for m in self.methods:  # end of training: reports (Method.finish)
+            m.finish(self)
         return self.history
 
 

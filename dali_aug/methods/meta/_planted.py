@@ -7,6 +7,9 @@ destroys the label, while colour ops and small shifts keep it.
 with MetaAugment (and the uniform control) and prints / writes the mechanism numbers: the mean
 weight of pairs with TranslateX against the others, the sampler's probability of those pairs
 against uniform and the floor, and the final policy's weight of TranslateX by magnitude.
+``python -m dali_aug.methods.meta._planted --write-data DIR`` writes the same data as an
+ImageNet-layout folder (``DIR/train``, ``DIR/val``, one folder per class) for
+``dali-aug train --data DIR --no-flip`` (a flip changes the label).
 """
 
 from __future__ import annotations
@@ -28,10 +31,12 @@ from dali_aug.ops import apply_params, identity_params
 from dali_aug.train import Trainer
 from dali_aug.viz import normalize
 
-__all__ = ["DESTROYER", "half_shapes", "run"]
+__all__ = ["CLASSES", "DESTROYER", "half_shapes", "run", "write_folder"]
 
 #: the planted destroying function
 DESTROYER = "TranslateX"
+#: class names by label (label = 2 * side + shape)
+CLASSES = ("left_square", "left_plus", "right_square", "right_plus")
 
 
 def half_shapes(
@@ -58,6 +63,27 @@ def half_shapes(
     background = torch.randint(0, 70, (n, 3, size, size), generator=g)
     img = torch.where(mask.unsqueeze(1), colour, background)
     return img.to(torch.uint8), labels
+
+
+def write_folder(
+    root: str | Path, *, train: int = 2000, val: int = 500, size: int = 32, seed: int = 0
+) -> Path:
+    """Writes ``train`` and ``val`` images of :func:`half_shapes` as PNG files under
+    ``root/train/<class>/`` and ``root/val/<class>/`` (ImageNet layout); returns ``root``."""
+    from PIL import Image
+
+    if train < 4 or val < 4:
+        raise ValueError(f"write_folder: train={train}, val={val}; give at least 4 images each")
+    g = torch.Generator().manual_seed(seed)
+    root = Path(root)
+    for split, n in (("train", train), ("val", val)):
+        images, labels = half_shapes(n, size=size, generator=g)
+        for name in CLASSES:
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+        for i, (img, y) in enumerate(zip(images, labels.tolist(), strict=True)):
+            path = root / split / CLASSES[y] / f"{i:05d}.png"
+            Image.fromarray(img.permute(1, 2, 0).numpy()).save(path)
+    return root
 
 
 def _batch(clean: torch.Tensor, labels: torch.Tensor) -> Batch:
@@ -160,7 +186,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--every", type=int, default=50)
     p.add_argument("--history", type=int, default=100)
     p.add_argument("--out", default=None, help="write the results as JSON here")
+    p.add_argument(
+        "--write-data", default=None, metavar="DIR", help="only write the data as a folder"
+    )
+    p.add_argument("--train", type=int, default=2000, help="with --write-data: train images")
+    p.add_argument("--val", type=int, default=500, help="with --write-data: val images")
+    p.add_argument("--size", type=int, default=32, help="with --write-data: image side")
     args = p.parse_args(argv)
+    if args.write_data is not None:
+        root = write_folder(
+            args.write_data, train=args.train, val=args.val, size=args.size, seed=args.seed
+        )
+        print(f"wrote {root}")
+        return 0
     torch.set_num_threads(1)  # a shared CPU: one thread wastes no time spinning
     rows = []
     for mode in args.modes:

@@ -25,9 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--meta-mode",
         choices=["exact", "fast", "uniform"],
         default="exact",
-        help="exact: differentiate through the virtual step (3 passes); fast: dot products by "
-        "a finite difference, previous gradient in the virtual step; uniform: random pairs, "
-        "equal weights (the control)",
+        help="exact: the exact meta-gradient (dot products by a JVP); fast: the dot products "
+        "by a one-sided finite difference; uniform: random pairs, equal weights (the control)",
     )
     p.add_argument("--meta-copies", type=int, default=1, help="augmented copies per sample (MT)")
     p.add_argument(
@@ -47,7 +46,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--meta-val-samples",
         type=int,
         default=None,
-        help="validation samples per meta step (default: a whole --batch-size batch)",
+        help="validation samples per meta step (default: --meta-val-share of a batch)",
+    )
+    p.add_argument(
+        "--meta-val-share",
+        type=float,
+        default=0.25,
+        help="share of each validation batch a meta step uses (default 0.25; 1: all)",
     )
     p.add_argument(
         "--meta-export-levels", type=int, default=3, help="level bins per op in meta_policy.json"
@@ -73,6 +78,7 @@ def build(args: argparse.Namespace, ctx: BuildContext) -> MetaAugmentMethod:
             meta_lr=args.meta_lr,
             alpha_lr=args.meta_alpha_lr,
             val_samples=args.meta_val_samples,
+            val_share=args.meta_val_share,
             export_levels=args.meta_export_levels,
         )
         method = MetaAugmentMethod(ctx.model, config, seed=args.seed)
@@ -85,9 +91,9 @@ def build(args: argparse.Namespace, ctx: BuildContext) -> MetaAugmentMethod:
 
 
 def describe(method: MetaAugmentMethod) -> dict[str, Any]:
-    """Writes the report files to the run folder (the CLI calls this once, after training)
-    and returns the settings, the final alpha, the files and the top and bottom pairs."""
-    files = method.write_report(method.report_dir) if method.report_dir is not None else {}
+    """The settings, the final alpha, the report files (written by
+    :meth:`MetaAugmentMethod.finish` at the end of training) and the top and bottom pairs."""
+    files = dict(method.report_files)
     from dali_aug.methods.meta._space import FUNCTIONS
 
     table = method.pair_table()

@@ -13,17 +13,21 @@ Per training step (Algorithm 1):
    on a clean held-out batch (``step.val_batch()``, under ``step.frozen_norm()``) and an Adam
    step of (theta, alpha) on its gradient (Eq. 3); then ``loss.weight`` = the weights
    recomputed under the updated theta (detached), which the trainer's real step uses (Eq. 4).
-   ``mode="exact"`` differentiates through the virtual step; ``mode="fast"`` uses the
-   dot-product form with a finite difference and the previous step's gradient (see
-   :mod:`dali_aug.methods.meta._bilevel`); ``mode="uniform"`` is the control: uniform random
-   pairs, equal weights, no policy.
+   ``mode="exact"`` gives the exact meta-gradient (by default from the per-sample dot
+   products ``g_val . grad L_i`` as one forward-mode JVP, the same gradient as
+   differentiating through the virtual step, ``exact_form="unrolled"``); ``mode="fast"``
+   replaces the JVP by a one-sided finite difference (and, with
+   ``fast_virtual="previous"``, the virtual step's gradient by the previous real step's);
+   see :mod:`dali_aug.methods.meta._bilevel`. ``mode="uniform"`` is the control: uniform
+   random pairs, equal weights, no policy.
 3. ``after_step``: the sampler counts the iteration (refresh every ``every``).
 
 Gap-fills (the paper's appendix is not in the seed; see /work/shared/papers/DIGEST.md §4.3):
 ``alpha = exp(log_alpha)`` (kept positive; one scalar) initialised to the task optimizer's
 learning rate at the first step; theta and log_alpha trained by their own Adam (lr 1e-3);
 ``every`` = 50, ``history`` = 200 iterations; the weights are ``P_i / sum_j P_j`` and the
-reduced loss ``sum_i P~_i L_i`` (the Meta-Weight-Net convention).
+reduced loss ``sum_i P~_i L_i`` (the Meta-Weight-Net convention); a meta step uses a
+quarter of each validation batch (``val_share``; the paper gives no validation batch size).
 
 The meta step calls ``torch.autograd.grad`` on the model's parameters, so it runs on the bare
 model of a single process (not under DistributedDataParallel). Results are not reproducible
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -41,7 +46,13 @@ import torch
 from torch import nn
 
 from dali_aug.batch import check_unaugmented
-from dali_aug.methods.meta._bilevel import exact_meta_grads, fast_meta_grads
+from dali_aug.methods.meta._bilevel import (
+    FiniteDifference,
+    exact_meta_grads,
+    fast_meta_grads,
+    unrolled_meta_grads,
+    weighted_grad,
+)
 from dali_aug.methods.meta._policy_net import PolicyNet, normalise_weights
 from dali_aug.methods.meta._sampler import PairSampler
 from dali_aug.methods.meta._space import FUNCTIONS, draw_transforms
@@ -52,10 +63,15 @@ from dali_aug.viz import normalize
 if TYPE_CHECKING:
     from dali_aug.batch import Batch
     from dali_aug.policies import Policy
+    from dali_aug.train import Trainer
 
-__all__ = ["MAGNITUDE_BINS", "MetaAugmentMethod", "MetaConfig", "Mode"]
+__all__ = ["MAGNITUDE_BINS", "ExactForm", "FastVirtual", "MetaAugmentMethod", "MetaConfig", "Mode"]
 
 Mode = Literal["exact", "fast", "uniform"]
+#: how ``exact`` mode computes the (same) meta-gradient
+ExactForm = Literal["jvp", "unrolled"]
+#: the gradient of ``fast`` mode's virtual step
+FastVirtual = Literal["current", "previous", "real_step"]
 #: magnitude bins of the per-function weight statistics (width 1 on the 0-10 scale)
 MAGNITUDE_BINS = 10
 
@@ -78,8 +94,28 @@ class MetaConfig:
         alpha_init: the initial virtual learning rate; None: the task optimizer's at the first
             step.
         val_samples: validation samples per meta step (the first of each validation batch);
-            None: the whole batch.
-        fd_eps: ``fast`` mode's finite-difference step relative to ``||g_val||``.
+            None: ``val_share`` of it.
+        val_share: the share of each validation batch a meta step uses when ``val_samples``
+            is None, in (0, 1] ([gap-fill]: the paper gives no validation batch size; 0.25
+            makes the meta step's validation forward and backward a quarter of the training
+            step's, see benchmarks/README.md; 1: the whole batch).
+        exact_form: ``jvp`` (the identity with the dot products by one forward-mode JVP, no
+            double backward) or ``unrolled`` (differentiate through the virtual step with
+            ``create_graph``); the same gradient (see :mod:`dali_aug.methods.meta._bilevel`).
+        fd: ``fast`` mode's finite difference: ``forward`` (one extra forward, against the
+            step's own losses; central instead under autocast, whose losses are not in the
+            perturbed forward's precision) or ``central`` (two).
+        fast_virtual: ``fast`` mode's virtual step: ``current`` (this batch's weighted
+            gradient, one backward, as ``exact``), ``previous`` (the previous real step's
+            gradient: no extra backward, but far from exact on ResNet-18) or ``real_step``
+            (the meta step runs after the real step and takes its gradient, ``p.grad``, as
+            the virtual step's from the weights before it: no extra backward and this
+            batch's gradient, but the real step's weights come from theta before the meta
+            step's update, one step stale, and ``p.grad`` includes any other method's loss
+            terms).
+        fd_eps: ``fast`` mode's perturbation ``h * g_val`` relative to ``||w||`` (1e-4: on
+            ResNet-18 1e-2 and 1e-3 give a theta-gradient cosine to exact of 0.72-0.96,
+            1e-4 0.99-1.0; the small CNN is at >= 0.999 from 1e-3 down).
         export_levels: level bins per function in :meth:`MetaAugmentMethod.to_policy`.
     """
 
@@ -94,12 +130,25 @@ class MetaConfig:
     alpha_lr: float = 1e-3
     alpha_init: float | None = None
     val_samples: int | None = None
-    fd_eps: float = 0.01
+    val_share: float = 0.25
+    exact_form: ExactForm = "jvp"
+    fd: FiniteDifference = "forward"
+    fast_virtual: FastVirtual = "real_step"
+    fd_eps: float = 1e-4
     export_levels: int = 3
 
     def __post_init__(self) -> None:
         if self.mode not in ("exact", "fast", "uniform"):
             raise ValueError(f"MetaConfig: mode={self.mode!r}; use 'exact', 'fast' or 'uniform'")
+        if self.exact_form not in ("jvp", "unrolled"):
+            raise ValueError(f"MetaConfig: exact_form={self.exact_form!r}; use 'jvp' or 'unrolled'")
+        if self.fd not in ("forward", "central"):
+            raise ValueError(f"MetaConfig: fd={self.fd!r}; use 'forward' or 'central'")
+        if self.fast_virtual not in ("current", "previous", "real_step"):
+            raise ValueError(
+                f"MetaConfig: fast_virtual={self.fast_virtual!r}; use 'current', 'previous' or "
+                "'real_step'"
+            )
         for name in ("copies", "history", "every", "hidden", "export_levels"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -108,6 +157,11 @@ class MetaConfig:
             isinstance(self.val_samples, bool) or self.val_samples < 1
         ):
             raise ValueError(f"MetaConfig: val_samples={self.val_samples!r}; use None or >= 1")
+        if not 0.0 < self.val_share <= 1.0:
+            raise ValueError(
+                f"MetaConfig: val_share={self.val_share} must be in (0, 1] (the share of each "
+                "validation batch a meta step uses; 1: all of it)"
+            )
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(
                 f"MetaConfig: val_fraction={self.val_fraction} must be in (0, 1), e.g. 0.02 "
@@ -142,6 +196,20 @@ class _Pending:
     embedding: torch.Tensor  # [N, 28] on the batch's device
 
 
+@dataclasses.dataclass(frozen=True)
+class _Deferred:
+    """What ``loss`` keeps for a meta step after the real step (``fast_virtual="real_step"``)."""
+
+    index: int
+    weights: dict[str, torch.Tensor]  # w before the real step (detached copies)
+    losses: torch.Tensor  # [N] the step's losses at w
+    features: torch.Tensor  # [N, D] detached
+
+
+def _trainable(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+
 def _feature_dim(model: nn.Module) -> int:
     head = getattr(model, "head", None)
     feats = getattr(model, "features", None)
@@ -170,6 +238,9 @@ class MetaAugmentMethod(Method):
         sampler: the :class:`PairSampler`.
         magnitude_stats: float64 [14, MAGNITUDE_BINS, 2], sum and count of the raw weights by
             function and magnitude bin (each sample counts for both its functions).
+        report_dir: where :meth:`finish` writes the report files (the CLI sets the run
+            folder); None: nowhere.
+        report_files: the files :meth:`finish` wrote, by kind.
     """
 
     name = "meta"
@@ -197,8 +268,11 @@ class MetaAugmentMethod(Method):
         self.generator = torch.Generator().manual_seed(seed + 1)
         self.magnitude_stats = torch.zeros((len(FUNCTIONS), MAGNITUDE_BINS, 2), dtype=torch.float64)
         self.report_dir: Path | None = None
+        self.report_files: dict[str, str] = {}
         self._pending: _Pending | None = None
         self._previous: dict[str, torch.Tensor] | None = None
+        self._deferred: _Deferred | None = None
+        self._loss: Loss | None = None
 
     # -- the interface ------------------------------------------------------------------
     @property
@@ -242,12 +316,19 @@ class MetaAugmentMethod(Method):
             lr = float(step.trainer.optimizer.param_groups[0]["lr"])
             self.log_alpha.data.fill_(math.log(max(lr, 1e-12)))
             self._alpha_ready = True
-        val = self._val(step.val_batch())
-        grads, val_loss = self.meta_gradients(step, batch, out, loss.per_sample, val=val)
-        for p, g in zip(self._meta_tensors(), grads, strict=True):
-            p.grad = g.to(p.dtype)
-        self.meta_optimizer.step()
-        self.meta_optimizer.zero_grad(set_to_none=True)
+        deferred = self.config.mode == "fast" and self.config.fast_virtual == "real_step"
+        if deferred:  # the meta step follows the real step (after_step)
+            self._deferred = _Deferred(
+                step.index,
+                {n: p.detach().clone() for n, p in _trainable(step.model).items()},
+                loss.per_sample.detach(),
+                features,
+            )
+        else:
+            val = self._val(step.val_batch())
+            grads, val_loss = self.meta_gradients(step, batch, out, loss.per_sample, val=val)
+            self._meta_update(grads)
+            loss.stats["meta_val_loss"] = val_loss
         with torch.no_grad():  # Eq. 4: the real step's weights under the updated theta
             raw, weight = self.weights(features, pending.embedding)
         if loss.weight is not None:  # composed after another weighting method
@@ -255,7 +336,7 @@ class MetaAugmentMethod(Method):
         loss.weight = weight
         loss.stats["alpha"] = self.log_alpha.detach().exp()
         loss.stats["mean_weight"] = raw.mean()
-        loss.stats["meta_val_loss"] = val_loss
+        self._loss = loss  # after_step adds the deferred meta step's validation loss
         self.sampler.record(pending.first, pending.second, raw)
         self._record_magnitudes(pending, raw)
         return loss
@@ -263,12 +344,22 @@ class MetaAugmentMethod(Method):
     def after_step(self, step: Step, batch: Batch, out: Forward) -> None:
         if self.config.mode == "uniform":
             return
+        deferred, self._deferred = self._deferred, None
+        if deferred is not None and deferred.index == step.index:
+            self._deferred_meta_step(step, batch, deferred)
         self.sampler.step()
-        if self.config.mode == "fast":  # the real step's gradient, for the next virtual step
+        if self.config.mode == "fast" and self.config.fast_virtual == "previous":
+            # the real step's gradient, for the next virtual step
             grads = {n: p.grad for n, p in step.model.named_parameters() if p.grad is not None}
             norms = [g.detach().float().norm() for g in grads.values()]
             finite = bool(torch.isfinite(torch.stack(norms)).all()) if norms else False
             self._previous = grads if finite else None
+
+    def finish(self, trainer: Trainer) -> None:
+        """End of training: writes the report files to :attr:`report_dir` (set by the CLI to
+        the run folder; nothing when None) and keeps their paths in :attr:`report_files`."""
+        if self.report_dir is not None:
+            self.report_files = self.write_report(self.report_dir)
 
     # -- the meta-gradient --------------------------------------------------------------
     def weights(
@@ -278,6 +369,45 @@ class MetaAugmentMethod(Method):
         features are detached (P is a function of theta only)."""
         raw = self.policy(features.detach(), embedding)
         return raw, normalise_weights(raw)
+
+    def _meta_update(self, grads: list[torch.Tensor]) -> None:
+        for p, g in zip(self._meta_tensors(), grads, strict=True):
+            p.grad = g.to(p.dtype)
+        self.meta_optimizer.step()
+        self.meta_optimizer.zero_grad(set_to_none=True)
+
+    def _deferred_meta_step(self, step: Step, batch: Batch, saved: _Deferred) -> None:
+        """``fast_virtual="real_step"``: the meta step of the step just taken, with the real
+        step's gradient (``p.grad``) as the virtual step's and the weights before it."""
+        model = step.model
+        real = {n: p.grad for n, p in _trainable(model).items() if p.grad is not None}
+        norms = [g.detach().float().norm() for g in real.values()]
+        if not norms or not bool(torch.isfinite(torch.stack(norms)).all()):
+            return  # e.g. a step the GradScaler skipped: no meta step
+        pending = self._pending
+        assert pending is not None
+        params = {n: p.requires_grad_(True) for n, p in saved.weights.items()}
+        _, weights = self.weights(saved.features, pending.embedding)
+        val = self._val(step.val_batch())
+
+        val_loss, train_losses_at = _loss_fns(step, batch, val)
+
+        scheme: FiniteDifference = "central" if step.trainer.amp is not None else self.config.fd
+        grads, lv = fast_meta_grads(
+            params,
+            weights,
+            self.log_alpha.exp(),
+            val_loss,
+            train_losses_at,
+            self._meta_tensors(),
+            previous=real,
+            fd_eps=self.config.fd_eps,
+            scheme=scheme,
+            losses_at_w=saved.losses,
+        )
+        self._meta_update(grads)
+        if self._loss is not None:
+            self._loss.stats["meta_val_loss"] = lv
 
     def _meta_tensors(self) -> list[torch.Tensor]:
         return [*self.policy.parameters(), self.log_alpha]
@@ -315,20 +445,21 @@ class MetaAugmentMethod(Method):
         alpha = self.log_alpha.exp()
         params = {n: p for n, p in step.model.named_parameters() if p.requires_grad}
 
-        def val_loss(ps: dict[str, torch.Tensor]) -> torch.Tensor:
-            with step.frozen_norm():
-                logits = step.forward(val.images, params=ps).logits
-            return step.losses(logits, val.labels).mean()
-
-        def train_losses_at(ps: dict[str, torch.Tensor]) -> torch.Tensor:
-            with step.frozen_norm():
-                logits = step.forward(batch.images, params=ps).logits
-            return step.losses(logits, batch.labels)
+        val_loss, train_losses_at = _loss_fns(step, batch, val)
 
         meta = self._meta_tensors()
+        cfg = self.config
+        if mode == "exact" and cfg.exact_form == "unrolled":
+            return unrolled_meta_grads(params, per_sample, weights, alpha, val_loss, meta)
         if mode == "exact":
-            return exact_meta_grads(params, per_sample, weights, alpha, val_loss, meta)
+            return exact_meta_grads(
+                params, per_sample, weights, alpha, val_loss, train_losses_at, meta
+            )
         if mode == "fast":
+            scheme: FiniteDifference = "central" if step.trainer.amp is not None else cfg.fd
+            virtual: dict[str, torch.Tensor] | None = self._previous
+            if cfg.fast_virtual == "current":
+                virtual = weighted_grad(params, per_sample, weights)
             return fast_meta_grads(
                 params,
                 weights,
@@ -336,14 +467,18 @@ class MetaAugmentMethod(Method):
                 val_loss,
                 train_losses_at,
                 meta,
-                previous=self._previous,
-                fd_eps=self.config.fd_eps,
+                previous=virtual,
+                fd_eps=cfg.fd_eps,
+                scheme=scheme,
+                losses_at_w=per_sample.detach(),
             )
         raise ValueError(f"meta_gradients: mode={mode!r}; use 'exact' or 'fast'")
 
     def _val(self, val: Batch) -> Batch:
         n = self.config.val_samples
-        if n is None or n >= len(val.labels):
+        if n is None:
+            n = max(1, math.ceil(self.config.val_share * len(val.labels)))
+        if n >= len(val.labels):
             return val
         return dataclasses.replace(
             val, images=val.images[:n], labels=val.labels[:n], indices=val.indices[:n]
@@ -420,6 +555,28 @@ class MetaAugmentMethod(Method):
         self.magnitude_stats = state["magnitude_stats"].double().cpu().clone()
 
 
+def _loss_fns(
+    step: Step, batch: Any, val: Any
+) -> tuple[
+    Callable[[dict[str, torch.Tensor]], torch.Tensor],
+    Callable[[dict[str, torch.Tensor]], torch.Tensor],
+]:
+    """(mean validation loss, per-sample training losses) as functions of substituted
+    weights, both under the step's frozen normalisation (no running-statistics update)."""
+
+    def val_loss(ps: dict[str, torch.Tensor]) -> torch.Tensor:
+        with step.frozen_norm():
+            logits = step.forward(val.images, params=ps).logits
+        return step.losses(logits, val.labels).mean()
+
+    def train_losses_at(ps: dict[str, torch.Tensor]) -> torch.Tensor:
+        with step.frozen_norm():
+            logits = step.forward(batch.images, params=ps).logits
+        return step.losses(logits, batch.labels)
+
+    return val_loss, train_losses_at
+
+
 def _check_features(out: Forward) -> torch.Tensor:
     if out.features is None:
         raise TypeError(
@@ -431,5 +588,3 @@ def _check_features(out: Forward) -> torch.Tensor:
 
 def _apply(images: torch.Tensor, params: OpParams) -> torch.Tensor:
     return apply_params(images, params.to(images.device))
-
-
