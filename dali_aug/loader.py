@@ -117,9 +117,9 @@ class LoaderConfig:
             pipeline ``j % pipelines``, each with ``num_threads // pipelines`` threads (at
             least 1). One pipeline with T threads waits at every operator for its slowest
             sample; T one-thread pipelines work on whole batches (as a DataLoader's workers
-            do). None (default): 1 (measured on 2 cores, 2026-12-01: two 1-thread pipelines
-            kept 1.77 cores busy against 1.72 but were not faster, 356 vs 370 img/s). The
-            batches do not depend on it.
+            do). Default 1 (measured on 2 cores, 2026-12-01: two 1-thread pipelines kept
+            1.77 cores busy against 1.72 but were not faster, 356 vs 370 img/s). The batches
+            do not depend on it.
     """
 
     batch_size: int = 64
@@ -142,7 +142,7 @@ class LoaderConfig:
     channels_last: bool = False
     copies: int = 1
     shuffle_buffer: int = 1024
-    pipelines: int | None = None
+    pipelines: int = 1
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -157,8 +157,8 @@ class LoaderConfig:
             raise ValueError(f"copies={self.copies} must be >= 1 (1: each sample once)")
         if self.copies > 1 and not self.train:
             raise ValueError(f"copies={self.copies} needs train=True (evaluation copies match)")
-        if self.pipelines is not None and self.pipelines < 1:
-            raise ValueError(f"pipelines={self.pipelines} must be >= 1 (or None: chosen)")
+        if self.pipelines < 1:
+            raise ValueError(f"pipelines={self.pipelines} must be >= 1 (1: one pipeline)")
         if self.shuffle_buffer < 1:
             raise ValueError(f"shuffle_buffer={self.shuffle_buffer} must be >= 1 sample")
         lo, hi = self.scale
@@ -567,7 +567,7 @@ class Loader:
         policy = self.policy
         skips: dict[str, None] = {}
         spec = self._spec(policy)
-        width = self._lanes()
+        width = cfg.pipelines
         # take the idle pipelines (a concurrent iteration builds its own); they go back only
         # once this epoch has run to its end, so no batch of an abandoned epoch is left queued
         idle, self._idle = self._idle, None
@@ -632,13 +632,7 @@ class Loader:
             )
 
     def _lane_threads(self) -> int:
-        return max(1, self.config.num_threads // self._lanes())
-
-    def _lanes(self) -> int:
-        """The pipelines of a folder/array epoch (see ``LoaderConfig.pipelines``)."""
-        if self.config.pipelines is not None:
-            return self.config.pipelines
-        return 1
+        return max(1, self.config.num_threads // self.config.pipelines)
 
     def _stream(self) -> int | None:
         if self._cuda_index is None:

@@ -57,7 +57,9 @@ __all__ = [
     "FolderSource",
     "IgnoreReason",
     "Ignored",
+    "IMAGE_FORMATS",
     "Source",
+    "image_format",
     "looks_valid",
     "open_source",
 ]
@@ -67,6 +69,8 @@ LOADED_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 #: Suffixes of image files that DALI's decoder cannot decode (reported with a warning).
 _NOT_DECODED_SUFFIXES = (".gif",)
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: The formats :func:`image_format` tells apart (by signature), in its names.
+IMAGE_FORMATS = ("jpg", "png", "webp", "bmp", "tif")
 _TIFF_TYPES = {3: "u2", 4: "u4"}  # SHORT, LONG: the types TIFF 6.0 allows for offsets/counts
 #: bytes per value of each TIFF field type 0..13 (0 and unknown types: not checked)
 _TIFF_SIZES = np.array([0, 1, 1, 2, 4, 8, 1, 1, 2, 4, 8, 4, 8, 4], dtype=np.int64)
@@ -82,17 +86,34 @@ def looks_valid(data: bytes) -> bool:
     TIFF only, not BigTIFF). This catches non-image files with an image name and truncated
     files (the cases where decoders either fail or silently fill the missing part with gray).
     """
-    if data[:3] == b"\xff\xd8\xff":
+    fmt = image_format(data)
+    if fmt == "jpg":
         return data.rstrip(b"\x00")[-2:] == b"\xff\xd9"
-    if data[:8] == _PNG_SIGNATURE:
+    if fmt == "png":
         return data[-8:-4] == b"IEND"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+    if fmt == "webp":
         return len(data) >= 8 + int.from_bytes(data[4:8], "little")
-    if data[:2] == b"BM" and len(data) >= 26:
-        return 26 <= int.from_bytes(data[2:6], "little") <= len(data)
-    if data[:4] in (b"II*\x00", b"MM\x00*"):
+    if fmt == "bmp":
+        return len(data) >= 26 and 26 <= int.from_bytes(data[2:6], "little") <= len(data)
+    if fmt == "tif":
         return _tiff_complete(data)
     return False
+
+
+def image_format(data: bytes) -> str | None:
+    """The format of ``data`` by its signature (one of :data:`IMAGE_FORMATS`), or None: says
+    nothing of completeness (that is :func:`looks_valid`)."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "jpg"
+    if data[:8] == _PNG_SIGNATURE:
+        return "png"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data[:2] == b"BM":
+        return "bmp"
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tif"
+    return None
 
 
 def _tiff_complete(data: bytes) -> bool:

@@ -59,7 +59,7 @@ class LoaderPeer:
     the result normalised in torch."""
 
     def __init__(
-        self, root: Path, cfg: BenchConfig, *, torch_backend: bool, pipelines: int | None = None
+        self, root: Path, cfg: BenchConfig, *, torch_backend: bool, pipelines: int = 1
     ) -> None:
         self.root, self.cfg, self.torch_backend = root, cfg, torch_backend
         self.pipelines = pipelines

@@ -47,6 +47,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from dali_aug.sources import IMAGE_FORMATS
+
 __all__ = [
     "FORMAT",
     "IMAGE_EXTS",
@@ -60,8 +62,9 @@ __all__ = [
 MANIFEST = "dataset.json"
 FORMAT = "dali-aug-shards"
 VERSION = 1
-#: Member extensions of the image component (one per loaded format).
-IMAGE_EXTS = ("jpg", "png", "webp", "bmp", "tif")
+#: Member extensions of the image component: the format names of
+#: :func:`dali_aug.sources.image_format`.
+IMAGE_EXTS = IMAGE_FORMATS
 LABELS = "labels.npy"
 INDEX_VERSION = "v1.2"
 

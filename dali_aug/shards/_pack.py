@@ -30,14 +30,13 @@ import numpy as np
 import torch
 
 from dali_aug.shards._format import (
-    IMAGE_EXTS,
     LABELS,
     MANIFEST,
     index_name,
     is_shard_folder,
     write_manifest,
 )
-from dali_aug.sources import ArraySource, looks_valid, open_source
+from dali_aug.sources import ArraySource, image_format, looks_valid, open_source
 
 __all__ = ["PackReport", "pack", "parse_shard_size"]
 
@@ -108,18 +107,6 @@ def _pil_error(data: bytes) -> str | None:
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         return f"PIL cannot decode it (damaged data: {err})"
     return None
-
-
-def _image_ext(data: bytes) -> str:
-    if data[:3] == b"\xff\xd8\xff":
-        return IMAGE_EXTS[0]
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return IMAGE_EXTS[1]
-    if data[:4] == b"RIFF":
-        return IMAGE_EXTS[2]
-    if data[:2] == b"BM":
-        return IMAGE_EXTS[3]
-    return IMAGE_EXTS[4]
 
 
 class _DecodeCheck:
@@ -323,8 +310,10 @@ def _pack_one(
                 left_out.append((source.paths[i], "DALI's decoder rejects it (damaged data)"))
                 continue
             key = f"{len(kept):08d}"
+            ext = image_format(data)
+            assert ext is not None  # it passed looks_valid: a known format
             members = [
-                (_image_ext(data), data),
+                (ext, data),
                 ("idx", np.int64(len(kept)).astype("<i8").tobytes()),
                 ("src", source.paths[i].encode("utf-8")),
             ]
