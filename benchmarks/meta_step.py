@@ -10,11 +10,13 @@ from its gradient, one-sided difference; ``fast current``: an extra backward for
 batch's gradient; ``fast prev+fwd``: the previous gradient). The "before" peers and
 those marked ``val n`` use the whole validation batch (the previous default), the others a
 quarter of it (the new default ``val_share=0.25``).
-Peers run in interleaved rounds in one process; the headline is each step's median time as a
-ratio to the plain step's in the same run, in wall time and in the process's CPU time (the
-fairer number on a shared machine with ``--threads 1``). Also: the cosine between each fast
-variant's theta-gradient and exact's on the same batches (after a few real steps, so a
-previous gradient exists).
+Peers run in interleaved rounds in one process, in an order that reverses every round; the
+headline is each step's median time as a ratio to the plain step's in the same run, in wall
+time and in the process's CPU time (the fairer number on a shared machine with
+``--threads 1``), and the median over rounds of the CPU-time ratio within each round (robust
+to the machine's drift between rounds). Also: the cosine between each fast variant's
+theta-gradient and exact's on the same batches (after a few real steps, so a previous
+gradient exists).
 
     python benchmarks/meta_step.py                                   # CPU, small model, 64 px
     python benchmarks/meta_step.py --model resnet18 --batch-size 32  # CPU, ResNet-18, 64 px
@@ -151,8 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     _sync(device)
     runs: dict[str, list[float]] = {name: [] for name in peers}
     cpu: dict[str, list[float]] = {name: [] for name in peers}
-    for _ in range(args.rounds):
-        for name, t in peers.items():
+    for r in range(args.rounds):  # the order alternates between rounds
+        for name, t in sorted(peers.items(), reverse=r % 2 == 1):
             _sync(device)
             start, start_cpu = time.perf_counter(), time.process_time()
             for _ in range(args.steps):
@@ -164,9 +166,15 @@ def main(argv: list[str] | None = None) -> int:
     base_cpu = statistics.median(cpu["plain"])
     rows: list[dict[str, Any]] = []
     print(f"{args.model}, {s} px, batch {n}, {device}, {args.threads} thread(s)")
-    print(f"{'step':<20}{'wall ms (median)':>18}{'min-max':>18}{'x plain':>9}{'CPU ms':>9}{'x':>6}")
+    print(
+        f"{'step':<20}{'wall ms (median)':>18}{'min-max':>16}{'x plain':>9}{'CPU ms':>8}{'x':>6}"
+        f"{'x, per round (median, min-max)':>32}"
+    )
     for name, ms in runs.items():
         med, med_cpu = statistics.median(ms), statistics.median(cpu[name])
+        # the CPU-time ratio within each round (the peers of a round run minutes apart at
+        # most, so a slow drift of the machine cancels)
+        per_round = [c / b for c, b in zip(cpu[name], cpu["plain"], strict=True)]
         rows.append(
             {
                 "peer": name,
@@ -175,12 +183,15 @@ def main(argv: list[str] | None = None) -> int:
                 "ratio_to_plain": med / base,
                 "cpu_ms_median": med_cpu,
                 "cpu_ratio_to_plain": med_cpu / base_cpu,
+                "cpu_ratio_per_round": per_round,
+                "cpu_ratio_per_round_median": statistics.median(per_round),
             }
         )
-        spread = f"{min(ms):.1f}-{max(ms):.1f}"
+        spread = f"{min(ms):.0f}-{max(ms):.0f}"
+        rounds = f"{statistics.median(per_round):.2f} ({min(per_round):.2f}-{max(per_round):.2f})"
         print(
-            f"{name:<20}{med:>18.1f}{spread:>18}{med / base:>9.2f}{med_cpu:>9.0f}"
-            f"{med_cpu / base_cpu:>6.2f}"
+            f"{name:<20}{med:>18.1f}{spread:>16}{med / base:>9.2f}{med_cpu:>8.0f}"
+            f"{med_cpu / base_cpu:>6.2f}{rounds:>32}"
         )
     cos = _cosines(args, batch, val, device)
     for name, values in cos.items():

@@ -63,6 +63,14 @@ def _fill(grads: Sequence[torch.Tensor | None], like: Sequence[torch.Tensor]) ->
     return [torch.zeros_like(t) if g is None else g for g, t in zip(grads, like, strict=True)]
 
 
+def _global_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The L2 norm of all ``tensors`` together, as a float64 scalar (computed in their own
+    dtype by fused per-tensor norms: no float64 copy of the weights)."""
+    if not tensors:
+        return torch.zeros((), dtype=torch.float64)
+    return torch.nn.utils.get_total_norm(list(tensors)).double()
+
+
 def _names(params: Params) -> list[str]:
     return [n for n, p in params.items() if p.requires_grad]
 
@@ -137,11 +145,10 @@ def exact_meta_grads(
     names = _names(params)
     leaves = [params[n] for n in names]
     grads = weighted_grad(params, train_losses, weights)
-    a = alpha.detach()
-    virtual = {
-        n: (p.detach() - a.to(p.dtype) * g).requires_grad_(True)
+    minus_a = -alpha.detach()
+    virtual = {  # w - alpha * g in one fused pass per tensor
+        n: torch.addcmul(p.detach(), grads[n], minus_a.to(p.dtype)).requires_grad_(True)
         for n, p in zip(names, leaves, strict=True)
-        for g in (grads[n],)
     }
     lv = val_loss(virtual)
     g_val = _fill(
@@ -224,19 +231,21 @@ def fast_meta_grads(
     for n in names:
         p = params[n].detach()
         if previous is not None and n in previous:
-            p = p - a.to(p.dtype) * previous[n].to(p.dtype)
+            p = torch.addcmul(p, previous[n].to(p.dtype), -a.to(p.dtype))
         point[n] = p.detach().requires_grad_(True)
     lv = val_loss(point)
     g_val = _fill(
         torch.autograd.grad(lv, list(point.values()), allow_unused=True), list(point.values())
     )
     with torch.no_grad():
-        norm = torch.sqrt(sum((g.double() ** 2).sum() for g in g_val))  # type: ignore[arg-type]
-        w_norm = torch.sqrt(sum((params[n].double() ** 2).sum() for n in names))  # type: ignore[arg-type]
-        h = fd_eps * w_norm.clamp_min(1.0) / norm.clamp_min(1e-30)
-        plus = {n: params[n] + (h * g).to(g.dtype) for n, g in zip(names, g_val, strict=True)}
+        weights_w = [params[n].detach() for n in names]
+        norm = _global_norm(g_val)
+        h = fd_eps * _global_norm(weights_w).clamp_min(1.0) / norm.clamp_min(1e-30)
+        # the perturbed weights in their own dtype (h, a float64 scalar, would promote)
+        step = [g * h.to(g.dtype) for g in g_val]
+        plus = {n: w + d for n, w, d in zip(names, weights_w, step, strict=True)}
         if scheme == "central":
-            minus = {n: params[n] - (h * g).to(g.dtype) for n, g in zip(names, g_val, strict=True)}
+            minus = {n: w - d for n, w, d in zip(names, weights_w, step, strict=True)}
             diff = train_losses_at(plus).double() - train_losses_at(minus).double()
             dots = diff / (2 * h)
         else:

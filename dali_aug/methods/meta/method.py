@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -351,8 +351,7 @@ class MetaAugmentMethod(Method):
         if self.config.mode == "fast" and self.config.fast_virtual == "previous":
             # the real step's gradient, for the next virtual step
             grads = {n: p.grad for n, p in step.model.named_parameters() if p.grad is not None}
-            norms = [g.detach().float().norm() for g in grads.values()]
-            finite = bool(torch.isfinite(torch.stack(norms)).all()) if norms else False
+            finite = bool(grads) and _finite(grads.values())
             self._previous = grads if finite else None
 
     def finish(self, trainer: Trainer) -> None:
@@ -381,8 +380,7 @@ class MetaAugmentMethod(Method):
         step's gradient (``p.grad``) as the virtual step's and the weights before it."""
         model = step.model
         real = {n: p.grad for n, p in _trainable(model).items() if p.grad is not None}
-        norms = [g.detach().float().norm() for g in real.values()]
-        if not norms or not bool(torch.isfinite(torch.stack(norms)).all()):
+        if not real or not _finite(real.values()):
             return  # e.g. a step the GradScaler skipped: no meta step
         pending = self._pending
         assert pending is not None
@@ -575,6 +573,11 @@ def _loss_fns(
         return step.losses(logits, batch.labels)
 
     return val_loss, train_losses_at
+
+
+def _finite(tensors: Iterable[torch.Tensor]) -> bool:
+    """Whether every entry of ``tensors`` is finite (one fused norm, one sync)."""
+    return bool(torch.isfinite(torch.nn.utils.get_total_norm(list(tensors))))
 
 
 def _check_features(out: Forward) -> torch.Tensor:
