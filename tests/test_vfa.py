@@ -25,6 +25,7 @@ from dali_aug.methods.vfa import (
     label_mutual_information,
     shuffle,
 )
+from dali_aug.methods.vfa._balance import LabelCounts
 from dali_aug.methods.vfa._synthetic import SyntheticSpec, TinyClassifier, make_split, run
 from dali_aug.models import build_model
 from dali_aug.train import Forward, Loss, Step, Trainer
@@ -184,6 +185,58 @@ def test_terms_follow_the_equations(source: str) -> None:
     for name, value in expect.items():
         torch.testing.assert_close(terms[name], value, msg=name)
     assert terms["vfa_kl"] > 0
+
+
+def test_propensity_weights_make_each_label_independent_of_the_others() -> None:
+    """``bin_balance="propensity"``: under label j's weights, label j carries no information
+    about the others (weighted mutual information ~ 0, from 0.5 nats for a 95 % pair), the
+    weights are 1 on average per label, about 1 for an independent label, and vfa_bin is
+    the weighted mean of the per-sample, per-label BCE."""
+    n = 4096
+    g = _gen(31)
+    a = (torch.rand(n, generator=g) < 0.4).float()
+    b = torch.where(torch.rand(n, generator=g) < 0.95, a, 1 - a)
+    free = (torch.rand(n, generator=g) < 0.3).float()
+    y = torch.stack([a, b, free], 1)
+    counts = LabelCounts(3)
+    counts.update(y)
+    w = counts.weights(y, clip=100.0)
+    torch.testing.assert_close(w.mean(0), torch.ones(3))
+
+    def weighted_mi(j: int, k: int) -> float:
+        joint = torch.zeros(2, 2, dtype=torch.float64)
+        for u in (0, 1):
+            for v in (0, 1):
+                cell = (y[:, j] == u) & (y[:, k] == v)
+                joint[u, v] = w[cell, j].double().sum()
+        joint /= joint.sum()
+        outer = joint.sum(1, keepdim=True) * joint.sum(0, keepdim=True)
+        return float((joint * (joint / outer).log()).sum())
+
+    assert float(label_mutual_information(y)[0, 1]) > 0.4
+    assert weighted_mi(1, 0) < 1e-3 and weighted_mi(0, 1) < 1e-3
+    assert (w[:, 2] - 1).abs().max() < 0.25  # an independent label is barely reweighted
+    # the off-diagonal (A != B) samples carry the weight: about P(B) / P(B | A) there
+    assert float(w[a != b, 1].mean()) > 5 * float(w[a == b, 1].mean())
+    clipped = counts.weights(y, clip=2.0)  # clipped to [1/2, 2] before the normalisation
+    spread = clipped.max(0).values / clipped.min(0).values
+    assert float(spread[1]) == pytest.approx(4.0, rel=1e-5) and (spread <= 4 + 1e-5).all()
+
+    torch.manual_seed(0)
+    model = build_model("small", 3)
+    cfg = dataclasses.replace(SMALL, bin_balance="propensity", bin_balance_clip=100.0)
+    method = VFAMethod(model, 3, cfg, seed=4)
+    v = torch.randn(64, 192, generator=_gen(32))
+    yb = y[:64]
+    state = method.generator.get_state()
+    terms = method.terms(v, yb, model.head)
+    method.generator.set_state(state)
+    out = method.net.decouple(v, generator=method.generator)
+    expect = LabelCounts(3)
+    expect.update(yb)
+    bce = F.binary_cross_entropy_with_logits(out.bin_logits.t(), yb, reduction="none")
+    torch.testing.assert_close(terms["vfa_bin"], (expect.weights(yb, clip=100.0) * bce).mean())
+    assert torch.equal(method.state_dict()["label_counts"]["pair"], expect.pair)
 
 
 def test_vae_reduction_kl_warmup_and_aug_start_schedule_the_terms() -> None:
@@ -394,7 +447,7 @@ def test_vfa_trains_from_the_cli(tmp_path_factory: pytest.TempPathFactory, tmp_p
     argv += ["--batch-size", "16", "--epochs", "1", "--out", str(out), "--no-progress"]
     argv += ["--method", "vfa", "--vfa-beta", "0.5", "--vfa-sub-dim", "16", "--vfa-latent", "8"]
     argv += ["--vfa-vae-reduction", "mean", "--vfa-kl-weight", "0.1", "--vfa-bin-weight", "2"]
-    argv += ["--vfa-kl-warmup", "4", "--vfa-aug-start", "1"]
+    argv += ["--vfa-kl-warmup", "4", "--vfa-aug-start", "1", "--vfa-bin-balance", "propensity"]
     assert main([*argv, "--policy", "rand-m9-n2"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     row = metrics["history"][0]
@@ -405,6 +458,7 @@ def test_vfa_trains_from_the_cli(tmp_path_factory: pytest.TempPathFactory, tmp_p
     assert config["vae_reduction"] == "mean" and config["kl_weight"] == 0.1
     assert config["bin_weight"] == 2 and config["kl_warmup_steps"] == 4
     assert config["aug_start_step"] == 1 and config["rec_weight"] == 1  # unset: the default
+    assert config["bin_balance"] == "propensity"
     model = build_model("small", len(MULTI_LABELS))
     model.load_state_dict(torch.load(out / "model.pt", weights_only=True), strict=True)
 

@@ -46,6 +46,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--vfa-aug-start", type=int, default=None, help="global step the augmented BCE starts (0)"
     )
+    p.add_argument(
+        "--vfa-bin-balance",
+        choices=["none", "propensity"],
+        default=None,
+        help="L_bin weighted by the inverse propensity of each label given the others "
+        "(ours; default none)",
+    )
 
 
 def build(args: argparse.Namespace, ctx: BuildContext) -> VFAMethod:
@@ -61,6 +68,7 @@ def build(args: argparse.Namespace, ctx: BuildContext) -> VFAMethod:
         "bin_weight": args.vfa_bin_weight,
         "kl_warmup_steps": args.vfa_kl_warmup,
         "aug_start_step": args.vfa_aug_start,
+        "bin_balance": args.vfa_bin_balance,
     }
     try:
         config = VFAConfig(

@@ -48,6 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dali_aug.methods.vfa._balance import LabelCounts
 from dali_aug.methods.vfa._modules import VFAModules
 from dali_aug.methods.vfa._shuffle import shuffle
 from dali_aug.train import Forward, Loss, Method, Step
@@ -55,10 +56,19 @@ from dali_aug.train import Forward, Loss, Method, Step
 if TYPE_CHECKING:
     from dali_aug.batch import Batch
 
-__all__ = ["TERMS", "ShuffleSource", "VAEReduction", "VFAConfig", "VFAMethod", "kl_divergence"]
+__all__ = [
+    "TERMS",
+    "BinBalance",
+    "ShuffleSource",
+    "VAEReduction",
+    "VFAConfig",
+    "VFAMethod",
+    "kl_divergence",
+]
 
 ShuffleSource = Literal["decoded", "mlp"]
 VAEReduction = Literal["sum", "mean"]
+BinBalance = Literal["none", "propensity"]
 
 #: The names of the loss terms VFA adds (``loss/<name>`` in the history).
 TERMS: tuple[str, ...] = ("vfa_aug", "vfa_kl", "vfa_vae_rec", "vfa_bin", "vfa_rec")
@@ -92,6 +102,12 @@ class VFAConfig:
             learn to decouple and reconstruct before their shuffled features train the head
             (ours, not the paper's; a reading of its "refining the classifiers"). 0: from
             the first step.
+        bin_balance: ``none`` (Eq. 3 as printed) or ``propensity`` (ours, not the
+            paper's): each sample's BCE for h_j weighted by the inverse naive-Bayes
+            propensity of label j given the other labels, from running counts of the
+            training targets (:mod:`dali_aug.methods.vfa._balance`), so that h_j, and with
+            it label j's sub-feature, cannot learn j from a co-occurring label's evidence.
+        bin_balance_clip: the propensity weights are clipped to ``[1/clip, clip]``.
     """
 
     beta: float = 1.0
@@ -107,13 +123,21 @@ class VFAConfig:
     vae_reduction: VAEReduction = "sum"
     kl_warmup_steps: int = 0
     aug_start_step: int = 0
+    bin_balance: BinBalance = "none"
+    bin_balance_clip: float = 10.0
 
     def __post_init__(self) -> None:
         for name in ("sub_dim", "latent_dim", "hidden"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"VFAConfig.{name}={value!r}; give a positive integer")
-        for name in ("beta", "kl_weight", "vae_rec_weight", "bin_weight", "rec_weight"):
+        for name in (
+            "beta",
+            "kl_weight",
+            "vae_rec_weight",
+            "bin_weight",
+            "rec_weight",
+        ):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not value >= 0:
                 raise ValueError(f"VFAConfig.{name}={value!r}; give a number >= 0")
@@ -123,6 +147,14 @@ class VFAConfig:
                 raise ValueError(f"VFAConfig.{name}={value!r}; give an integer >= 0")
         if self.vae_reduction not in ("sum", "mean"):
             raise ValueError(f"VFAConfig.vae_reduction={self.vae_reduction!r}; use 'sum' or 'mean'")
+        if self.bin_balance not in ("none", "propensity"):
+            raise ValueError(
+                f"VFAConfig.bin_balance={self.bin_balance!r}; use 'none' or 'propensity'"
+            )
+        if not isinstance(self.bin_balance_clip, (int, float)) or not self.bin_balance_clip >= 1:
+            raise ValueError(
+                f"VFAConfig.bin_balance_clip={self.bin_balance_clip!r}; give a number >= 1"
+            )
         if self.shuffle_source not in ("decoded", "mlp"):
             raise ValueError(
                 f"VFAConfig.shuffle_source={self.shuffle_source!r}; use 'decoded' or 'mlp'"
@@ -192,15 +224,21 @@ class VFAMethod(Method):
             seed=seed,
         ).to(head.weight.device)
         self.generator = torch.Generator(device=head.weight.device).manual_seed(seed)
+        self.label_counts = LabelCounts(num_labels, head.weight.device)
 
     def modules(self) -> nn.ModuleDict:
         return nn.ModuleDict({"net": self.net})
 
     def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state()}
+        return {
+            "generator": self.generator.get_state(),
+            "label_counts": self.label_counts.state_dict(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
+        if "label_counts" in state:
+            self.label_counts.load_state_dict(state["label_counts"])
 
     def loss(self, step: Step, batch: Batch, out: Forward, loss: Loss) -> Loss:
         if not step.trainer.multi_label:
@@ -247,7 +285,15 @@ class VFAMethod(Method):
         over_labels = 1.0 if cfg.vae_reduction == "sum" else 1.0 / self.num_labels
         kl = kl_divergence(out.mu.float(), out.logvar.float()).sum(0).mean() * over_labels
         vae_rec = (out.sub - out.decoded).float().norm(dim=-1).sum(0).mean() * over_labels
-        bin_ = F.binary_cross_entropy_with_logits(out.bin_logits.float(), y.t())
+        if cfg.bin_balance == "propensity":
+            self.label_counts.update(y)
+            w = self.label_counts.weights(y, clip=cfg.bin_balance_clip)
+            bce = F.binary_cross_entropy_with_logits(
+                out.bin_logits.float(), y.t(), reduction="none"
+            )
+            bin_ = (w.t() * bce).mean()
+        else:
+            bin_ = F.binary_cross_entropy_with_logits(out.bin_logits.float(), y.t())
         parts = (out.decoded if cfg.shuffle_source == "decoded" else out.sub).transpose(0, 1)
         shuffled, y_shuffled, _ = shuffle(parts, y, generator=self.generator)
         both = self.net.aggregate(torch.cat([shuffled, parts])).float()
