@@ -8,6 +8,10 @@ import csv
 import io
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -742,3 +746,71 @@ def test_cli_trains_and_writes_the_pairs_and_the_policy(shapes64: str, tmp_path:
     transfer = ["train", "--policy", str(out / "meta_policy.json"), "--data", shapes64]
     transfer += ["--size", "32", "--batch-size", "16", "--epochs", "1", "--out", str(again)]
     assert main([*transfer, "--no-progress"]) == 0
+
+
+# -- torch.distributed --------------------------------------------------------------------------
+_DDP_META = """
+import sys, torch, torch.distributed as dist
+from dali_aug.batch import Batch
+from dali_aug.methods.meta import MetaAugmentMethod, MetaConfig
+from dali_aug.models import build_model
+from dali_aug.ops import identity_params
+from dali_aug.train import Trainer
+from dali_aug.viz import normalize
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+out = {}
+for mode in ("exact", "fast"):
+    torch.manual_seed(0)  # the same initial weights on every rank
+    model = build_model("small", 4)
+    method = MetaAugmentMethod(model, MetaConfig(mode=mode, every=2, history=4), seed=5)
+    g = torch.Generator().manual_seed(100 + rank)  # each rank its own data
+    def batch():
+        clean = torch.randint(0, 256, (8, 3, 32, 32), generator=g, dtype=torch.uint8)
+        y = torch.randint(0, 4, (8,), generator=g)
+        return Batch(normalize(clean), y, torch.arange(8), params=identity_params(8), clean=clean)
+    val = [batch()]
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.05), methods=[method],
+                      meta_val=val)
+    firsts = []
+    for _ in range(5):
+        trainer.step(batch())
+        firsts.append(method._pending.first.clone())
+    out[mode] = {"policy": {k: v.detach().clone() for k, v in method.policy.state_dict().items()},
+                 "log_alpha": method.log_alpha.detach().clone(),
+                 "probs": method.sampler.probs.clone(), "totals": method.sampler.totals.clone(),
+                 "magnitudes": method.magnitude_stats.clone(), "first": torch.stack(firsts),
+                 "model": {k: v.detach().clone() for k, v in model.named_parameters()}}
+torch.save(out, f"{sys.argv[1]}/rank{rank}.pt")
+dist.barrier()
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+def test_torchrun_keeps_policy_alpha_and_sampler_identical_on_every_rank(tmp_path: Path) -> None:
+    """Under torch.distributed each rank takes its meta step on its own batches; the (theta,
+    alpha) gradients and the sampler's statistics are summed over the ranks, so after
+    training the policy net, alpha and the sampler are equal on both ranks (they would drift
+    apart otherwise: the ranks see different data), while the ranks draw different pairs."""
+    script = tmp_path / "ddp_meta.py"
+    script.write_text(_DDP_META)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(script), str(tmp_path)]  # fmt: skip
+    done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    a = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    b = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    for mode in ("exact", "fast"):
+        x, y = a[mode], b[mode]
+        for k, v in x["policy"].items():
+            torch.testing.assert_close(v, y["policy"][k], rtol=1e-6, atol=1e-7, msg=(mode, k))
+        torch.testing.assert_close(x["log_alpha"], y["log_alpha"], rtol=1e-6, atol=0.0)
+        for k in ("probs", "totals", "magnitudes"):
+            assert torch.equal(x[k], y[k]), (mode, k)
+        for k, v in x["model"].items():  # the trainer's DDP keeps the task model equal
+            torch.testing.assert_close(v, y["model"][k], rtol=1e-6, atol=1e-7)
+        assert not torch.equal(x["first"], y["first"])  # each rank its own rows of the draw
+        assert float(x["totals"][:, 1].sum()) == 2 * 5 * 8  # both ranks' samples counted
+        assert not torch.allclose(x["probs"], torch.full_like(x["probs"], 1 / 196))  # refreshed

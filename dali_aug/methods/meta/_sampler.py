@@ -81,6 +81,13 @@ class PairSampler:
 
     def record(self, first: torch.Tensor, second: torch.Tensor, raw: torch.Tensor) -> None:
         """Adds the raw (un-normalised) policy outputs of one batch to this iteration."""
+        self.record_stats(self.batch_stats(first, second, raw))
+
+    def batch_stats(
+        self, first: torch.Tensor, second: torch.Tensor, raw: torch.Tensor
+    ) -> torch.Tensor:
+        """float64 [K*K, 2]: per pair type, the sum of the raw outputs and the count of one
+        batch (what :meth:`record` adds; summed over ranks by a distributed caller)."""
         if not (first.shape == second.shape == raw.shape) or raw.dim() != 1:
             raise ValueError(
                 "PairSampler.record: first, second and raw must all be [N]; got "
@@ -91,7 +98,11 @@ class PairSampler:
         values = raw.detach().double().cpu()
         sums = torch.bincount(flat, weights=values, minlength=k * k)
         counts = torch.bincount(flat, minlength=k * k).double()
-        batch = torch.stack([sums, counts], 1)
+        return torch.stack([sums, counts], 1)
+
+    def record_stats(self, batch: torch.Tensor) -> None:
+        """Adds :meth:`batch_stats` output to this iteration."""
+        batch = batch.double().cpu()
         self._window[self._slot] += batch
         self.totals += batch
 

@@ -130,6 +130,13 @@ class Transforms:
         """float32 [N, 28]: :func:`embed` of what was applied."""
         return embed(self.first, self.second, self.m1, self.m2)
 
+    def select(self, rows: slice) -> Transforms:
+        """The transformations of some samples."""
+        return Transforms(
+            self.first[rows], self.second[rows], self.m1[rows], self.m2[rows],
+            self.params.select(rows),
+        )  # fmt: skip
+
 
 def draw_transforms(
     first: torch.Tensor, second: torch.Tensor, *, generator: torch.Generator | None

@@ -30,8 +30,13 @@ reduced loss ``sum_i P~_i L_i`` (the Meta-Weight-Net convention); a meta step us
 quarter of each validation batch (``val_share``; the paper gives no validation batch size).
 
 The meta step calls ``torch.autograd.grad`` on the model's parameters, so it runs on the bare
-model of a single process (not under DistributedDataParallel). Results are not reproducible
-across devices.
+model (outside DistributedDataParallel). Under torch.distributed (``torchrun``) each rank
+takes the meta step on its own training and validation batches; the (theta, alpha)
+gradients are averaged over the ranks and the sampler's statistics summed (one all-reduce
+each per step), so every rank keeps the same policy net, alpha and sampler (test); every
+rank draws the global batch's pairs from the same stream and applies its own rows. The
+averaged gradient is the mean of the ranks' meta-gradients, each for its own virtual step
+(ours; the paper trains on one process). Results are not reproducible across devices.
 """
 
 from __future__ import annotations
@@ -294,8 +299,15 @@ class MetaAugmentMethod(Method):
             labels = labels.repeat_interleave(m, 0)
             indices = indices.repeat_interleave(m, 0)
             flip = flip.select(torch.arange(flip.batch_size).repeat_interleave(m))
-        first, second = self.sampler.sample(start.shape[0], generator=self.generator)
+        n = start.shape[0]
+        rank, world = _rank_world()
+        # every rank draws the whole global batch's pairs from the same stream and takes its
+        # own rows: different draws per rank, one generator state (checkpoint, resume)
+        first, second = self.sampler.sample(n * world, generator=self.generator)
         t = draw_transforms(first, second, generator=self.generator)
+        if world > 1:
+            t = t.select(slice(rank * n, (rank + 1) * n))
+            first, second = t.first, t.second
         device = start.device
         images = _apply(start, t.params)
         self._pending = _Pending(
@@ -337,8 +349,16 @@ class MetaAugmentMethod(Method):
         loss.stats["alpha"] = self.log_alpha.detach().exp()
         loss.stats["mean_weight"] = raw.mean()
         self._loss = loss  # after_step adds the deferred meta step's validation loss
-        self.sampler.record(pending.first, pending.second, raw)
-        self._record_magnitudes(pending, raw)
+        # the sampler's and the report's statistics over the global batch (every rank
+        # keeps the same sampler)
+        pairs, mags = _sum_over_ranks(
+            [
+                self.sampler.batch_stats(pending.first, pending.second, raw),
+                self._magnitude_increment(pending, raw),
+            ]
+        )
+        self.sampler.record_stats(pairs)
+        self.magnitude_stats += mags.cpu()
         return loss
 
     def after_step(self, step: Step, batch: Batch, out: Forward) -> None:
@@ -356,8 +376,9 @@ class MetaAugmentMethod(Method):
 
     def finish(self, trainer: Trainer) -> None:
         """End of training: writes the report files to :attr:`report_dir` (set by the CLI to
-        the run folder; nothing when None) and keeps their paths in :attr:`report_files`."""
-        if self.report_dir is not None:
+        the run folder; nothing when None; rank 0 only under torch.distributed) and keeps
+        their paths in :attr:`report_files`."""
+        if self.report_dir is not None and _rank_world()[0] == 0:  # one writer under torchrun
             self.report_files = self.write_report(self.report_dir)
 
     # -- the meta-gradient --------------------------------------------------------------
@@ -370,6 +391,9 @@ class MetaAugmentMethod(Method):
         return raw, normalise_weights(raw)
 
     def _meta_update(self, grads: list[torch.Tensor]) -> None:
+        """One step of (theta, alpha); under torch.distributed with the gradients averaged
+        over the ranks, so that every rank keeps the same policy and alpha."""
+        grads = _mean_over_ranks(grads)
         for p, g in zip(self._meta_tensors(), grads, strict=True):
             p.grad = g.to(p.dtype)
         self.meta_optimizer.step()
@@ -496,18 +520,21 @@ class MetaAugmentMethod(Method):
             )
         return pending
 
-    def _record_magnitudes(self, pending: _Pending, raw: torch.Tensor) -> None:
+    def _magnitude_increment(self, pending: _Pending, raw: torch.Tensor) -> torch.Tensor:
+        """float64 [14, MAGNITUDE_BINS, 2]: this batch's addition to :attr:`magnitude_stats`."""
         values = raw.detach().double().cpu()
         k = MAGNITUDE_BINS
+        out = torch.zeros_like(self.magnitude_stats)
         for fn, mag in ((pending.first, pending.m1), (pending.second, pending.m2)):
             b = (mag.double() / 10.0 * k).long().clamp(0, k - 1)
             flat = fn * k + b
-            self.magnitude_stats[..., 0] += torch.bincount(
-                flat, weights=values, minlength=len(FUNCTIONS) * k
-            ).view(len(FUNCTIONS), k)
-            self.magnitude_stats[..., 1] += torch.bincount(flat, minlength=len(FUNCTIONS) * k).view(
+            out[..., 0] += torch.bincount(flat, weights=values, minlength=len(FUNCTIONS) * k).view(
                 len(FUNCTIONS), k
             )
+            out[..., 1] += torch.bincount(flat, minlength=len(FUNCTIONS) * k).view(
+                len(FUNCTIONS), k
+            )
+        return out
 
     # -- results ------------------------------------------------------------------------
     def pair_table(self) -> dict[str, torch.Tensor]:
@@ -573,6 +600,37 @@ def _loss_fns(
         return step.losses(logits, batch.labels)
 
     return val_loss, train_losses_at
+
+
+def _rank_world() -> tuple[int, int]:
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _sum_over_ranks(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The element-wise sums of ``tensors`` over the ranks (one all-reduce; on the CUDA
+    device of the model under NCCL); the tensors themselves when not distributed."""
+    _, world = _rank_world()
+    if world == 1 or not tensors:
+        return tensors
+    dist = torch.distributed
+    device = tensors[0].device
+    if dist.get_backend() == "nccl" and device.type != "cuda":
+        device = torch.device("cuda", torch.cuda.current_device())
+    flat = torch.cat([t.detach().double().flatten().to(device) for t in tensors])
+    dist.all_reduce(flat)
+    out, start = [], 0
+    for t in tensors:
+        out.append(flat[start : start + t.numel()].view_as(t).to(t.device, t.dtype))
+        start += t.numel()
+    return out
+
+
+def _mean_over_ranks(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    _, world = _rank_world()
+    return [t / world for t in _sum_over_ranks(tensors)] if world > 1 else tensors
 
 
 def _finite(tensors: Iterable[torch.Tensor]) -> bool:
