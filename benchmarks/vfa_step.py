@@ -63,7 +63,8 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
     def trainer(vfa: bool) -> Trainer:
         torch.manual_seed(0)
         model = build_model(args.model, args.classes).to(device)
-        methods: list[Method] = [VFAMethod(model, args.classes, VFAConfig())] if vfa else []
+        config = VFAConfig(hidden=args.hidden)
+        methods: list[Method] = [VFAMethod(model, args.classes, config)] if vfa else []
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         return Trainer(model, opt, multi_label=True, methods=methods)
 
@@ -174,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=3, help="timed calls per peer per round")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--seeds", type=int, nargs="+", default=[21, 22, 23])
+    p.add_argument("--hidden", type=int, default=256, help="speed: VFAConfig.hidden")
     p.add_argument("--out", default=None, help="default: benchmarks/results/vfa_<mode>.json")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
