@@ -417,6 +417,10 @@ def test_bad_inputs_raise_errors_that_name_the_fix() -> None:
         VFAConfig(sub_dim=0)
     with pytest.raises(ValueError, match="'decoded' or 'mlp'"):
         VFAConfig(shuffle_source="both")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="'none' or 'propensity'"):
+        VFAConfig(bin_balance="inverse")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="bin_balance_clip.*>= 1"):
+        VFAConfig(bin_balance_clip=0.5)
     # through the trainer: single-label training, and a model without penultimate features
     single = Trainer(
         model, torch.optim.SGD(model.parameters(), 0.1), multi_label=False, methods=[method]

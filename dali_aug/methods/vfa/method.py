@@ -131,13 +131,7 @@ class VFAConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"VFAConfig.{name}={value!r}; give a positive integer")
-        for name in (
-            "beta",
-            "kl_weight",
-            "vae_rec_weight",
-            "bin_weight",
-            "rec_weight",
-        ):
+        for name in ("beta", "kl_weight", "vae_rec_weight", "bin_weight", "rec_weight"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not value >= 0:
                 raise ValueError(f"VFAConfig.{name}={value!r}; give a number >= 0")
