@@ -55,6 +55,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from dali_aug._dist import rank_world
 from dali_aug._pipeline import (
     DecodeProbe,
     PipelineSpec,
@@ -202,10 +203,7 @@ def _default_shard(shard_id: int | None, num_shards: int | None) -> tuple[int, i
     if num_shards is None:
         if shard_id is not None:
             raise ValueError(f"shard_id={shard_id} needs num_shards; pass both (or neither)")
-        dist = torch.distributed
-        if dist.is_available() and dist.is_initialized():
-            return dist.get_rank(), dist.get_world_size()
-        return 0, 1
+        return rank_world()
     sid = 0 if shard_id is None else shard_id
     if not 0 <= sid < num_shards:
         raise ValueError(f"shard_id={sid} must be in [0, num_shards={num_shards})")

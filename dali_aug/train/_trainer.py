@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dali_aug._dist import rank_world
 from dali_aug.train._checkpoint import load_checkpoint
 from dali_aug.train._method import Forward, Loss, Method, Step, method_key
 from dali_aug.train._metrics import accuracy, multilabel_metrics
@@ -123,8 +124,7 @@ class Trainer:
         if extra:
             self.optimizer.add_param_group({"params": extra})
         self.network = _Network(self.model, owned)
-        dist = torch.distributed
-        world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        _, world = rank_world()
         use_ddp = world > 1 if self.distributed is None else self.distributed
         self._runner: nn.Module = self.network
         if use_ddp:

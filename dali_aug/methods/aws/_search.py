@@ -41,6 +41,7 @@ from typing import Any, Literal
 
 import torch
 
+from dali_aug._dist import collective_device, rank_world
 from dali_aug.batch import Batch
 from dali_aug.methods.aws._policy import PairPolicy
 from dali_aug.methods.aws._ppo import check_reward, ema_baseline, ppo_loss
@@ -240,21 +241,13 @@ class _Epochs:
         return iter(self.loader)
 
 
-def _dist() -> tuple[int, int]:
-    d = torch.distributed
-    if d.is_available() and d.is_initialized():
-        return d.get_rank(), d.get_world_size()
-    return 0, 1
-
-
 def _gather(rewards: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """All ranks' rewards [W*F] and counts [W*F, K], in rank order."""
-    _, world = _dist()
+    _, world = rank_world()
     if world == 1:
         return rewards, counts
     d = torch.distributed
-    on = torch.device("cuda", torch.cuda.current_device()) if d.get_backend() == "nccl" else None
-    local = [rewards.to(on or rewards.device), counts.to(on or counts.device)]
+    local = [t.to(collective_device(t.device)) for t in (rewards, counts)]
     r_all = [torch.zeros_like(local[0]) for _ in range(world)]
     c_all = [torch.zeros_like(local[1]) for _ in range(world)]
     d.all_gather(r_all, local[0])
@@ -365,7 +358,7 @@ def search(
     """
     from tqdm import tqdm
 
-    rank, world = _dist()
+    rank, world = rank_world()
     lead = rank == 0
     say = log if lead else _silent
     root = Path(out)

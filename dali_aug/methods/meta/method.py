@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import nn
 
+from dali_aug._dist import collective_device, rank_world
 from dali_aug.batch import check_unaugmented
 from dali_aug.methods.meta._bilevel import (
     FiniteDifference,
@@ -300,7 +301,7 @@ class MetaAugmentMethod(Method):
             indices = indices.repeat_interleave(m, 0)
             flip = flip.select(torch.arange(flip.batch_size).repeat_interleave(m))
         n = start.shape[0]
-        rank, world = _rank_world()
+        rank, world = rank_world()
         # every rank draws the whole global batch's pairs from the same stream and takes its
         # own rows: different draws per rank, one generator state (checkpoint, resume)
         first, second = self.sampler.sample(n * world, generator=self.generator)
@@ -378,7 +379,7 @@ class MetaAugmentMethod(Method):
         """End of training: writes the report files to :attr:`report_dir` (set by the CLI to
         the run folder; nothing when None; rank 0 only under torch.distributed) and keeps
         their paths in :attr:`report_files`."""
-        if self.report_dir is not None and _rank_world()[0] == 0:  # one writer under torchrun
+        if self.report_dir is not None and rank_world()[0] == 0:  # one writer under torchrun
             self.report_files = self.write_report(self.report_dir)
 
     # -- the meta-gradient --------------------------------------------------------------
@@ -602,25 +603,15 @@ def _loss_fns(
     return val_loss, train_losses_at
 
 
-def _rank_world() -> tuple[int, int]:
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def _sum_over_ranks(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     """The element-wise sums of ``tensors`` over the ranks (one all-reduce; on the CUDA
     device of the model under NCCL); the tensors themselves when not distributed."""
-    _, world = _rank_world()
+    _, world = rank_world()
     if world == 1 or not tensors:
         return tensors
-    dist = torch.distributed
-    device = tensors[0].device
-    if dist.get_backend() == "nccl" and device.type != "cuda":
-        device = torch.device("cuda", torch.cuda.current_device())
+    device = collective_device(tensors[0].device)
     flat = torch.cat([t.detach().double().flatten().to(device) for t in tensors])
-    dist.all_reduce(flat)
+    torch.distributed.all_reduce(flat)
     out, start = [], 0
     for t in tensors:
         out.append(flat[start : start + t.numel()].view_as(t).to(t.device, t.dtype))
@@ -629,7 +620,7 @@ def _sum_over_ranks(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
 
 
 def _mean_over_ranks(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-    _, world = _rank_world()
+    _, world = rank_world()
     return [t / world for t in _sum_over_ranks(tensors)] if world > 1 else tensors
 
 
