@@ -27,7 +27,13 @@ from _record import write_record
 from torch import nn
 
 from dali_aug.methods.vfa import shuffle
-from dali_aug.methods.vfa._synthetic import SyntheticSpec, TinyClassifier, auc, make_split
+from dali_aug.methods.vfa._synthetic import (
+    SyntheticSpec,
+    TinyClassifier,
+    auc,
+    make_data,
+    rare_combo_recall,
+)
 from dali_aug.train._metrics import multilabel_metrics
 
 
@@ -35,10 +41,7 @@ def run(
     seed: int, beta: float, *, part_dim: int, linear: bool, residual: bool = False
 ) -> dict[str, float]:
     spec = SyntheticSpec()
-    g = torch.Generator().manual_seed(1000 + seed)  # the same data as _synthetic.run
-    directions = torch.linalg.qr(torch.randn(spec.dim, spec.dim, generator=g))[0][:5]
-    x, y = make_split(spec, train=True, generator=g, directions=directions)
-    xt, yt = make_split(spec, train=False, generator=g, directions=directions)
+    directions, x, y, xt, yt = make_data(seed, spec)  # the same data as _synthetic.run
     torch.manual_seed(seed)
     model = TinyClassifier(spec.dim, 64, 5)
     c = y.shape[1]
@@ -80,13 +83,9 @@ def run(
     with torch.no_grad():
         logits = model(xt)
     metrics = multilabel_metrics(logits, yt)
-    pred = logits > 0
-    b_only = (yt[:, 1] == 1) & (yt[:, 0] == 0)
-    a_only = (yt[:, 0] == 1) & (yt[:, 1] == 0)
-    combo = 0.5 * (pred[b_only, 1].float().mean() + pred[a_only, 0].float().mean())
     return {
         "mA": float(metrics["mA"]),
-        "recall_rare_combos": float(combo),
+        "recall_rare_combos": rare_combo_recall(logits > 0, yt),
         "head_B_vs_B": auc(logits[:, 1], yt[:, 1]),
         "head_B_vs_A": auc(logits[:, 1], yt[:, 0]),
     }

@@ -20,7 +20,16 @@ from dali_aug.batch import Batch
 from dali_aug.methods.vfa.method import VFAConfig, VFAMethod
 from dali_aug.train import Method, Trainer
 
-__all__ = ["LABELS", "SyntheticSpec", "TinyClassifier", "auc", "make_split", "run"]
+__all__ = [
+    "LABELS",
+    "SyntheticSpec",
+    "TinyClassifier",
+    "auc",
+    "make_data",
+    "make_split",
+    "rare_combo_recall",
+    "run",
+]
 
 LABELS: tuple[str, ...] = ("A", "B", "R", "I1", "I2")
 
@@ -89,6 +98,26 @@ def make_split(
     return x, y
 
 
+def make_data(
+    seed: int, spec: SyntheticSpec
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(signal directions [5, dim], training inputs, training targets, test inputs, test
+    targets) of seed ``seed``."""
+    g = torch.Generator().manual_seed(1000 + seed)
+    directions = torch.linalg.qr(torch.randn(spec.dim, spec.dim, generator=g))[0][:5]
+    x, y = make_split(spec, train=True, generator=g, directions=directions)
+    xt, yt = make_split(spec, train=False, generator=g, directions=directions)
+    return directions, x, y, xt, yt
+
+
+def rare_combo_recall(pred: torch.Tensor, targets: torch.Tensor) -> float:
+    """The recall of B where A = 0 and of A where B = 0, averaged (boolean predictions and
+    targets [n, 5]): the combinations at 2.5% each in training."""
+    b_only = (targets[:, 1] == 1) & (targets[:, 0] == 0)
+    a_only = (targets[:, 0] == 1) & (targets[:, 1] == 0)
+    return float(0.5 * (pred[b_only, 1].float().mean() + pred[a_only, 0].float().mean()))
+
+
 def _batches(x: torch.Tensor, y: torch.Tensor, size: int) -> list[Batch]:
     idx = torch.arange(len(x))
     return [
@@ -120,10 +149,7 @@ def run(seed: int, *, vfa: VFAConfig | None, spec: SyntheticSpec | None = None) 
         the combinations at 2.5% each in training) and ``history`` (mean loss terms).
     """
     spec = spec if spec is not None else SyntheticSpec()
-    g = torch.Generator().manual_seed(1000 + seed)
-    directions = torch.linalg.qr(torch.randn(spec.dim, spec.dim, generator=g))[0][:5]
-    x, y = make_split(spec, train=True, generator=g, directions=directions)
-    xt, yt = make_split(spec, train=False, generator=g, directions=directions)
+    _, x, y, xt, yt = make_data(seed, spec)
     torch.manual_seed(seed)  # the model's initialisation (nn.Linear draws from the global RNG)
     model = TinyClassifier(spec.dim, 64, 5)
     methods: list[Method] = [] if vfa is None else [VFAMethod(model, 5, vfa, seed=seed)]
@@ -145,11 +171,8 @@ def run(seed: int, *, vfa: VFAConfig | None, spec: SyntheticSpec | None = None) 
     with torch.no_grad():
         model.eval()
         pred = model(xt) > 0
-    b_only = (yt[:, 1] == 1) & (yt[:, 0] == 0)
-    a_only = (yt[:, 0] == 1) & (yt[:, 1] == 0)
-    combo = 0.5 * (pred[b_only, 1].float().mean() + pred[a_only, 0].float().mean())
     metrics["recall_R"] = metrics["label_recall"][2]
-    metrics["recall_rare_combos"] = float(combo)
+    metrics["recall_rare_combos"] = rare_combo_recall(pred, yt)
     metrics["terms"] = {k: v / steps for k, v in sums.items()}
     with torch.no_grad():
         logit_b = model(xt)[:, 1]
