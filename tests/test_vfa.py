@@ -129,8 +129,9 @@ def test_grouped_modules_equal_a_per_label_reference() -> None:
     v = torch.randn(5, 192, generator=_gen(14))
     out = net.decouple(v, generator=_gen(15))
     eps = torch.randn(out.mu.shape, generator=_gen(15))
+    f1 = net.first_layer_weight()
     for j in range(6):  # the reference loops over labels; the module does not
-        hid = F.relu(v @ net.f1_weight[:, j] + net.f1_bias[j])
+        hid = F.relu(v @ f1[:, j] + net.f1_bias[j])
         sub = hid @ net.f2_weight[j] + net.f2_bias[j]
         stats = sub @ net.enc_weight[j] + net.enc_bias[j]
         mu, logvar = stats[:, :4], stats[:, 4:]
@@ -144,6 +145,27 @@ def test_grouped_modules_equal_a_per_label_reference() -> None:
     flat = parts.reshape(5, -1)
     ref = F.relu(flat @ net.g1_weight + net.g1_bias) @ net.g2_weight + net.g2_bias
     torch.testing.assert_close(net.aggregate(parts), ref)
+
+
+def test_chunked_first_layer_equals_one_tensor(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dali_aug.methods.vfa import _modules
+
+    sizes = {"sub_dim": 3, "latent_dim": 2, "hidden": 4}
+    whole = _modules.VFAModules(5, 6, seed=3, **sizes)
+    monkeypatch.setattr(_modules, "CHUNK_NUMEL", 2 * 6 * 4)  # two labels per chunk
+    chunked = _modules.VFAModules(5, 6, seed=3, **sizes)
+    assert [w.shape[1] for w in chunked.f1_weights] == [2, 2, 1] and len(whole.f1_weights) == 1
+    torch.testing.assert_close(chunked.first_layer_weight(), whole.first_layer_weight())
+    v = torch.randn(7, 6, generator=_gen(30))
+    a = whole.decouple(v, generator=_gen(31))
+    b = chunked.decouple(v, generator=_gen(31))
+    torch.testing.assert_close(b.sub, a.sub)
+    torch.testing.assert_close(b.bin_logits, a.bin_logits)
+    a.sub.square().sum().backward()
+    b.sub.square().sum().backward()
+    grads = torch.cat([w.grad for w in chunked.f1_weights], 1)  # every chunk is trained
+    torch.testing.assert_close(grads, whole.f1_weights[0].grad)
+    torch.testing.assert_close(chunked.f1_bias.grad, whole.f1_bias.grad)
 
 
 def test_kl_divergence_has_the_minimisation_sign() -> None:
@@ -355,7 +377,7 @@ def test_exported_model_is_the_baseline_architecture(tmp_path: Path) -> None:
         loss = trainer._step(Batch(x, y, torch.arange(8)))
     assert set(loss.terms) == set(TERMS)
     exported = trainer.export()
-    assert not any("net" in k or "f1_weight" in k for k in exported)
+    assert not any("net" in k or "f1_weights" in k for k in exported)
     baseline = build_model("small", 6)
     assert baseline.load_state_dict(exported, strict=True)  # no missing or unexpected keys
     count = sum(p.numel() for p in baseline.parameters())
@@ -367,7 +389,7 @@ def test_exported_model_is_the_baseline_architecture(tmp_path: Path) -> None:
         assert torch.equal(baseline(x), trainer.model(x))
     # the VFA modules are trained and checkpointed, not exported
     state = trainer.state_dict()["methods"]
-    assert any("net.f1_weight" in k for v in state.values() for k in v["modules"])
+    assert any("net.f1_weights.0" in k for v in state.values() for k in v["modules"])
     trainer.save(tmp_path / "ckpt.pt")
     again = Trainer(
         build_model("small", 6),

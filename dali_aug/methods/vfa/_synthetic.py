@@ -5,7 +5,9 @@ test split has independent labels; a tiny MLP classifier trained with and withou
 Labels: ``A``; ``B``, equal to ``A`` in 95% of the training samples and carrying a weak
 signal (so a classifier can read B off A's signal); ``R``, rare (5%) in training; two
 independent labels. Inputs: ``sum_j y_j * s_j * p_j + noise`` with orthonormal directions
-``p_j`` in R^32. The test split draws every label independently (``R`` at 30%).
+``p_j`` in R^32. The test split draws every label independently (``R`` at 30%). The
+default strengths make B weak next to A; ``SyntheticSpec(strengths=(1.5,) * 5)`` is the
+equal-strength variant, where B's own signal is as visible as A's.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ class SyntheticSpec:
         dim: input width.
         cooccur: P(B = A) in training.
         rare: P(R) in training.
-        strengths: the signal strength of each label (A strong, B weak).
+        strengths: the signal strength of each label (default: A strong, B weak).
         noise: the noise std per input dimension.
         steps: training steps.
         batch_size: batch size.
