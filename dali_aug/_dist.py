@@ -1,11 +1,53 @@
-"""The process group as the library's pieces see it (one place for the loader's default
-shard, the trainer's DDP switch and the methods' collectives)."""
+"""The process group as the library's pieces see it (one place for the CLIs' start under
+torchrun, the loader's default shard and device, the trainer's DDP switch and the methods'
+collectives)."""
 
 from __future__ import annotations
 
+import os
+
 import torch
 
-__all__ = ["collective_device", "rank_world"]
+__all__ = ["collective_device", "init_from_env", "local_cuda_index", "rank_world"]
+
+
+def local_cuda_index() -> int:
+    """This process's CUDA device: ``LOCAL_RANK`` under torchrun (one GPU per local rank),
+    else torch's current device.
+
+    Raises:
+        ValueError: ``LOCAL_RANK`` is not a device of this machine.
+    """
+    if "LOCAL_RANK" not in os.environ:
+        return torch.cuda.current_device()
+    rank, count = int(os.environ["LOCAL_RANK"]), torch.cuda.device_count()
+    if not 0 <= rank < count:
+        raise ValueError(
+            f"LOCAL_RANK={rank} but this machine has {count} CUDA device(s); start at most "
+            f"{count} processes per node (torchrun --nproc_per_node={count})"
+        )
+    return rank
+
+
+def init_from_env(*, cuda: bool) -> tuple[int, int]:
+    """Joins the process group that torchrun's environment describes (``RANK`` and
+    ``WORLD_SIZE`` > 1) unless one is initialised already, and returns (rank, world size);
+    (0, 1) outside torchrun.
+
+    Args:
+        cuda: the run computes on CUDA: NCCL, with this process's current device set to
+            :func:`local_cuda_index` first (else every rank would use GPU 0); else gloo.
+
+    Raises:
+        ValueError: ``LOCAL_RANK`` is not a device of this machine.
+    """
+    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return rank_world()
+    if not torch.distributed.is_initialized():
+        if cuda:
+            torch.cuda.set_device(local_cuda_index())
+        torch.distributed.init_process_group("nccl" if cuda else "gloo")
+    return rank_world()
 
 
 def rank_world() -> tuple[int, int]:

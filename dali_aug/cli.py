@@ -13,7 +13,6 @@ import dataclasses
 import functools
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 import torch
 
+from dali_aug._dist import init_from_env
 from dali_aug.methods import BuildContext, cli_module, names
 
 __all__ = ["main"]
@@ -205,15 +205,6 @@ def _add_train(t: argparse.ArgumentParser) -> None:
     t.add_argument("--no-progress", action="store_true")
 
 
-def _distributed() -> tuple[int, int]:
-    if "RANK" in os.environ and "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
-        if not torch.distributed.is_initialized():
-            backend = "nccl" if torch.cuda.is_available() else "gloo"
-            torch.distributed.init_process_group(backend)
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
 def _device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda but CUDA is not available; use --device cpu")
@@ -369,7 +360,10 @@ def _train(args: argparse.Namespace) -> int:
     from dali_aug.train import Trainer, check_resume, load_checkpoint, write_metrics
 
     method_names = [m for m in args.method if m != "none"]
-    rank, world = _distributed()
+    try:
+        rank, world = init_from_env(cuda=_device(args.device).type == "cuda")
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
     torch.manual_seed(args.seed)
     setup = _setup(args, method_names)
     loaders = _loaders(args, setup, world)

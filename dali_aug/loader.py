@@ -45,7 +45,6 @@ import collections
 import dataclasses
 import itertools
 import math
-import os
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -55,7 +54,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from dali_aug._dist import rank_world
+from dali_aug._dist import local_cuda_index, rank_world
 from dali_aug._pipeline import (
     DecodeProbe,
     PipelineSpec,
@@ -707,16 +706,6 @@ def _take(params: OpParams, m: int) -> OpParams:
 
 
 def _cuda_index(device: str) -> int | None:
-    """The CUDA device of this process: ``LOCAL_RANK`` under torchrun (one GPU per local
-    rank), else torch's current device; None on the CPU."""
-    if device != "cuda":
-        return None
-    if "LOCAL_RANK" not in os.environ:
-        return torch.cuda.current_device()
-    rank, count = int(os.environ["LOCAL_RANK"]), torch.cuda.device_count()
-    if not 0 <= rank < count:
-        raise ValueError(
-            f"LOCAL_RANK={rank} but this machine has {count} CUDA device(s); start at most "
-            f"{count} processes per node (torchrun --nproc_per_node={count})"
-        )
-    return rank
+    """The CUDA device of this process (:func:`dali_aug._dist.local_cuda_index`); None on
+    the CPU."""
+    return None if device != "cuda" else local_cuda_index()

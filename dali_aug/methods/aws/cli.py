@@ -11,7 +11,6 @@ module level.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -64,22 +63,11 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
-def _init_distributed() -> tuple[int, int]:
-    import torch
-
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ:
-        if not torch.distributed.is_initialized():
-            if torch.cuda.is_available():  # one GPU per rank
-                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-            torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
 def run_search(args: argparse.Namespace) -> int:
     """``dali-aug search aws``: search, then write policy.json and aws_probs.png."""
     import torch
 
+    from dali_aug._dist import init_from_env
     from dali_aug.datasets import DEMO_SIZE, resolve_data
     from dali_aug.methods.aws._report import write_outputs
     from dali_aug.methods.aws._search import AWSConfig, search
@@ -114,7 +102,11 @@ def run_search(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: AWS: {err}") from None
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda but CUDA is not available; use --device cpu")
-    rank, world = _init_distributed()
+    cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+    try:
+        rank, world = init_from_env(cuda=cuda)
+    except ValueError as err:
+        raise SystemExit(f"error: AWS: {err}") from None
     out = Path(args.out)
     if rank == 0:
         print(
