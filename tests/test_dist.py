@@ -3,10 +3,13 @@ local rank. The CUDA calls are recorded, not made, so this runs on the CPU."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from dali_aug import _dist
+from dali_aug.datasets import make_shapes
 
 
 @pytest.fixture
@@ -46,13 +49,67 @@ def test_local_rank_beyond_the_devices_names_nproc_per_node(
     assert calls == []  # nothing was joined
 
 
-@pytest.mark.parametrize("world", ["1", None])
+@pytest.mark.parametrize(("rank", "world"), [("0", "1"), (None, "2"), ("0", None)])
 def test_outside_torchrun_nothing_is_joined(
-    calls: list, monkeypatch: pytest.MonkeyPatch, world: str | None
+    calls: list, monkeypatch: pytest.MonkeyPatch, rank: str | None, world: str | None
 ) -> None:
-    if world is None:
-        monkeypatch.delenv("RANK")
-    else:
-        monkeypatch.setenv("WORLD_SIZE", world)
-    _dist.init_from_env(cuda=True)
+    monkeypatch.undo()  # the real rank_world and process-group state: none is initialised
+    monkeypatch.setattr(torch.distributed, "init_process_group", lambda b: calls.append(b))
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: calls.append(i))
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    for name, value in (("RANK", rank), ("WORLD_SIZE", world)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    assert _dist.init_from_env(cuda=True) == (0, 1)
     assert calls == []
+
+
+def test_an_initialised_group_is_not_joined_again(
+    calls: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    assert _dist.init_from_env(cuda=True) == (1, 2)
+    assert calls == []
+
+
+def test_without_local_rank_the_current_device_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
+    assert _dist.local_cuda_index() == 3
+
+
+class _Joined(Exception):
+    """Raised by the recorded init_from_env: the CLI got as far as joining the group."""
+
+
+@pytest.mark.parametrize(("device", "cuda"), [("cpu", False), ("auto", True), ("cuda", True)])
+@pytest.mark.parametrize("command", ["train", "search aws"])
+def test_the_clis_join_with_the_run_device(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    command: str,
+    device: str,
+    cuda: bool,
+) -> None:
+    """On a (pretend) CUDA machine, ``--device cpu`` joins with gloo and ``auto``/``cuda``
+    with NCCL, in ``dali-aug train`` and in ``dali-aug search aws``."""
+    import dali_aug._dist as dist
+    from dali_aug.cli import main
+
+    seen: list[bool] = []
+
+    def record(*, cuda: bool) -> tuple[int, int]:
+        seen.append(cuda)
+        raise _Joined
+
+    monkeypatch.setattr(dist, "init_from_env", record)
+    monkeypatch.setattr("dali_aug.cli.init_from_env", record)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    data = tmp_path / "shapes"
+    make_shapes(data, 8, seed=0, size=32)
+    argv = [*command.split(), "--data", str(data), "--device", device, "--out", str(tmp_path)]
+    with pytest.raises(_Joined):
+        main(argv)
+    assert seen == [cuda]

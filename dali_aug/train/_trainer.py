@@ -273,12 +273,12 @@ class Trainer:
                 f"the checkpoint's method states {sorted(saved)} do not match this trainer's "
                 f"{want}; resume with the same --method options"
             )
-        self.model.load_state_dict(state["model"])
+        _load("the model", self.model, state["model"])
         for key, method in zip(self._keys, self.methods, strict=True):
             if key in saved:
-                self.network.methods[_slot(key)].load_state_dict(saved[key]["modules"])
+                _load(f"{key}'s modules", self.network.methods[_slot(key)], saved[key]["modules"])
                 method.load_state_dict(saved[key]["state"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        _load("the optimizer", self.optimizer, state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler is not None and state.get("scaler") is not None:
@@ -469,3 +469,16 @@ def _format_row(row: dict[str, Any]) -> str:
 
 def write_metrics(path: str | Path, payload: dict[str, Any]) -> None:
     Path(path).write_text(json.dumps(payload, indent=2, default=str))
+
+
+def _load(what: str, target: nn.Module | torch.optim.Optimizer, state: Any) -> None:
+    """``target.load_state_dict(state)``; a state that does not fit (missing or unexpected
+    keys, other shapes, another parameter count) becomes a ValueError naming the part."""
+    try:
+        target.load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise ValueError(
+            f"the checkpoint's state of {what} does not fit this trainer ({err}); resume with "
+            "the same model, --method options and dali-aug version that wrote it, or start "
+            "without --resume"
+        ) from None
