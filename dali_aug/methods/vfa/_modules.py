@@ -1,6 +1,7 @@
 """The trainable VFA modules (feature decoupling, per-label VAEs and binary classifiers,
-aggregation) with grouped weights: every per-label layer is one tensor with a leading label
-axis, applied to all labels in one matmul, with no Python loop over labels.
+aggregation) with grouped weights: every per-label layer after the first is one tensor with
+a leading label axis, applied to all labels in one matmul, with no Python loop over labels;
+the first is a dense matmul over all labels, its weight in chunks (below).
 
 Layout: per-label activations are [C, N, k] (label-major, so each grouped layer is one
 ``baddbmm``); the first decoupling layer D -> C * h is a dense matmul whose weight is stored
