@@ -70,7 +70,7 @@ def run_search(args: argparse.Namespace) -> int:
     from dali_aug._dist import init_from_env
     from dali_aug.datasets import DEMO_SIZE, resolve_data
     from dali_aug.methods.aws._report import write_outputs
-    from dali_aug.methods.aws._search import AWSConfig, search
+    from dali_aug.methods.aws._search import AWSConfig, _device, search
     from dali_aug.sources import open_source
 
     try:
@@ -102,9 +102,8 @@ def run_search(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: AWS: {err}") from None
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda but CUDA is not available; use --device cpu")
-    cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-    try:
-        rank, world = init_from_env(cuda=cuda)
+    try:  # the process group on the device the search itself resolves
+        rank, world = init_from_env(cuda=_device(config.device).type == "cuda")
     except ValueError as err:
         raise SystemExit(f"error: AWS: {err}") from None
     out = Path(args.out)
