@@ -1,5 +1,6 @@
-"""The process group as the library's pieces see it (one place for the CLIs' start under
-torchrun, the loader's default shard and device, the trainer's DDP switch and the methods'
+"""The process group and the run device as the library's pieces see them (one place for
+the CLIs' start under torchrun, the ``device`` setting of the CLIs, the loader and the AWS
+search, the loader's default shard, the trainer's DDP switch and the methods'
 collectives)."""
 
 from __future__ import annotations
@@ -8,7 +9,36 @@ import os
 
 import torch
 
-__all__ = ["collective_device", "init_from_env", "local_cuda_index", "rank_world"]
+__all__ = [
+    "DEVICES",
+    "collective_device",
+    "init_from_env",
+    "local_cuda_index",
+    "rank_world",
+    "resolve_device",
+]
+
+#: the names a ``device`` setting takes
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device: str) -> torch.device:
+    """The run device of a ``device`` setting: ``auto`` is CUDA where torch sees a GPU, else
+    the CPU; ``cpu`` and ``cuda`` are themselves.
+
+    Raises:
+        ValueError: another name, or ``cuda`` where CUDA is not available.
+    """
+    if device not in DEVICES:
+        raise ValueError(f"device {device!r}; use 'auto', 'cpu' or 'cuda'")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            "device 'cuda', but CUDA is not available here; use 'cpu', or 'auto' (CUDA where "
+            "there is a GPU)"
+        )
+    return torch.device(device)
 
 
 def local_cuda_index() -> int:

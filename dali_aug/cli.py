@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from dali_aug._dist import init_from_env
+from dali_aug._dist import init_from_env, resolve_device
 from dali_aug.methods import BuildContext, cli_module, names
 
 __all__ = ["main"]
@@ -206,11 +206,10 @@ def _add_train(t: argparse.ArgumentParser) -> None:
 
 
 def _device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda but CUDA is not available; use --device cpu")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        return resolve_device(name)
+    except ValueError as err:
+        raise SystemExit(f"error: --device: {err}") from None
 
 
 @dataclasses.dataclass

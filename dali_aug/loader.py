@@ -54,7 +54,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from dali_aug._dist import local_cuda_index, rank_world
+from dali_aug._dist import DEVICES, local_cuda_index, rank_world, resolve_device
 from dali_aug._pipeline import (
     DecodeProbe,
     PipelineSpec,
@@ -149,7 +149,7 @@ class LoaderConfig:
             raise ValueError(f"batch_size={self.batch_size} must be >= 1")
         if self.size < 8:
             raise ValueError(f"size={self.size} must be >= 8 pixels")
-        if self.device not in ("auto", "cpu", "cuda"):
+        if self.device not in DEVICES:
             raise ValueError(f"device={self.device!r}; use 'auto', 'cpu' or 'cuda'")
         if self.dtype not in (torch.float32, torch.float16, torch.bfloat16):
             raise TypeError(f"dtype={self.dtype}; use torch.float32, float16 or bfloat16")
@@ -188,14 +188,6 @@ class _Planned:
     uniforms: np.ndarray | None  # crop uniforms [m, 22] (train)
     indices: torch.Tensor = dataclasses.field(default_factory=lambda: torch.zeros(0))
     data: list[np.ndarray] = dataclasses.field(default_factory=list)  # what was fed
-
-
-def _resolve_device(device: Device) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' but CUDA is not available; use device='cpu' or 'auto'")
-    return device
 
 
 def _default_shard(shard_id: int | None, num_shards: int | None) -> tuple[int, int]:
@@ -238,7 +230,7 @@ class Loader:
         self.config = dataclasses.replace(config or LoaderConfig(), **overrides)
         self.source = open_source(data, split=split)
         self.policy = check_policy(policy if policy is not None else NoAugment())
-        self.device = _resolve_device(self.config.device)
+        self.device = resolve_device(self.config.device).type
         self._cuda_index = _cuda_index(self.device)
         if isinstance(self.source, ShardSource) and self.config.copies > 1:
             raise ValueError(

@@ -113,3 +113,58 @@ def test_the_clis_join_with_the_run_device(
     with pytest.raises(_Joined):
         main(argv)
     assert seen == [cuda]
+
+
+@pytest.mark.parametrize(
+    ("name", "cuda", "expected"),
+    [
+        ("auto", False, "cpu"),
+        ("auto", True, "cuda"),
+        ("cpu", True, "cpu"),
+        ("cpu", False, "cpu"),
+        ("cuda", True, "cuda"),
+    ],
+)
+def test_resolve_device(
+    monkeypatch: pytest.MonkeyPatch, name: str, cuda: bool, expected: str
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert _dist.resolve_device(name) == torch.device(expected)
+
+
+def test_resolve_device_refuses_cuda_without_it_and_unknown_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="CUDA is not available here; use 'cpu'"):
+        _dist.resolve_device("cuda")
+    with pytest.raises(ValueError, match="device 'gpu'; use 'auto', 'cpu' or 'cuda'"):
+        _dist.resolve_device("gpu")
+
+
+@pytest.mark.parametrize("command", ["train", "search aws"])
+def test_the_clis_refuse_cuda_without_it(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+) -> None:
+    """``--device cuda`` on a machine without CUDA: one error line naming the fix, before
+    any process group or model, in both CLIs (one resolver, :func:`dali_aug._dist.resolve_device`)."""
+    from dali_aug.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    data = tmp_path / "shapes"
+    make_shapes(data, 8, seed=0, size=32)
+    argv = [*command.split(), "--data", str(data), "--device", "cuda", "--out", str(tmp_path)]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    message = str(exit_info.value)
+    assert message.startswith("error: ") and "CUDA is not available here; use 'cpu'" in message
+
+
+def test_aws_config_checks_the_device_name() -> None:
+    from dali_aug.methods.aws import AWSConfig
+
+    with pytest.raises(ValueError, match="AWSConfig.device='gpu'"):
+        AWSConfig(device="gpu")  # type: ignore[arg-type]

@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 import torch
 
-from dali_aug._dist import collective_device, rank_world
+from dali_aug._dist import DEVICES, collective_device, rank_world, resolve_device
 from dali_aug.batch import Batch
 from dali_aug.methods.aws._policy import PairPolicy
 from dali_aug.methods.aws._ppo import check_reward, ema_baseline, ppo_loss
@@ -127,6 +127,8 @@ class AWSConfig:
                 raise ValueError(f"AWSConfig.{name}={value!r} must be an int >= 1")
         if self.finetunes_per_step < 1:
             raise ValueError(f"AWSConfig.finetunes_per_step={self.finetunes_per_step} must be >= 1")
+        if self.device not in DEVICES:
+            raise ValueError(f"AWSConfig.device={self.device!r}; use 'auto', 'cpu' or 'cuda'")
         if not 0.0 < self.holdout < 1.0:
             raise ValueError(f"AWSConfig.holdout={self.holdout} must be in (0, 1), e.g. 0.2")
         if not 0.0 < self.clip < 1.0:
@@ -255,17 +257,11 @@ def _gather(rewards: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, 
     return torch.cat(r_all).cpu(), torch.cat(c_all).cpu()
 
 
-def _device(device: Device) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def _trainer(config: AWSConfig, classes: int, counter: PairCounter) -> Trainer:
     """A fresh network, optimizer and cosine schedule over ``total_epochs``."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        model = build_model(config.model, classes).to(_device(config.device))
+        model = build_model(config.model, classes).to(resolve_device(config.device))
     opt: torch.optim.Optimizer
     if config.model == "small":  # as `dali-aug train`
         lr = config.lr if config.lr is not None else 1e-3

@@ -67,10 +67,10 @@ def run_search(args: argparse.Namespace) -> int:
     """``dali-aug search aws``: search, then write policy.json and aws_probs.png."""
     import torch
 
-    from dali_aug._dist import init_from_env
+    from dali_aug._dist import init_from_env, resolve_device
     from dali_aug.datasets import DEMO_SIZE, resolve_data
     from dali_aug.methods.aws._report import write_outputs
-    from dali_aug.methods.aws._search import AWSConfig, _device, search
+    from dali_aug.methods.aws._search import AWSConfig, search
     from dali_aug.sources import open_source
 
     try:
@@ -100,10 +100,8 @@ def run_search(args: argparse.Namespace) -> int:
             raise ValueError(f"{folder} is multi-label; AWS rewards single-label accuracy")
     except (TypeError, ValueError) as err:
         raise SystemExit(f"error: AWS: {err}") from None
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda but CUDA is not available; use --device cpu")
     try:  # the process group on the device the search itself resolves
-        rank, world = init_from_env(cuda=_device(config.device).type == "cuda")
+        rank, world = init_from_env(cuda=resolve_device(config.device).type == "cuda")
     except ValueError as err:
         raise SystemExit(f"error: AWS: {err}") from None
     out = Path(args.out)
