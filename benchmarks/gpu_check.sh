@@ -54,7 +54,7 @@ stages=(
     "bench|120|$python -m dali_aug.cli bench --device cuda --stages augment --stage-batch 256 --size 224 --out $out/bench.json --no-chart"
     "keep_step|40|$python $root/benchmarks/keep_step.py --model resnet50 --size 224 --batch-size 64 --amp bf16 --device cuda --rounds 3 --steps 5 --out $out/keep_step.json"
     "meta_step|40|$python $root/benchmarks/meta_step.py --model resnet50 --size 224 --batch-size 64 --device cuda --rounds 3 --steps 3 --out $out/meta_step.json"
-    "vfa_step|40|$python $root/benchmarks/vfa_step.py speed --model resnet50 --size 224 --batch-size 64 --device cuda --rounds 3 --out $out/vfa_step.json"
+    "vfa_step|40|$python $root/benchmarks/vfa_step.py speed --model resnet50 --size 224 --batch-size 64 --amp bf16 --device cuda --rounds 3 --out $out/vfa_step.json"
 )
 
 json_escape() { "$python" -c 'import json, sys; print(json.dumps(sys.argv[1]))' "$1"; }

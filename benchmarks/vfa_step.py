@@ -5,7 +5,8 @@ optimizer step) on a resident multi-label batch, plain against VFA, in interleav
 one process (the order alternating between rounds); the headline is VFA's median step time
 (wall and process CPU time) as a ratio to the plain step's. Also
 the eval forward of the model a VFA trainer exports against a baseline model (the same
-architecture, so the ratio should be 1.00).
+architecture, so the ratio should be 1.00), and the floating-point operations of both
+(``torch.utils.flop_counter``: matmuls and convolutions), which no machine noise changes.
 
 ``mechanism``: digest §2.4 on feature-level synthetic data (``dali_aug.methods.vfa._synthetic``:
 labels A and B together in 95% of the training samples, a rare label R at 5%, independent
@@ -16,6 +17,8 @@ labels could give) and linear-probe AUCs of label B's sub-feature (is it B's own
 A's?).
 
     python benchmarks/vfa_step.py                      # CPU, ResNet-18, 64 px, C = 80
+    python benchmarks/vfa_step.py --model resnet50 --size 224 --batch-size 64 --amp bf16 \
+        --device cuda                                  # the GPU row
     python benchmarks/vfa_step.py mechanism --seeds 21 22 23   # development used seeds 0-3
     python benchmarks/vfa_step.py mechanism --seeds 41 42 43 --strengths 1.5 1.5 1.5 1.5 1.5 \
         --out benchmarks/results/vfa_mechanism_equal.json       # every label equally visible
@@ -32,6 +35,7 @@ from typing import Any
 
 import torch
 from _record import write_record
+from torch.utils.flop_counter import FlopCounterMode
 
 from dali_aug.batch import Batch
 from dali_aug.methods.vfa import VFAConfig, VFAMethod
@@ -68,18 +72,41 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
         config = VFAConfig(hidden=args.hidden)
         methods: list[Method] = [VFAMethod(model, args.classes, config)] if vfa else []
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        return Trainer(model, opt, multi_label=True, methods=methods)
+        return Trainer(model, opt, multi_label=True, methods=methods, amp=_AMP[args.amp])
 
     peers = {"plain": trainer(False), "VFA": trainer(True)}
     baseline = build_model(args.model, args.classes).to(device).eval()
     baseline.load_state_dict(peers["VFA"].export(), strict=True)
     exported = peers["VFA"].model
+    models = {"baseline model": baseline, "VFA-trained model": exported}
+    # floating-point operations of matmuls and convolutions (no elementwise op, no optimizer
+    # update): one training step, forward and backward, and one eval forward. Machine-
+    # independent: a floor for the time ratios, which the noise of a shared machine is not
+    flops: dict[str, float] = {}
+    for name, t in peers.items():
+        with FlopCounterMode(display=False) as counter:
+            t.step(batch)
+        flops[name] = counter.get_total_flops()
+    exported.eval()
+    for name, m in models.items():
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            m(images)
+        flops[name] = counter.get_total_flops()
+    flop_ratio = {
+        "VFA": flops["VFA"] / flops["plain"],
+        "VFA-trained model": flops["VFA-trained model"] / flops["baseline model"],
+    }
+    print(
+        f"GFLOP: train step plain {flops['plain'] / 1e9:.2f}, VFA {flops['VFA'] / 1e9:.2f} "
+        f"({flop_ratio['VFA']:.3f}x); eval forward baseline model "
+        f"{flops['baseline model'] / 1e9:.2f}, VFA-trained model "
+        f"{flops['VFA-trained model'] / 1e9:.2f} ({flop_ratio['VFA-trained model']:.3f}x)"
+    )
     for t in peers.values():  # warm-up, outside the timed region
         for _ in range(2):
             t.step(batch)
     runs: dict[str, list[tuple[float, float]]] = {name: [] for name in peers}
     infer: dict[str, list[tuple[float, float]]] = {"baseline model": [], "VFA-trained model": []}
-    models = {"baseline model": baseline, "VFA-trained model": exported}
     for r in range(args.rounds):  # the order alternates between rounds
         for name in sorted(peers, reverse=r % 2 == 1):
             t = peers[name]
@@ -124,7 +151,16 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
         "vfa_train_only": sum(p.numel() for p in peers["VFA"].methods[0].modules().parameters()),
     }
     print(f"parameters: {params}")
-    return {"rows": rows, "per_round_cpu_ratio_median": per_round, "parameters": params}
+    return {
+        "rows": rows,
+        "per_round_cpu_ratio_median": per_round,
+        "parameters": params,
+        "gflop_per_call": {k: v / 1e9 for k, v in flops.items()},
+        "flop_ratio": flop_ratio,
+    }
+
+
+_AMP = {"none": None, "bf16": torch.bfloat16}
 
 
 _CONFIGS: dict[str, tuple[VFAConfig | None, dict[str, Any]]] = {
@@ -187,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--classes", type=int, default=80)
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--amp", choices=sorted(_AMP), default="none", help="speed: the trainer's autocast"
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--steps", type=int, default=3, help="timed calls per peer per round")
     p.add_argument("--rounds", type=int, default=5)
