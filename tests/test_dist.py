@@ -150,7 +150,7 @@ def test_the_clis_refuse_cuda_without_it(
     command: str,
 ) -> None:
     """``--device cuda`` on a machine without CUDA: one error line naming the fix, before
-    any process group or model, in both CLIs (one resolver, :func:`dali_aug._dist.resolve_device`)."""
+    any process group or model, in both CLIs (one resolver: ``_dist.resolve_device``)."""
     from dali_aug.cli import main
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
