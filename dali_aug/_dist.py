@@ -6,11 +6,13 @@ collectives)."""
 from __future__ import annotations
 
 import os
+from typing import Literal, get_args
 
 import torch
 
 __all__ = [
     "DEVICES",
+    "Device",
     "collective_device",
     "init_from_env",
     "local_cuda_index",
@@ -18,8 +20,10 @@ __all__ = [
     "resolve_device",
 ]
 
-#: the names a ``device`` setting takes
-DEVICES = ("auto", "cpu", "cuda")
+#: a ``device`` setting (of the CLIs, the Loader and the AWS search)
+Device = Literal["auto", "cpu", "cuda"]
+#: the names it takes
+DEVICES: tuple[str, ...] = get_args(Device)
 
 
 def resolve_device(device: str) -> torch.device:

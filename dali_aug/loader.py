@@ -49,12 +49,12 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
-from dali_aug._dist import DEVICES, local_cuda_index, rank_world, resolve_device
+from dali_aug._dist import DEVICES, Device, local_cuda_index, rank_world, resolve_device
 from dali_aug._pipeline import (
     DecodeProbe,
     PipelineSpec,
@@ -73,7 +73,6 @@ from dali_aug.sources import ArraySource, Source, looks_valid, open_source
 
 __all__ = ["Batch", "Loader", "LoaderConfig"]
 
-Device = Literal["auto", "cpu", "cuda"]
 _FLIP_LR, _IDENTITY = index("FlipLR"), index("Identity")
 
 

@@ -146,7 +146,6 @@ def test_resolve_device_refuses_cuda_without_it_and_unknown_names(
 def test_the_clis_refuse_cuda_without_it(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
     command: str,
 ) -> None:
     """``--device cuda`` on a machine without CUDA: one error line naming the fix, before

@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 import torch
 
-from dali_aug._dist import DEVICES, collective_device, rank_world, resolve_device
+from dali_aug._dist import DEVICES, Device, collective_device, rank_world, resolve_device
 from dali_aug.batch import Batch
 from dali_aug.methods.aws._policy import PairPolicy
 from dali_aug.methods.aws._ppo import check_reward, ema_baseline, ppo_loss
@@ -60,7 +60,6 @@ from dali_aug.train import (
 
 __all__ = ["AWSConfig", "PairCounter", "policy_update", "search"]
 
-Device = Literal["auto", "cpu", "cuda"]
 Reward = Literal["accuracy", "neg_loss"]
 SHARED = "shared.pt"
 STATE = "aws_state.pt"

@@ -127,16 +127,12 @@ class VFAModules(nn.Module):
         n = v.shape[0]
         c, h, dz = self.num_labels, self.hidden, self.latent_dim
         bias = self.f1_bias.view(-1)
-        if len(self.f1_weights) == 1:
-            hid = torch.addmm(bias, v, self.f1_weights[0].view(self.feature_dim, -1))
-        else:
-            chunks, start = [], 0
-            for w in self.f1_weights:
-                width = w.shape[1] * h
-                b = bias[start : start + width]
-                chunks.append(torch.addmm(b, v, w.view(self.feature_dim, -1)))
-                start += width
-            hid = torch.cat(chunks, 1)
+        chunks, start = [], 0
+        for w in self.f1_weights:
+            width = w.shape[1] * h
+            chunks.append(torch.addmm(bias[start : start + width], v, w.view(self.feature_dim, -1)))
+            start += width
+        hid = chunks[0] if len(chunks) == 1 else torch.cat(chunks, 1)
         hid = F.relu(hid).view(n, c, h).transpose(0, 1)  # [C, N, h]
         sub = torch.baddbmm(self.f2_bias, hid, self.f2_weight)  # [C, N, d]
         stats = torch.baddbmm(self.enc_bias, sub, self.enc_weight)
