@@ -184,10 +184,7 @@ _CONFIGS: dict[str, tuple[VFAConfig | None, dict[str, Any]]] = {
     "VFA (defaults)": (VFAConfig(), {}),
     # the closest to the baseline of the 18 variants tried on the development seeds (0-3):
     # L_vae as a mean over labels, no VFA gradient into the backbone, KL weight 0.1
-    _KEPT: (
-        VFAConfig(vae_reduction="mean", detach_backbone=True, kl_weight=0.1),
-        {},
-    ),
+    _KEPT: (VFAConfig.from_preset("detached"), {}),
     # ours: L_bin weighted by each label's inverse propensity given the others (tried in
     # stop 5 on the development seeds 0-1: it does not make B's sub-feature B's own)
     "VFA (mean, detached, propensity L_bin)": (

@@ -507,6 +507,47 @@ def test_vfa_trains_from_the_cli(tmp_path_factory: pytest.TempPathFactory, tmp_p
     model.load_state_dict(torch.load(out / "model.pt", weights_only=True), strict=True)
 
 
+def test_presets_set_their_fields_and_flags_override_them() -> None:
+    """``--vfa-preset detached`` is the configuration the mechanism results are for; each
+    flag given explicitly wins over the preset, and an unknown preset is a clear error."""
+    import argparse
+
+    from dali_aug.methods import BuildContext
+    from dali_aug.methods.vfa import PRESETS
+    from dali_aug.methods.vfa import cli as vfa_cli
+
+    assert VFAConfig.from_preset("paper") == VFAConfig()
+    assert VFAConfig.from_preset("detached") == VFAConfig(
+        vae_reduction="mean", detach_backbone=True, kl_weight=0.1
+    )
+    assert set(PRESETS) == {"paper", "detached"}
+    with pytest.raises(ValueError, match="preset 'tuned'; use one of paper, detached"):
+        VFAConfig.from_preset("tuned")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seed", type=int, default=0)
+    vfa_cli.add_arguments(parser)
+    model = build_model("small", 4)
+    ctx = BuildContext(model, ("a", "b", "c", "d"), True, torch.device("cpu"), 32, 0)
+    small = ["--vfa-sub-dim", "8", "--vfa-latent", "4", "--vfa-hidden", "16"]
+
+    def config(*flags: str) -> VFAConfig:
+        return vfa_cli.build(parser.parse_args([*small, *flags]), ctx).config
+
+    assert config() == VFAConfig(sub_dim=8, latent_dim=4, hidden=16)
+    detached = config("--vfa-preset", "detached")
+    assert (detached.vae_reduction, detached.detach_backbone, detached.kl_weight) == (
+        "mean",
+        True,
+        0.1,
+    )
+    assert config("--vfa-preset", "detached", "--vfa-kl-weight", "0.5").kl_weight == 0.5
+    assert not config("--vfa-preset", "detached", "--no-vfa-detach-backbone").detach_backbone
+    assert config("--vfa-preset", "detached", "--vfa-vae-reduction", "sum").vae_reduction == "sum"
+    assert config("--vfa-detach-backbone").detach_backbone
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--vfa-preset", "tuned"])
+
+
 def test_vfa_on_single_label_data_exits_with_the_fix(
     tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
 ) -> None:
@@ -548,10 +589,10 @@ def test_vfa_combines_with_lbaug_from_the_cli(
 
 
 # -- the mechanism (digest §2.4) ---------------------------------------------------------
-#: The configuration both mechanism tests use (chosen in stop 3 on the development seeds 0-3
-#: of the weak-B data, before either equal-strength run): L_vae as a mean over labels, no
-#: VFA gradient into the backbone, KL weight 0.1.
-MECHANISM_CONFIG = VFAConfig(vae_reduction="mean", detach_backbone=True, kl_weight=0.1)
+#: The configuration both mechanism tests use, the ``detached`` preset (chosen in stop 3 on
+#: the development seeds 0-3 of the weak-B data, before either equal-strength run): L_vae as
+#: a mean over labels, no VFA gradient into the backbone, KL weight 0.1.
+MECHANISM_CONFIG = VFAConfig.from_preset("detached")
 #: Every label with the same signal strength: B is as visible as A, and still equal to A in
 #: 95% of the training samples.
 EQUAL = SyntheticSpec(strengths=(1.5, 1.5, 1.5, 1.5, 1.5))

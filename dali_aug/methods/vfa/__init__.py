@@ -9,10 +9,12 @@ from dali_aug.methods import lazy_exports
 
 if TYPE_CHECKING:
     from dali_aug.methods.vfa._modules import VFAModules, VFAOutputs
+    from dali_aug.methods.vfa._presets import PRESETS
     from dali_aug.methods.vfa._shuffle import label_mutual_information, shuffle
     from dali_aug.methods.vfa.method import TERMS, VFAConfig, VFAMethod, kl_divergence
 
 _EXPORTS = {
+    "PRESETS": "dali_aug.methods.vfa._presets",
     "TERMS": "dali_aug.methods.vfa.method",
     "VFAConfig": "dali_aug.methods.vfa.method",
     "VFAMethod": "dali_aug.methods.vfa.method",
@@ -23,6 +25,7 @@ _EXPORTS = {
     "shuffle": "dali_aug.methods.vfa._shuffle",
 }
 __all__ = [
+    "PRESETS",
     "TERMS",
     "VFAConfig",
     "VFAMethod",

@@ -7,6 +7,8 @@ import argparse
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from dali_aug.methods.vfa._presets import PRESETS
+
 if TYPE_CHECKING:
     from dali_aug.methods import BuildContext
     from dali_aug.methods.vfa.method import VFAMethod
@@ -17,6 +19,16 @@ HELP = "VFA: per-label variational feature decoupling + shuffle (multi-label onl
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--vfa-preset",
+        choices=list(PRESETS),
+        default="paper",
+        help="named settings that the flags below override: "
+        + "; ".join(
+            f"{name} ({', '.join(f'{k}={v}' for k, v in fields.items()) or 'the defaults'})"
+            for name, fields in PRESETS.items()
+        ),
+    )
     p.add_argument(
         "--vfa-beta", type=float, default=1.0, help="weight of the augmented-feature BCE"
     )
@@ -31,8 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--vfa-detach-backbone",
-        action="store_true",
-        help="the VFA branch does not update the backbone",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the VFA branch does not update the backbone (default: the preset's)",
     )
     p.add_argument(
         "--vfa-vae-reduction",
@@ -63,6 +76,7 @@ def build(args: argparse.Namespace, ctx: BuildContext) -> VFAMethod:
             "error: --method vfa is multi-label only; add --multi-label (a labels.csv folder)"
         )
     optional = {
+        "detach_backbone": args.vfa_detach_backbone,
         "vae_reduction": args.vfa_vae_reduction,
         "kl_weight": args.vfa_kl_weight,
         "bin_weight": args.vfa_bin_weight,
@@ -71,13 +85,13 @@ def build(args: argparse.Namespace, ctx: BuildContext) -> VFAMethod:
         "bin_balance": args.vfa_bin_balance,
     }
     try:
-        config = VFAConfig(
+        config = VFAConfig.from_preset(
+            args.vfa_preset,
             beta=args.vfa_beta,
             sub_dim=args.vfa_sub_dim,
             latent_dim=args.vfa_latent,
             hidden=args.vfa_hidden,
             shuffle_source=args.vfa_shuffle_source,
-            detach_backbone=args.vfa_detach_backbone,
             **{k: v for k, v in optional.items() if v is not None},
         )
         return VFAMethod(ctx.model, len(ctx.classes), config, seed=args.seed)
