@@ -507,9 +507,13 @@ def test_vfa_trains_from_the_cli(tmp_path_factory: pytest.TempPathFactory, tmp_p
     model.load_state_dict(torch.load(out / "model.pt", weights_only=True), strict=True)
 
 
-def test_presets_set_their_fields_and_flags_override_them() -> None:
+def test_presets_set_their_fields_and_flags_override_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """``--vfa-preset detached`` is the configuration the mechanism results are for; each
-    flag given explicitly wins over the preset, and an unknown preset is a clear error."""
+    flag given explicitly wins over the preset, a flag not given leaves the preset's value
+    (checked with a probe preset on the other fields), and an unknown preset is a clear
+    error."""
     import argparse
 
     from dali_aug.methods import BuildContext
@@ -523,6 +527,7 @@ def test_presets_set_their_fields_and_flags_override_them() -> None:
     assert set(PRESETS) == {"paper", "detached"}
     with pytest.raises(ValueError, match="preset 'tuned'; use one of paper, detached"):
         VFAConfig.from_preset("tuned")
+    monkeypatch.setitem(PRESETS, "probe", {"beta": 0.5, "shuffle_source": "mlp"})
     parser = argparse.ArgumentParser()
     parser.add_argument("--seed", type=int, default=0)
     vfa_cli.add_arguments(parser)
@@ -544,6 +549,9 @@ def test_presets_set_their_fields_and_flags_override_them() -> None:
     assert not config("--vfa-preset", "detached", "--no-vfa-detach-backbone").detach_backbone
     assert config("--vfa-preset", "detached", "--vfa-vae-reduction", "sum").vae_reduction == "sum"
     assert config("--vfa-detach-backbone").detach_backbone
+    probe = config("--vfa-preset", "probe")
+    assert (probe.beta, probe.shuffle_source, probe.sub_dim) == (0.5, "mlp", 8)
+    assert config("--vfa-preset", "probe", "--vfa-beta", "2").beta == 2
     with pytest.raises(SystemExit):
         parser.parse_args(["--vfa-preset", "tuned"])
 

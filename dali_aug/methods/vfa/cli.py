@@ -29,16 +29,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             for name, fields in PRESETS.items()
         ),
     )
+    # every flag below defaults to None: only the flags given override the preset
     p.add_argument(
-        "--vfa-beta", type=float, default=1.0, help="weight of the augmented-feature BCE"
+        "--vfa-beta", type=float, default=None, help="weight of the augmented-feature BCE (1)"
     )
-    p.add_argument("--vfa-sub-dim", type=int, default=64, help="d, per-label sub-feature width")
-    p.add_argument("--vfa-latent", type=int, default=32, help="D_z, per-label VAE latent width")
-    p.add_argument("--vfa-hidden", type=int, default=256, help="hidden width of f_j and g")
+    p.add_argument("--vfa-sub-dim", type=int, default=None, help="d, sub-feature width (64)")
+    p.add_argument("--vfa-latent", type=int, default=None, help="D_z, VAE latent width (32)")
+    p.add_argument("--vfa-hidden", type=int, default=None, help="hidden width of f_j, g (256)")
     p.add_argument(
         "--vfa-shuffle-source",
         choices=["decoded", "mlp"],
-        default="decoded",
+        default=None,
         help="shuffle the decoded VAE outputs (default) or the MLP sub-features",
     )
     p.add_argument(
@@ -75,7 +76,12 @@ def build(args: argparse.Namespace, ctx: BuildContext) -> VFAMethod:
         raise SystemExit(
             "error: --method vfa is multi-label only; add --multi-label (a labels.csv folder)"
         )
-    optional = {
+    given = {
+        "beta": args.vfa_beta,
+        "sub_dim": args.vfa_sub_dim,
+        "latent_dim": args.vfa_latent,
+        "hidden": args.vfa_hidden,
+        "shuffle_source": args.vfa_shuffle_source,
         "detach_backbone": args.vfa_detach_backbone,
         "vae_reduction": args.vfa_vae_reduction,
         "kl_weight": args.vfa_kl_weight,
@@ -86,13 +92,7 @@ def build(args: argparse.Namespace, ctx: BuildContext) -> VFAMethod:
     }
     try:
         config = VFAConfig.from_preset(
-            args.vfa_preset,
-            beta=args.vfa_beta,
-            sub_dim=args.vfa_sub_dim,
-            latent_dim=args.vfa_latent,
-            hidden=args.vfa_hidden,
-            shuffle_source=args.vfa_shuffle_source,
-            **{k: v for k, v in optional.items() if v is not None},
+            args.vfa_preset, **{k: v for k, v in given.items() if v is not None}
         )
         return VFAMethod(ctx.model, len(ctx.classes), config, seed=args.seed)
     except (ValueError, TypeError) as err:
