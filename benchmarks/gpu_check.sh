@@ -52,9 +52,9 @@ stages=(
     "tests|150|$python -m pytest -q -p no:cacheprovider --rootdir $root -c $root/pyproject.toml --continue-on-collection-errors --junitxml $out/tests.xml $root/tests/test_region_select.py $root/tests/test_label_sample.py $root/tests/test_ops_contract.py $root/tests/test_step.py $root/tests/test_gpu.py"
     "tests-json|10|$python $root/benchmarks/_gpu_env.py --junit $out/tests.xml $out/tests.json"
     "bench|120|$python -m dali_aug.cli bench --device cuda --stages augment --stage-batch 256 --size 224 --out $out/bench.json --no-chart"
-    "keep_step|40|$python $root/benchmarks/keep_step.py --model resnet50 --size 224 --batch-size 64 --amp bf16 --device cuda --rounds 3 --steps 5 --out $out/keep_step.json"
-    "meta_step|40|$python $root/benchmarks/meta_step.py --model resnet50 --size 224 --batch-size 64 --device cuda --rounds 3 --steps 3 --out $out/meta_step.json"
-    "vfa_step|40|$python $root/benchmarks/vfa_step.py speed --model resnet50 --size 224 --batch-size 64 --amp bf16 --device cuda --rounds 3 --out $out/vfa_step.json"
+    "keep_step|40|$python $root/benchmarks/keep/step.py --model resnet50 --size 224 --batch-size 64 --amp bf16 --device cuda --rounds 3 --steps 5 --out $out/keep_step.json"
+    "meta_step|40|$python $root/benchmarks/meta/step.py --model resnet50 --size 224 --batch-size 64 --device cuda --rounds 3 --steps 3 --out $out/meta_step.json"
+    "vfa_step|40|$python $root/benchmarks/vfa/step.py speed --model resnet50 --size 224 --batch-size 64 --amp bf16 --device cuda --rounds 3 --out $out/vfa_step.json"
 )
 
 json_escape() { "$python" -c 'import json, sys; print(json.dumps(sys.argv[1]))' "$1"; }
@@ -72,14 +72,14 @@ if [ "$dry" = 1 ]; then
     } > "$out/plan.json"
 fi
 
-export PYTHONPATH="$work/site"
+export PYTHONPATH="$work/site:$root"  # the install first; the lab scripts import benchmarks.*
 export DALI_AUG_CACHE="$work/cache"
 summary="$out/summary.json"
 echo "{\"dry_run\": $([ "$dry" = 1 ] && echo true || echo false), \"stages\": [" > "$summary"
 sep=""
 for s in "${stages[@]}"; do
     IFS="|" read -r name limit cmd <<< "$s"
-    script=$(echo "$cmd" | grep -o "$root/benchmarks/[a-z_]*\.py" | head -1)
+    script=$(echo "$cmd" | grep -o "$root/benchmarks/[a-z_/]*\.py" | head -1)
     if [ -n "$only" ] && [[ "$only" != *",$name,"* ]]; then
         continue
     elif [ "$dry" = 1 ]; then

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from benchmarks.aws.synthetic import HALVES_ELEMENTS
 from dali_aug.methods.aws import (
-    HALVES_ELEMENTS,
     AWSConfig,
     PairPolicy,
     check_reward,

@@ -15,14 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from benchmarks.aws.synthetic import halves_config, halves_task, polarity_task
 from dali_aug.datasets import make_shapes
-from dali_aug.methods.aws import (
-    AWSConfig,
-    halves_config,
-    halves_task,
-    polarity_task,
-    search,
-)
+from dali_aug.methods.aws import AWSConfig, search
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = halves_config(seed=4)
@@ -156,7 +151,7 @@ def test_cli_errors(shapes: Path, tmp_path: Path) -> None:
 def test_torchrun_two_ranks_theta_identical(tmp_path: Path) -> None:
     out = tmp_path / "w2"
     env = {**os.environ, "PYTHONPATH": str(REPO), "DALI_AUG_CACHE": str(tmp_path / "cache")}
-    script = str(REPO / "benchmarks" / "aws_scaleout.py")
+    script = str(REPO / "benchmarks" / "aws" / "scaleout.py")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            script, "--out", str(out), "--steps", "3"]  # fmt: skip
     proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400)

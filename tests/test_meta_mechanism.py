@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from dali_aug.methods.meta._planted import run
+from benchmarks.meta.planted import run
 
 SEED = 11  # development used seed 0
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmarks.vfa.synthetic import SyntheticSpec, TinyClassifier, make_split, run
 from dali_aug.batch import Batch
 from dali_aug.cli import main
 from dali_aug.datasets import MULTI_LABELS, make_shapes
@@ -26,7 +27,6 @@ from dali_aug.methods.vfa import (
     shuffle,
 )
 from dali_aug.methods.vfa._balance import LabelCounts
-from dali_aug.methods.vfa._synthetic import SyntheticSpec, TinyClassifier, make_split, run
 from dali_aug.models import build_model
 from dali_aug.train import Forward, Loss, Step, Trainer
 

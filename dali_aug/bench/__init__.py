@@ -1,7 +1,7 @@
 """``dali-aug bench``: throughput of dali-aug against its peers (DALI ``auto_aug``, Kornia,
 torchvision v2, timm), end to end (JPEG folder -> normalised device tensors) and for the
 augmentation stage alone. The rules (same images, sizes, policy strength, threads, output;
-warm-up excluded; interleaved rounds) are in ``benchmarks/README.md``.
+warm-up excluded; interleaved rounds) are in ``docs/benchmarking.md``.
 
 The peers' libraries are imported lazily: a peer that cannot run here keeps its row, with the
 reason, in the table and the JSON.
@@ -22,9 +22,7 @@ from dali_aug.bench._core import (
     Unavailable,
     compute_ratios,
     describe_error,
-    format_goals,
     format_table,
-    goals,
     measure,
     payload,
 )
@@ -42,9 +40,7 @@ __all__ = [
     "compute_ratios",
     "config_from_args",
     "describe_error",
-    "format_goals",
     "format_table",
-    "goals",
     "main",
     "measure",
     "payload",

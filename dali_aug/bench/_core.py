@@ -1,8 +1,8 @@
 """The measurement core of ``dali-aug bench``: settings, peers, interleaved timing, ratios,
-the table, the goals and the JSON record. Library-free: the peers live in ``_e2e`` and
+the table and the JSON record. Library-free: the peers live in ``_e2e`` and
 ``_stage`` and import their libraries lazily.
 
-Timing follows the rules of ``benchmarks/README.md``: every peer is built (``Peer.setup``)
+Timing follows these rules (also in ``docs/benchmarking.md``): every peer is built (``Peer.setup``)
 outside the timed region, warmed up, then timed in interleaved rounds (round r runs every peer
 once before round r + 1 starts), each call ending with a device synchronisation; a row reports
 the median images/s over the rounds with min-max.
@@ -32,9 +32,7 @@ __all__ = [
     "Unavailable",
     "compute_ratios",
     "describe_error",
-    "format_goals",
     "format_table",
-    "goals",
     "machine_info",
     "measure",
     "payload",
@@ -358,66 +356,6 @@ def format_table(rows: Sequence[Row], *, width: int = 44) -> str:
     return "\n".join(lines)
 
 
-def _find(rows: Sequence[Row], stage: str, policy: str, prefix: str) -> Row | None:
-    for row in rows:
-        if row.stage == stage and row.policy == policy and row.name.startswith(prefix):
-            return row
-    return None
-
-
-def _ratio(a: Row | None, b: Sequence[Row | None]) -> float | None:
-    meds = [r.median for r in b if r is not None and r.median is not None]
-    if a is None or a.median is None or not meds:
-        return None
-    return a.median / max(meds)
-
-
-def goals(rows: Sequence[Row], device: Device) -> list[dict[str, Any]]:
-    """The project's throughput goals, as ratios of this run: CPU end to end >= 1.5x the
-    fastest of DataLoader + torchvision v2 / timm; GPU augmentation stage >= 1.5x DALI auto_aug and
-    >= 10x Kornia (RandAugment, the faster dali-aug backend)."""
-    out: list[dict[str, Any]] = []
-    e2e, rand = "end-to-end", "rand-m9-n2"
-    loaders = [_find(rows, e2e, rand, "a."), _find(rows, e2e, rand, "b.")]
-    dataloaders = [_find(rows, e2e, rand, "c."), _find(rows, e2e, rand, "d.")]
-    for ours in loaders:
-        out.append(
-            {
-                "goal": f"{device} end-to-end: {ours.name if ours else 'dali-aug'} >= 1.5x "
-                "fastest of c/d",
-                "target": 1.5,
-                "ratio": _ratio(ours, dataloaders),
-            }
-        )
-    ours_stage = [_find(rows, "augment", rand, p) for p in ("dali-aug (DALI", "dali-aug (torch")]
-    best = max(
-        (r for r in ours_stage if r is not None and r.median is not None),
-        key=lambda r: r.median or 0.0,
-        default=None,
-    )
-    for peer, target in (("DALI auto_aug", 1.5), ("Kornia", 10.0)):
-        out.append(
-            {
-                "goal": f"{device} augmentation stage (RandAugment): best dali-aug backend >= "
-                f"{target:g}x {peer}" + ("" if device == "cuda" else " (the goal is for a GPU)"),
-                "target": target,
-                "ratio": _ratio(best, [_find(rows, "augment", rand, peer)]),
-            }
-        )
-    for g in out:
-        g["met"] = None if g["ratio"] is None else bool(g["ratio"] >= g["target"])
-    return out
-
-
-def format_goals(items: Sequence[dict[str, Any]]) -> str:
-    lines = []
-    for g in items:
-        ratio = "n/a" if g["ratio"] is None else f"{g['ratio']:.2f}x"
-        state = "n/a" if g["met"] is None else ("met" if g["met"] else "not met")
-        lines.append(f"goal: {g['goal']}: {ratio} ({state})")
-    return "\n".join(lines)
-
-
 def machine_info(device: Device) -> dict[str, Any]:
     info: dict[str, Any] = {
         "platform": platform.platform(),
@@ -459,7 +397,7 @@ def versions() -> dict[str, str]:
 def payload(
     config: BenchConfig, rows: Sequence[Row], extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """The JSON record: machine, versions, settings, every run of every row, the goals."""
+    """The JSON record: machine, versions, settings, every run of every row."""
     settings = dataclasses.asdict(config)
     settings["data"] = None if config.data is None else str(config.data)
     settings["stages"] = list(config.stages)
@@ -469,5 +407,4 @@ def payload(
         "versions": versions(),
         "settings": settings | (extra or {}),
         "rows": [r.to_dict() for r in rows],
-        "goals": goals(rows, config.device),
     }

@@ -1,4 +1,4 @@
-"""``dali-aug bench`` / ``benchmarks/throughput.py``: flags -> :class:`BenchConfig` -> the
+"""``dali-aug bench``: flags -> :class:`BenchConfig` -> the
 peers -> table on stdout, JSON record, PNG chart."""
 
 from __future__ import annotations
@@ -20,9 +20,7 @@ from dali_aug.bench._core import (
     Row,
     Stage,
     compute_ratios,
-    format_goals,
     format_table,
-    goals,
     measure,
     payload,
 )
@@ -48,7 +46,7 @@ _STAGES: dict[str, tuple[Stage, ...]] = {
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The flags of ``dali-aug bench`` (also used by ``benchmarks/throughput.py``)."""
+    """The flags of ``dali-aug bench``."""
     p.add_argument(
         "--quick",
         action="store_true",
@@ -85,7 +83,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, help="an ImageFolder of JPEGs (default: generated, cached)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--out", type=Path, default=Path("benchmarks/results/throughput.json"), help="JSON record"
+        "--out", type=Path, default=Path("runs/bench/throughput.json"), help="JSON record"
     )
     p.add_argument("--chart", type=Path, help="PNG chart (default: the JSON path with .png)")
     p.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
@@ -137,7 +135,7 @@ def run(
     profile: bool = False,
     specs: Sequence[PeerSpec] | None = None,
 ) -> tuple[list[Row], dict[str, Any]]:
-    """Runs the benchmark, prints the table and the goals, writes the JSON and the chart.
+    """Runs the benchmark, prints the table, writes the JSON and the chart.
 
     Args:
         cfg: the settings.
@@ -166,7 +164,6 @@ def run(
     extra: dict[str, Any] = {"data_folder": str(root)}
     print()
     print(format_table(rows))
-    print(format_goals(goals(rows, cfg.device)))
     if profile:
         from dali_aug.bench._profile import format_profile, profile_end_to_end
 
@@ -204,9 +201,9 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python benchmarks/throughput.py [flags]`` (the same flags as ``dali-aug bench``)."""
+    """Parses ``dali-aug bench`` flags from ``argv``, runs the benchmark; returns the exit code."""
     parser = argparse.ArgumentParser(
-        prog="throughput.py",
+        prog="dali-aug bench",
         description="Throughput of dali-aug vs DALI auto_aug, Kornia, torchvision v2 and timm.",
     )
     add_arguments(parser)

@@ -32,14 +32,6 @@ if TYPE_CHECKING:
         pair_index,
         pair_of,
     )
-    from dali_aug.methods.aws._synthetic import (
-        HALVES_ELEMENTS,
-        POLARITY_ELEMENTS,
-        halves_config,
-        halves_task,
-        polarity_config,
-        polarity_task,
-    )
 
 _EXPORTS = {
     "PairPolicy": "dali_aug.methods.aws._policy",
@@ -62,19 +54,11 @@ _EXPORTS = {
     "elements_of": "dali_aug.methods.aws._space",
     "pair_index": "dali_aug.methods.aws._space",
     "pair_of": "dali_aug.methods.aws._space",
-    "HALVES_ELEMENTS": "dali_aug.methods.aws._synthetic",
-    "halves_config": "dali_aug.methods.aws._synthetic",
-    "halves_task": "dali_aug.methods.aws._synthetic",
-    "POLARITY_ELEMENTS": "dali_aug.methods.aws._synthetic",
-    "polarity_config": "dali_aug.methods.aws._synthetic",
-    "polarity_task": "dali_aug.methods.aws._synthetic",
 }
 __all__ = [
     "AWS_ELEMENTS",
     "AWSConfig",
     "Element",
-    "HALVES_ELEMENTS",
-    "POLARITY_ELEMENTS",
     "PairCounter",
     "PairPolicy",
     "check_elements",
@@ -83,14 +67,10 @@ __all__ = [
     "element_names",
     "elements_of",
     "ema_baseline",
-    "halves_config",
-    "halves_task",
     "load_pair_policy",
     "pair_index",
     "pair_of",
     "pair_probs",
-    "polarity_config",
-    "polarity_task",
     "policy_update",
     "ppo_loss",
     "search",

@@ -21,7 +21,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from dali_aug.methods.aws import halves_config, halves_task, search
+from benchmarks.aws.synthetic import halves_config, halves_task
+from dali_aug.methods.aws import search
 
 
 def main() -> None:

@@ -22,13 +22,8 @@ from typing import Any
 
 import torch
 
-from dali_aug.methods.aws import (
-    halves_config,
-    halves_task,
-    polarity_config,
-    polarity_task,
-    search,
-)
+from benchmarks.aws.synthetic import halves_config, halves_task, polarity_config, polarity_task
+from dali_aug.methods.aws import search
 
 TASKS = {"polarity": (polarity_task, polarity_config), "halves": (halves_task, halves_config)}
 

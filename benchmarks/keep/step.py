@@ -22,8 +22,8 @@ import time
 from typing import Any
 
 import torch
-from _record import write_record
 
+from benchmarks._record import write_record
 from dali_aug.batch import Batch
 from dali_aug.methods.cutout import CutoutMethod
 from dali_aug.methods.keep import DEFAULT_BOX_FRACTION, KeepMethod

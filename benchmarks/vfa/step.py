@@ -36,12 +36,12 @@ import time
 from typing import Any
 
 import torch
-from _record import write_record
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks._record import write_record
+from benchmarks.vfa.synthetic import SyntheticSpec, run
 from dali_aug.batch import Batch
 from dali_aug.methods.vfa import VFAConfig, VFAMethod
-from dali_aug.methods.vfa._synthetic import SyntheticSpec, run
 from dali_aug.models import build_model
 from dali_aug.train import Method, Trainer
 

@@ -23,17 +23,17 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from _record import write_record
 from torch import nn
 
-from dali_aug.methods.vfa import shuffle
-from dali_aug.methods.vfa._synthetic import (
+from benchmarks._record import write_record
+from benchmarks.vfa.synthetic import (
     SyntheticSpec,
     TinyClassifier,
     auc,
     make_data,
     rare_combo_recall,
 )
+from dali_aug.methods.vfa import shuffle
 from dali_aug.train._metrics import multilabel_metrics
 
 

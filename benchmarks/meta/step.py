@@ -34,8 +34,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from _record import write_record
 
+from benchmarks._record import write_record
 from dali_aug.batch import Batch
 from dali_aug.methods.meta import MetaAugmentMethod, MetaConfig
 from dali_aug.models import build_model
