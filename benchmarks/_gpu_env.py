@@ -1,6 +1,7 @@
 """Helpers of benchmarks/gpu_check.sh: ``_gpu_env.py OUT.json`` writes the machine's GPU and
 package versions; ``_gpu_env.py --junit TESTS.xml OUT.json`` turns pytest's JUnit report into
-JSON (counts, and every failure and error with its message)."""
+JSON (counts, and every failure and error with its message). Both carry ``provenance`` (the
+git commit of the tree under test, when it is a checkout, and the device)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,16 @@ def junit_to_json(xml_path: Path) -> dict[str, Any]:
     return {"counts": counts, "problems": problems}
 
 
+def _provenance(device: str) -> dict[str, Any]:
+    """``benchmarks._record.provenance`` where it imports (the repository root on the path);
+    otherwise no commit."""
+    try:
+        from benchmarks._record import provenance
+    except ImportError:
+        return {"commit": None, "dirty": None, "device": device}
+    return provenance(device)
+
+
 def main(argv: list[str]) -> int:
     if len(argv) == 3 and argv[0] == "--junit":
         payload = junit_to_json(Path(argv[1]))
@@ -62,6 +73,13 @@ def main(argv: list[str]) -> int:
     else:
         print(__doc__, file=sys.stderr)
         return 2
+    try:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        device = "cpu"
+    payload["provenance"] = _provenance(device)
     out.write_text(json.dumps(payload, indent=2))
     print(json.dumps(payload)[:2000])
     return 0

@@ -4,13 +4,16 @@ Each configuration is a set of ``dali-aug train`` flags; every (configuration, s
 one ``dali-aug train`` run in a subprocess, one after the other, and the table reports the last
 epoch's validation metrics (top-1 for single-label, mAP and mA for ``--multi-label``).
 
-    python benchmarks/accuracy_table.py --epochs 4 --seeds 0 1 2 \\
-        --config "Cutout=--policy none --method cutout" \\
-        --config "KeepCutout=--policy none --method keep --keep-mode cutout" \\
-        --config "RandAugment=--policy rand-m9-n2" \\
-        --config "Keep+RandAugment=--policy rand-m9-n2 --method keep --keep-mode paste"
+From the repository root:
 
-Writes ``benchmarks/results/accuracy_<name>.json`` with every run's history.
+    python -m benchmarks.accuracy_table --epochs 3 --seeds 0 1 2 --name keep \\
+        --extra "--size 32 --threads 1 --device cpu" \\
+        --config "Cutout=--policy none --method cutout" \\
+        --config "KeepCutout=--policy none --method keep --keep-mode cutout"
+
+Writes a record (settings, every run's command and history, the commit) to ``--out``, by
+default ``runs/bench/accuracy/<name>.json`` (scratch, not tracked); a curated record goes to
+``benchmarks/<topic>/results/`` (``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks._record import provenance
+
 
 def _run(flags: list[str], seed: int, epochs: int, out: Path, extra: list[str]) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "dali_aug.cli", "train", *flags, *extra]
@@ -33,6 +38,20 @@ def _run(flags: list[str], seed: int, epochs: int, out: Path, extra: list[str]) 
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     metrics = json.loads((out / "metrics.json").read_text())
     return {"command": shlex.join(cmd[2:]), "seconds": time.perf_counter() - start, **metrics}
+
+
+def _device(flags: list[str]) -> str:
+    """The device a ``dali-aug train`` run with ``flags`` trains on (its last ``--device``;
+    ``auto``, the default: CUDA where torch sees a GPU)."""
+    import torch
+
+    device = "auto"
+    for flag, value in zip(flags, flags[1:], strict=False):
+        if flag == "--device":
+            device = value
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return device
 
 
 def _stat(values: list[float]) -> str:
@@ -48,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--multi-label", action="store_true")
     p.add_argument("--extra", default="", help="flags added to every run")
     p.add_argument("--name", default="keep")
-    p.add_argument("--workdir", default="runs/accuracy")
+    p.add_argument("--workdir", default="runs/accuracy", help="the runs' output folders")
+    p.add_argument("--out", default=None, help="default: runs/bench/accuracy/<name>.json")
     args = p.parse_args(argv)
     configs = {}
     for item in args.config:
@@ -68,9 +88,16 @@ def main(argv: list[str] | None = None) -> int:
     for name, rs in runs.items():
         cells = "".join(f"{_stat([r['history'][-1][k] for r in rs]):>18}" for k in keys)
         print(f"{name:<20}{cells}{statistics.mean(r['seconds'] for r in rs):>8.0f}")
-    out = Path("benchmarks/results") / f"accuracy_{args.name}.json"
+    extra = shlex.split(args.extra)
+    devices = {_device([*flags, *extra]) for flags in configs.values()}
+    record = {
+        "provenance": provenance("cuda" if "cuda" in devices else "cpu"),
+        "settings": vars(args),
+        "runs": runs,
+    }
+    out = Path(args.out or f"runs/bench/accuracy/{args.name}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"settings": vars(args), "runs": runs}, indent=2))
+    out.write_text(json.dumps(record, indent=2))
     print(f"wrote {out}")
     return 0
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One-shot GPU check: bash benchmarks/gpu_check.sh [--dry-run] OUTDIR
 #
-# For a lent H100/H200 machine with torch + CuPy and no network (DALI and Kornia absent
-# unless their wheels were brought: see ../shared/GPU.md). Runs, each stage under its own
+# For a GPU machine with torch + CuPy and no network (DALI and Kornia absent
+# unless their wheels were installed: the DALI stages then skip). Runs, each stage under its own
 # time limit (about 8 minutes in all), and writes everything as JSON under OUTDIR:
 #   env.json        GPU, torch, CuPy, DALI availability
 #   tests.json      the CUDA tests: both kernels against their torch references, the torch

@@ -2,8 +2,10 @@
 
 All per-sample randomness comes from the host through ``external_source``: the flip and the
 policy ops (which the provenance records) and the uniforms of the random-resized crop. The
-graph draws no random numbers, so it is built once per Loader and reused every epoch (a DALI
-seed would fix the crops of the pipeline's whole lifetime, not of one epoch). The crop window
+graph draws no random numbers, so for a folder or array source the Loader builds it once and
+reuses it every epoch (a DALI seed would fix the crops of the pipeline's whole lifetime, not
+of one epoch); for packed shards it builds one per epoch, whose WebDataset reader's shuffle
+buffer, seeded per epoch, is the graph's only random operator. The crop window
 itself is computed in the graph from the image shape (``peek_image_shape``, which follows the
 EXIF orientation as the decoder does) with torchvision's ``RandomResizedCrop`` rule, then
 decoded with ``decoders.image_slice`` (ROI decoding: only the window is decoded).

@@ -1,6 +1,7 @@
 """The ``dali-aug`` command line: ``train``, ``show``, ``bench``, ``pack`` and ``search <method>``.
 
-Strings become objects here and only here (policy names -> policy objects, flags -> configs).
+Strings become objects at this edge only: here, in the methods' ``cli`` modules and in
+``dali_aug.bench._run`` (policy names -> policy objects, flags -> configs).
 The ``--method`` choices and the ``search`` verbs come from :data:`dali_aug.methods.REGISTRY`;
 a verb's own flags (and its imports: the Loader, DALI, the benchmark code, the methods) are
 loaded only when that verb runs.
@@ -20,10 +21,13 @@ from typing import Any
 
 import torch
 
-from dali_aug._dist import init_from_env, resolve_device
+from dali_aug._dist import DEVICES, init_from_env, resolve_device
 from dali_aug.methods import BuildContext, cli_module, names
 
 __all__ = ["main"]
+
+#: ``--policy`` when none is given (a method that replaces the policy notes only other ones)
+_DEFAULT_POLICY = "rand-m9-n2"
 
 #: flags that may change on ``--resume`` (the rest define the run and must match)
 RESUMABLE = frozenset(
@@ -44,6 +48,7 @@ RESUMABLE = frozenset(
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
+    from dali_aug.models import MODEL_NAMES
     from dali_aug.policies import POLICY_NAMES
 
     p.add_argument(
@@ -53,7 +58,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--policy",
-        default="rand-m9-n2",
+        default=_DEFAULT_POLICY,
         help=f"augmentation policy, e.g. {', '.join(POLICY_NAMES)}",
     )
     p.add_argument("--multi-label", action="store_true", help="multi-hot labels (labels.csv)")
@@ -64,11 +69,11 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--size", type=int, default=None, help="image side (default: 64 demo, 224)")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="DALI CPU threads")
     p.add_argument("--out", default="runs/latest", help="output folder")
-    p.add_argument("--model", choices=["small", "resnet18", "resnet50"], default="small")
+    p.add_argument("--model", choices=MODEL_NAMES, default="small")
 
 
 def _parser(command: str | None) -> argparse.ArgumentParser:
@@ -300,9 +305,6 @@ def _loaders(args: argparse.Namespace, setup: _Setup, world: int) -> _Loaders:
     if setup.val_dir is not None:
         val = Loader(setup.val_dir, config=plain)
     return _Loaders(train, val, meta_val)
-
-
-_DEFAULT_POLICY = "rand-m9-n2"
 
 
 def _preview_loader(train: Any, batch_size: int, *, clean: bool = False) -> Any:

@@ -20,11 +20,12 @@ Like torch's ``DistributedSampler``, each of the ``num_shards`` shards gets
 permutation is padded by wrapping around to its start, so with ``num_shards > 1`` up to
 ``num_shards - 1`` samples appear twice per epoch (with one shard nothing is padded).
 
-Unreadable files: a file that is not a complete JPEG/PNG, or that DALI's decoder rejects, is
-replaced in its batch by a substitute, the next readable sample in this shard's order
-(wrapping around), so batch sizes and counts never change; the file is listed in
-``loader.skipped``, warned about at the end of every epoch that meets it, and skipped at once
-in later epochs. The substitute depends only on the files and the order, never on timing.
+Unreadable files: a file that fails the cheap completeness check
+(:func:`~dali_aug.sources.looks_valid`: a complete JPEG, PNG, WebP, BMP or TIFF), or that
+DALI's decoder rejects, is replaced in its batch by a substitute, the next readable sample in
+this shard's order (wrapping around), so batch sizes and counts never change; the file is
+listed in ``loader.skipped``, warned about at the end of every epoch that meets it, and skipped
+at once in later epochs. The substitute depends only on the files and the order, never on timing.
 A file that only the decoder rejects stops the pipeline: the loader then finds it by decoding
 the files of the batches in flight one by one, and refeeds those batches (same draws, the
 substitute in its place) to a new pipeline, so the epoch is what it would have been had the
@@ -116,9 +117,8 @@ class LoaderConfig:
             pipeline ``j % pipelines``, each with ``num_threads // pipelines`` threads (at
             least 1). One pipeline with T threads waits at every operator for its slowest
             sample; T one-thread pipelines work on whole batches (as a DataLoader's workers
-            do). Default 1 (measured on 2 cores, 2026-12-01: two 1-thread pipelines kept
-            1.77 cores busy against 1.72 but were not faster, 356 vs 370 img/s). The batches
-            do not depend on it.
+            do). Default 1 (on 2 cores, two 1-thread pipelines kept 1.77 cores busy against
+            1.72 but were not faster, 356 vs 370 img/s). The batches do not depend on it.
     """
 
     batch_size: int = 64
@@ -353,8 +353,8 @@ class Loader:
         if not ok:
             if self.config.strict:
                 raise ValueError(
-                    f"unreadable image {src.name(i)!r} (not a complete JPEG/PNG); fix or remove "
-                    "it, or use strict=False to skip such files"
+                    f"unreadable image {src.name(i)!r} (not a complete JPEG/PNG/WebP/BMP/TIFF); "
+                    "fix or remove it, or use strict=False to skip such files"
                 )
             self._mark_bad(i, skips)
             return None
@@ -417,9 +417,9 @@ class Loader:
         name = self.source.name(found[0])
         if self.config.strict:
             raise ValueError(
-                f"undecodable image {name!r}: it looks like a complete JPEG/PNG but DALI's "
-                "decoder rejects it (damaged data); fix or remove it, or use strict=False to "
-                "skip such files"
+                f"undecodable image {name!r}: it looks like a complete JPEG/PNG/WebP/BMP/TIFF "
+                "but DALI's decoder rejects it (damaged data); fix or remove it, or use "
+                "strict=False to skip such files"
             ) from error
         for i in found:
             self._mark_bad(i, skips)

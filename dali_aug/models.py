@@ -9,14 +9,17 @@ the features and the first-block map of one pass (for methods that need both).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import nn
 
-__all__ = ["Classifier", "build_model"]
+__all__ = ["MODEL_NAMES", "Classifier", "ModelName", "build_model"]
 
+#: a model name of :func:`build_model` (the ``--model`` choices of the CLIs)
 ModelName = Literal["small", "resnet18", "resnet50"]
+#: the names it takes
+MODEL_NAMES: tuple[str, ...] = get_args(ModelName)
 
 
 class Classifier(nn.Module):

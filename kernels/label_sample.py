@@ -1,7 +1,8 @@
 """Label-conditioned sampling of (op, apply-probability level, magnitude level) for LB-Aug.
 
-LB-Aug (Wang et al., "Fine-Grained AutoAugmentation for Multi-Label Classification"; digest
-§1) maps a multi-hot label vector through an actor MLP to three factorised categoricals (Eq. 4):
+LB-Aug (Wang et al., "Fine-Grained AutoAugmentation for Multi-Label Classification", Sec.
+3.2.1) maps a multi-hot label vector through an actor MLP to three factorised categoricals
+(Eq. 4):
 one over the ``K`` ops, and for every op one over ``P`` apply-probability levels and one over
 ``M`` magnitude levels (``K, P, M = 16, 11, 10`` in the paper; everything here is generic in
 them). A sample draws the op ``j ~ Cat(op_logits)``, then the levels from op ``j``'s rows,

@@ -19,7 +19,7 @@ and ``1 <= w <= W``, ``tau`` in [0, 1], a mode ``"cut"`` or ``"paste"`` and one 
    ``0 <= y <= H - h`` and ``0 <= x <= W - w``, numbered in row-major order
    ``p = y * (W - w + 1) + x``; ``M = (H - h + 1) * (W - w + 1)`` of them. (Deviation: Cutout
    samples centres and clips the box at the border; here every box has the full ``h x w`` size,
-   the digest's "fully inside" option.)
+   our choice: the paper does not say how its candidate regions meet the border.)
 2. **Scores.** ``score(y, x)`` = sum of ``s`` over rows ``y..y+h-1`` and columns ``x..x+w-1``,
    read from a float64 integral image ``I`` [H+1, W+1] (zero first row and column):
    ``score = ((I[y+h, x+w] - I[y, x+w]) - I[y+h, x]) + I[y, x]``, each step one float64

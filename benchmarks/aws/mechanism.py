@@ -1,14 +1,20 @@
-"""AWS mechanism check (papers/DIGEST.md §3.4) on a task where one element destroys the label:
-runs a small search on a reduced 6-element space (36 pairs, the harmful element first) and
-prints, per step, the marginal probability of pairs containing that element (uniform: 11/36 =
-0.306), the entropy of p_theta (uniform: log 36 = 3.58) and the top pair's mass (uniform:
-1/36); writes OUT/aws_mechanism.json.
+"""AWS mechanism check ("Improving Auto-Augment via Augmentation-Wise Weight Sharing": the
+search should lower the probability of a harmful augmentation) on a task where one element
+destroys the label: runs a small search on a reduced 6-element space (36 pairs, the harmful
+element first) and prints, per step, the marginal probability of pairs containing that
+element (uniform: 11/36 = 0.306), the entropy of p_theta (uniform: log 36 = 3.58) and the top
+pair's mass (uniform: 1/36).
 
-Tasks (``dali_aug.methods.aws``): ``polarity`` (class = light or dark square; Invert maps
+Tasks (``benchmarks.aws.synthetic``): ``polarity`` (class = light or dark square; Invert maps
 each class onto the other) and ``halves`` (class = which half holds the square; TranslateX at
-0.45 x width moves it across or off the image).
+0.45 x width moves it across or off the image). From the repository root:
 
-    python benchmarks/aws_mechanism.py --task polarity --seed 11 --out runs/aws_mechanism
+    python -m benchmarks.aws.mechanism --task polarity --seed 11 --steps 60 --reward neg_loss
+
+The search's own files (checkpoints, log) go to ``--out`` (default
+``runs/bench/aws/mechanism``); the record (curves, final marginals, the commit) to
+``--record`` (default ``OUT/aws_mechanism.json``; a curated record goes to
+``benchmarks/aws/results/``, see ``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Any
 
 import torch
 
+from benchmarks._record import provenance
 from benchmarks.aws.synthetic import halves_config, halves_task, polarity_config, polarity_task
 from dali_aug.methods.aws import search
 
@@ -44,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--policy-lr", type=float, default=0.1)
     p.add_argument("--finetunes-per-step", type=int, default=1)
     p.add_argument("--threads", type=int, default=1, help="torch threads")
-    p.add_argument("--out", default="runs/aws_mechanism")
+    p.add_argument("--out", default="runs/bench/aws/mechanism", help="the search's folder")
+    p.add_argument("--record", default=None, help="default: OUT/aws_mechanism.json")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     make_task, make_config = TASKS[args.task]
@@ -81,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     probs = policy.probs().detach().double()
     top = probs.sort(descending=True).values
     result = {
+        "provenance": provenance("cuda" if config.device == "cuda" else "cpu"),
+        "settings": vars(args),
         "task": args.task,
         "seed": args.seed,
         "harmful": harmful,
@@ -98,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         "top_pairs": policy.top_pairs(5),
         "seconds": seconds,
     }
-    out = Path(args.out) / "aws_mechanism.json"
+    out = Path(args.record) if args.record else Path(args.out) / "aws_mechanism.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     keys = ("final_marginals", "top5_mass", "top_pairs", "seconds")
     print(json.dumps({k: result[k] for k in keys}, indent=1))

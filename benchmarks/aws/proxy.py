@@ -1,6 +1,7 @@
-"""AWS proxy reliability (arXiv:2009.14737 Table 5, qualitatively; papers/DIGEST.md §3.2):
-for a few fixed pair policies on the demo shapes, the Pearson r between a proxy's accuracy and
-the accuracy of full training with the same policy, for two proxies:
+"""AWS proxy reliability ("Improving Auto-Augment via Augmentation-Wise Weight Sharing",
+arXiv:2009.14737, Table 5, qualitatively): for a few fixed pair policies on the demo shapes,
+the Pearson r between a proxy's accuracy and the accuracy of full training with the same
+policy, for two proxies:
 
 * ``aws``: stage 1 trained once with pairs drawn uniformly (AWS's shared checkpoint), then a
   short fine-tune with the policy (the tail of the same cosine schedule), scored on a held-out
@@ -12,7 +13,14 @@ Full training: the network from scratch on the whole training subset with the po
 over the 1296 pairs of the 36 AWS elements (most mass on the pairs of a subset of elements),
 plus no augmentation. One seed: each number is one run.
 
-    python benchmarks/aws_proxy.py --n-train 1600 --size 32 --out benchmarks/results/aws_proxy.json
+From the repository root:
+
+    python -m benchmarks.aws.proxy --n-train 1600 --size 32 --share-epochs 4 \
+        --finetune-epochs 1 --full-epochs 6
+
+Writes a record (settings, results, Pearson r, the commit) to ``--out``, by default
+``runs/bench/aws/proxy.json`` (scratch, not tracked); a curated record goes to
+``benchmarks/aws/results/`` (``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from typing import Any
 
 import torch
 
+from benchmarks._record import provenance
 from dali_aug.datasets import demo_data, stratified_holdout, subset
 from dali_aug.loader import Loader, LoaderConfig
 from dali_aug.methods.aws import AWS_ELEMENTS, Element, PairPolicy
@@ -85,7 +94,7 @@ def _silent(*_: Any) -> None:
 
 class _Loaders:
     """One Loader per source for the pair policies (swapped with ``set_policy``: building the
-    pipeline of a 1296-sub-policy policy takes tens of seconds on this CPU, swapping it
+    pipeline of a 1296-sub-policy policy takes tens of seconds on a 2-core CPU, swapping it
     does not) and one without augmentation."""
 
     def __init__(self, source: Source, config: LoaderConfig) -> None:
@@ -112,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--policies", nargs="+", default=["none", *SUBSETS])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch and DALI threads")
-    p.add_argument("--out", default="benchmarks/results/aws_proxy.json")
+    p.add_argument("--out", default="runs/bench/aws/proxy.json")
     args = p.parse_args(argv)
     unknown = sorted(set(args.policies) - {"none", *SUBSETS})
     if unknown:
@@ -190,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     payload = {
+        "provenance": provenance("cpu"),
         "settings": vars(args),
         "images": {
             "full": len(full),

@@ -1,5 +1,7 @@
-"""The small CPU check of AWS's mechanism (``papers/DIGEST.md`` §3.4): a task on which one
-element destroys the label.
+"""The small CPU check of AWS's mechanism ("Improving Auto-Augment via Augmentation-Wise Weight
+Sharing": the search lowers the probability of augmentations that hurt): a task on which one
+element destroys the label. ``python -m benchmarks.aws.mechanism`` runs the search on it
+(``benchmarks/aws/NOTES.md``).
 
 Two classes, ``left`` and ``right``: which half of the image holds a bright square (side a
 quarter of the image, centre x in [0.15, 0.30] or [0.70, 0.85] of the width, any height and
@@ -37,7 +39,7 @@ __all__ = [
     "polarity_task",
 ]
 
-#: A reduced search space for the check (6 elements, 36 pairs; DIGEST §3.4): the harmful
+#: A reduced search space for the check (6 elements, 36 pairs): the harmful
 #: element first.
 HALVES_ELEMENTS: tuple[Element, ...] = (
     Element("TranslateX", 10.0),

@@ -7,11 +7,15 @@ same fill as KeepCutout), and KeepCutout with ``full``, ``lowres`` and ``early``
 ``dali_aug.methods.cutout.CutoutMethod``. Peers run in interleaved rounds in one process;
 the headline is each step's median time as a ratio to Cutout's in the same run.
 
-    python benchmarks/keep_step.py                       # CPU, small model, 64 px, batch 64
-    python benchmarks/keep_step.py --model resnet50 --size 224 --batch-size 128 --amp bf16 \
-        --device cuda                                    # the GPU row
+From the repository root:
 
-Writes ``benchmarks/results/keep_step.json``.
+    python -m benchmarks.keep.step --rounds 7 --steps 5 --threads 1   # CPU, small model, 64 px
+    python -m benchmarks.keep.step --model resnet50 --size 224 --batch-size 128 --amp bf16 \
+        --device cuda                                                   # the GPU row
+
+Writes a record (``benchmarks/_record.py``: settings, machine, commit, every round) to
+``--out``, by default ``runs/bench/keep/step.json`` (scratch, not tracked); a curated record
+goes to ``benchmarks/keep/results/`` (``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tau", type=float, default=0.6, help="KeepAugment's quantile (paper: 0.6)")
     p.add_argument("--steps", type=int, default=10, help="timed steps per peer per round")
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--out", default="benchmarks/results/keep_step.json")
+    p.add_argument("--out", default="runs/bench/keep/step.json")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)

@@ -2,10 +2,14 @@
 
 ``dali-aug bench`` (the product verb) measures and prints the table; this lab script runs the
 same measurement with the same flags, then prints the project's goals as ratios of that run
-and adds them to the JSON record (with the git commit). From the repository root:
+and adds them to the JSON record (with the git commit). From the repository root, in the
+benchmark environment of ``benchmarks/setup_env.sh``:
 
     python -m benchmarks.loader.throughput --quick            # smoke run
-    python -m benchmarks.loader.throughput --stages end-to-end --out benchmarks/loader/results/...
+    python -m benchmarks.loader.throughput --stages end-to-end --out runs/bench/loader/e2e.json
+
+The default ``--out`` is ``dali-aug bench``'s (under ``runs/``, not tracked); a curated record
+goes to ``benchmarks/loader/results/<name>.json`` (``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations

@@ -1,13 +1,16 @@
-"""A planted label-destroying transformation for checking MetaAugment's mechanism (DIGEST
-§4.4): small images whose class is (which half holds the object) x (its shape), so that
-TranslateX at a high magnitude moves the object across the middle or off the image and
-destroys the label, while colour ops and small shifts keep it.
+"""A planted label-destroying transformation for checking MetaAugment's mechanism
+("MetaAugment: Sample-Aware Data Augmentation Policy Learning": the policy network should give
+harmful augmented samples a low loss weight): small images whose class is (which half holds
+the object) x (its shape), so that TranslateX at a high magnitude moves the object across the
+middle or off the image and destroys the label, while colour ops and small shifts keep it.
 
-``python -m dali_aug.methods.meta._planted --seed 11 --steps 300`` trains the small model
-with MetaAugment (and the uniform control) and prints / writes the mechanism numbers: the mean
-weight of pairs with TranslateX against the others, the sampler's probability of those pairs
-against uniform and the floor, and the final policy's weight of TranslateX by magnitude.
-``python -m dali_aug.methods.meta._planted --write-data DIR`` writes the same data as an
+From the repository root, ``python -m benchmarks.meta.planted --seed 11 --steps 300`` trains
+the small model with MetaAugment (and the uniform control) and prints the mechanism numbers:
+the mean weight of pairs with TranslateX against the others, the sampler's probability of
+those pairs against uniform and the floor, and the final policy's weight of TranslateX by
+magnitude; ``--out FILE.json`` also writes them as a record (with the commit; a curated record
+goes to ``benchmarks/meta/results/``, see ``benchmarks/RESULTS.md``).
+``python -m benchmarks.meta.planted --write-data DIR`` writes the same data as an
 ImageNet-layout folder (``DIR/train``, ``DIR/val``, one folder per class) for
 ``dali-aug train --data DIR --no-flip`` (a flip changes the label).
 """
@@ -23,6 +26,7 @@ from typing import Any
 
 import torch
 
+from benchmarks._record import provenance
 from dali_aug.batch import Batch
 from dali_aug.methods.meta._space import FUNCTIONS, draw_transforms
 from dali_aug.methods.meta.method import MetaAugmentMethod, MetaConfig, Mode
@@ -214,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(rows, indent=2))
+        record = {"provenance": provenance("cpu"), "settings": vars(args), "rows": rows}
+        Path(args.out).write_text(json.dumps(record, indent=2))
     return 0
 
 

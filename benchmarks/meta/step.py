@@ -18,10 +18,14 @@ to the machine's drift between rounds). Also: the cosine between each fast varia
 theta-gradient and exact's on the same batches (after a few real steps, so a previous
 gradient exists).
 
-    python benchmarks/meta_step.py                                   # CPU, small model, 64 px
-    python benchmarks/meta_step.py --model resnet18 --batch-size 32  # CPU, ResNet-18, 64 px
+From the repository root:
 
-Writes ``benchmarks/results/meta_step_<model>.json``.
+    python -m benchmarks.meta.step --threads 1                        # CPU, small model, 64 px
+    python -m benchmarks.meta.step --model resnet18 --batch-size 32   # CPU, ResNet-18, 64 px
+
+Writes a record (``benchmarks/_record.py``: settings, machine, commit, every round) to
+``--out``, by default ``runs/bench/meta/step_<model>.json`` (scratch, not tracked); a curated
+record goes to ``benchmarks/meta/results/`` (``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
@@ -196,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     cos = _cosines(args, batch, val, device)
     for name, values in cos.items():
         print(f"cos(theta-grad {name}, exact): {', '.join(f'{c:.4f}' for c in values)}")
-    out = args.out or f"benchmarks/results/meta_step_{args.model}.json"
+    out = args.out or f"runs/bench/meta/step_{args.model}.json"
     write_record(out, vars(args), device, rows=rows, cosine_fast_vs_exact=cos)
     return 0
 

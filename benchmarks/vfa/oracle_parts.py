@@ -1,18 +1,25 @@
 """VFA's shuffle and aggregation with *perfectly* decoupled sub-features: a diagnostic of
 where VFA's mechanism breaks on the synthetic spurious-correlation data
-(``dali_aug.methods.vfa._synthetic``).
+(``benchmarks.vfa.synthetic``).
 
 The learned decoupling f_j is replaced by an oracle: label j's part is the input's projection
 on label j's own signal direction (what the data generator added for label j), repeated
-``--part-dim`` times. Everything else is VFA's: per-label shuffle (``dali_aug.vfa.shuffle``),
-an aggregation g (a two-layer MLP, or linear with ``--linear``) trained by
-``L_rec = ||g(parts) - V||`` (V detached), and ``beta * BCE(h(g(shuffled)), y~)`` with the
-model's own head h, next to the ordinary BCE. If even these parts do not beat the baseline,
-the decoupling is not the only problem: the transfer from g's output to the real features is.
+``--part-dim`` times. Everything else is VFA's: per-label shuffle
+(``dali_aug.methods.vfa._shuffle.shuffle``), an aggregation g (a two-layer MLP, or linear with
+``--linear``) trained by ``L_rec = ||g(parts) - V||`` (V detached), and
+``beta * BCE(h(g(shuffled)), y~)`` with the model's own head h, next to the ordinary BCE. If
+even these parts do not beat the baseline, the decoupling is not the only problem: the
+transfer from g's output to the real features is.
 
-    python benchmarks/vfa_oracle_parts.py --seeds 21 22 23
+From the repository root:
 
-Writes ``benchmarks/results/vfa_oracle_parts.json``.
+    python -m benchmarks.vfa.oracle_parts --seeds 21 22 23                 # g: two-layer MLP
+    python -m benchmarks.vfa.oracle_parts --seeds 21 22 23 --linear        # g: linear
+    python -m benchmarks.vfa.oracle_parts --seeds 21 22 23 --residual --linear --betas 0 3 10 30
+
+Writes a record (``benchmarks/_record.py``) to ``--out``, by default
+``runs/bench/vfa/oracle_parts.json`` (scratch, not tracked); a curated record goes to
+``benchmarks/vfa/results/`` (``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ def run(
     seed: int, beta: float, *, part_dim: int, linear: bool, residual: bool = False
 ) -> dict[str, float]:
     spec = SyntheticSpec()
-    directions, x, y, xt, yt = make_data(seed, spec)  # the same data as _synthetic.run
+    directions, x, y, xt, yt = make_data(seed, spec)  # the same data as synthetic.run
     torch.manual_seed(seed)
     model = TinyClassifier(spec.dim, 64, 5)
     c = y.shape[1]
@@ -103,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         help="augmented features V + g(shuffled) - g(parts) instead of g(shuffled)",
     )
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", default="benchmarks/results/vfa_oracle_parts.json")
+    p.add_argument("--out", default="runs/bench/vfa/oracle_parts.json")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     keys = ("mA", "recall_rare_combos", "head_B_vs_B", "head_B_vs_A")

@@ -9,22 +9,27 @@ the eval forward of the model a VFA trainer exports against a baseline model (th
 architecture, so the ratio should be 1.00), and the floating-point operations of both
 (``torch.utils.flop_counter``: matmuls and convolutions), which no machine noise changes.
 
-``mechanism``: digest §2.4 on feature-level synthetic data (``dali_aug.methods.vfa._synthetic``:
-labels A and B together in 95% of the training samples, a rare label R at 5%, independent
-test labels); baseline against VFA configurations over seeds, mean +- std of mA, mAP, the
-rare label's recall and the recall of the rare combinations (A without B, B without A),
-plus an oracle row (the baseline trained with B independent of A: what decorrelated training
-labels could give) and linear-probe AUCs of label B's sub-feature (is it B's own signal or
-A's?).
+``mechanism``: the small reproduction of the mechanism claim of "Enhance via Decoupling:
+Improving Multi-Label Classifiers with Variational Feature Augmentation" on feature-level
+synthetic data (``benchmarks.vfa.synthetic``: labels A and B together in 95% of the training
+samples, a rare label R at 5%, independent test labels); baseline against VFA configurations
+over seeds, mean +- std of mA, mAP, the rare label's recall and the recall of the rare
+combinations (A without B, B without A), plus an oracle row (the baseline trained with B
+independent of A: what decorrelated training labels could give) and linear-probe AUCs of
+label B's sub-feature (is it B's own signal or A's?).
 
-    python benchmarks/vfa_step.py                      # CPU, ResNet-18, 64 px, C = 80
-    python benchmarks/vfa_step.py --model resnet50 --size 224 --batch-size 64 --amp bf16 \
-        --device cuda                                  # the GPU row
-    python benchmarks/vfa_step.py mechanism --seeds 21 22 23   # development used seeds 0-3
-    python benchmarks/vfa_step.py mechanism --seeds 41 42 43 --strengths 1.5 1.5 1.5 1.5 1.5 \
-        --out benchmarks/results/vfa_mechanism_equal.json       # every label equally visible
+From the repository root:
 
-Writes ``benchmarks/results/vfa_step.json`` or ``benchmarks/results/vfa_mechanism.json``.
+    python -m benchmarks.vfa.step --threads 1 --rounds 25          # CPU, ResNet-18, 64 px, C = 80
+    python -m benchmarks.vfa.step --model resnet50 --size 224 --batch-size 64 --amp bf16 \
+        --device cuda                                                # the GPU row
+    python -m benchmarks.vfa.step mechanism --threads 1 --seeds 21 22 23   # dev used seeds 0-3
+    python -m benchmarks.vfa.step mechanism --threads 1 --seeds 41 42 43 \
+        --strengths 1.5 1.5 1.5 1.5 1.5                              # every label equally visible
+
+Writes a record (``benchmarks/_record.py``: settings, machine, commit, results) to ``--out``,
+by default ``runs/bench/vfa/step.json`` or ``runs/bench/vfa/mechanism.json`` (scratch, not
+tracked); a curated record goes to ``benchmarks/vfa/results/`` (``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
@@ -185,8 +190,8 @@ _CONFIGS: dict[str, tuple[VFAConfig | None, dict[str, Any]]] = {
     # the closest to the baseline of the 18 variants tried on the development seeds (0-3):
     # L_vae as a mean over labels, no VFA gradient into the backbone, KL weight 0.1
     _KEPT: (VFAConfig.from_preset("detached"), {}),
-    # ours: L_bin weighted by each label's inverse propensity given the others (tried in
-    # stop 5 on the development seeds 0-1: it does not make B's sub-feature B's own)
+    # ours: L_bin weighted by each label's inverse propensity given the others (tried on the
+    # development seeds 0-1: it does not make B's sub-feature B's own; benchmarks/vfa/NOTES.md)
     "VFA (mean, detached, propensity L_bin)": (
         VFAConfig(vae_reduction="mean", detach_backbone=True, bin_balance="propensity"),
         {},
@@ -253,12 +258,14 @@ def main(argv: list[str] | None = None) -> int:
         help="mechanism: the signal strengths of A, B, R, I1, I2 (default: the weak-B data, "
         "2.0 0.6 1.5 1.5 1.5; '1.5 1.5 1.5 1.5 1.5' is the equal-strength data)",
     )
-    p.add_argument("--out", default=None, help="default: benchmarks/results/vfa_<mode>.json")
+    p.add_argument(
+        "--out", default=None, help="default: runs/bench/vfa/step.json (speed) or mechanism.json"
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     payload = speed(args) if args.mode == "speed" else mechanism(args)
-    name = "vfa_step" if args.mode == "speed" else "vfa_mechanism"
-    out = args.out or f"benchmarks/results/{name}.json"
+    name = "step" if args.mode == "speed" else "mechanism"
+    out = args.out or f"runs/bench/vfa/{name}.json"
     write_record(out, vars(args), torch.device(args.device), **payload)
     return 0
 

@@ -1,6 +1,8 @@
-"""The small CPU check of VFA's mechanism (digest §2.4): feature-level synthetic multi-label
-data whose training split has a strong spurious co-occurrence and a rare label, and whose
-test split has independent labels; a tiny MLP classifier trained with and without VFA.
+"""The small CPU check of VFA's mechanism (the decorrelation claim of "Enhance via Decoupling:
+Improving Multi-Label Classifiers with Variational Feature Augmentation"): feature-level
+synthetic multi-label data whose training split has a strong spurious co-occurrence and a rare
+label, and whose test split has independent labels; a tiny MLP classifier trained with and
+without VFA. ``python -m benchmarks.vfa.step mechanism`` runs it (``benchmarks/vfa/NOTES.md``).
 
 Labels: ``A``; ``B``, equal to ``A`` in 95% of the training samples and carrying a weak
 signal (so a classifier can read B off A's signal); ``R``, rare (5%) in training; two

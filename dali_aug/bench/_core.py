@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 import torch
 
@@ -41,6 +41,8 @@ __all__ = [
 ]
 
 SCHEMA = "dali-aug-bench/1"
+#: a *resolved* device (``dali-aug bench`` resolves ``auto`` first, see ``_run``), so not the
+#: ``device`` setting :data:`dali_aug._dist.Device`, which also takes ``auto``
 Device = Literal["cpu", "cuda"]
 Stage = Literal["end-to-end", "augment"]
 
@@ -91,7 +93,7 @@ class BenchConfig:
             raise ValueError(f"BenchConfig.warmup={self.warmup} must be >= 0")
         if self.size < 32:
             raise ValueError(f"BenchConfig.size={self.size} must be >= 32 pixels")
-        if self.device not in ("cpu", "cuda"):
+        if self.device not in get_args(Device):
             raise ValueError(f"BenchConfig.device={self.device!r}; use 'cpu' or 'cuda'")
         bad = set(self.stages) - {"end-to-end", "augment"}
         if bad or not self.stages:

@@ -2,6 +2,7 @@
 RandAugment(n=2, m=9) -> normalised float32 NCHW batches on the device.
 
 a. dali-aug Loader, policy in the DALI pipeline (CPU pipeline, or mixed decode on CUDA);
+a2. as a, with ``threads`` one-thread pipelines side by side (``LoaderConfig.pipelines``);
 b. dali-aug Loader (decode, crop, flip in DALI) + the torch backend for the policy;
 c. torch DataLoader + torchvision v2 (decode_jpeg, RandomResizedCrop, flip, RandAugment);
 d. torch DataLoader + timm's ``rand-m9-n2`` training transform (PIL);
@@ -53,7 +54,7 @@ def _files(root: Path) -> tuple[list[str], list[int]]:
 
 
 class LoaderPeer:
-    """a/b: the dali-aug Loader. With ``torch_backend`` the Loader runs without a policy and
+    """a/a2/b: the dali-aug Loader. With ``torch_backend`` the Loader runs without a policy and
     returns its uint8 crops (``provenance=True``: the flip is recorded, not baked in); the
     flip and the policy are then applied with ``dali_aug.ops.apply_params`` on the batch and
     the result normalised in torch."""
@@ -315,7 +316,7 @@ def _require_cuda(cfg: BenchConfig) -> None:
 
 
 def end_to_end_specs(root: Path, cfg: BenchConfig) -> list[PeerSpec]:
-    """The six end-to-end peers a-f, in order."""
+    """The seven end-to-end peers a, a2 and b-f, in order."""
     pipe = "mixed decode + GPU ops" if cfg.device == "cuda" else "CPU pipeline"
 
     def checked(make: Callable[[], Any]) -> Callable[[], Any]:

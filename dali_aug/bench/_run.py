@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from dali_aug._dist import DEVICES, resolve_device
 from dali_aug.bench._core import (
     BenchConfig,
     PeerSpec,
@@ -53,9 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="smoke-sized run (<3 min on 2 cores): "
         + ", ".join(f"{k}={v}" for k, v in QUICK.items()),
     )
-    p.add_argument(
-        "--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: CUDA if available"
-    )
+    p.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA if available")
     p.add_argument("--stages", choices=sorted(_STAGES), default="all")
     p.add_argument(
         "--images", type=int, help=f"JPEGs in the generated folder (full: {_FULL['images']})"
@@ -100,8 +99,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         given = getattr(args, key)
         values[key] = default if given is None else given
     device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "auto":  # only auto is resolved here: cuda without CUDA is BenchConfig's error
+        device = resolve_device("auto").type
     return BenchConfig(
         **values,
         size=args.size,

@@ -1,4 +1,7 @@
-"""Synthetic datasets that need no download (procedurally drawn shapes)."""
+"""Data without a download, and where data lives: the procedurally drawn demo shapes
+(:func:`make_shapes`, :func:`demo_data`), the cache folder, the resolution of a ``--data``
+argument (:func:`resolve_data`), and seeded held-out splits of a training set
+(:func:`holdout`, :func:`stratified_holdout`, :func:`subset`)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,10 @@
 """Training-step methods, one folder each, and the registry the command line is built from.
 
-Every folder has the same shape: ``method.py`` (the :class:`~dali_aug.train.Method`),
-optionally ``search.py`` (an offline stage), ``cli.py`` (its flags) and ``__init__.py`` (its
-public names). A method's ``cli.py`` imports only argparse at module level and provides:
+Every folder has the same shape: ``method.py`` (the :class:`~dali_aug.train.Method`; absent
+for a search-only entry such as AWS), optionally ``_search.py`` (an offline stage), ``cli.py``
+(its flags) and ``__init__.py`` (its public names), plus private ``_*.py`` modules. A method's
+``cli.py`` imports only the standard library at module level (VFA's also its torch-free
+``_presets``) and provides:
 
 * ``HELP``: one line for ``dali-aug train --method``;
 * ``add_arguments(parser)``: its ``dali-aug train`` flags (prefixed with the method's name);

@@ -14,9 +14,10 @@ Differences from PIL that remain are the per-op ``tolerance["dali"]`` in the cat
 differently from PIL's fixed point by at most 1.
 
 This module must live in a ``.py`` file: DALI's conditionals rewrite the source of the
-functions below with AutoGraph. It is the only module of ``dali_aug.ops`` that imports DALI at
-its top (``dali_aug.ops`` itself does not import it); without DALI importing it raises an
-ImportError naming the package to install.
+functions below with AutoGraph. It and ``_dali_run`` (which runs it on in-memory batches) are
+the only modules of ``dali_aug.ops`` that import DALI at their top (``dali_aug.ops`` itself
+does not import it); without DALI importing this one raises an ImportError naming the package
+to install.
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ def _to_uint8(v: DataNode) -> DataNode:
     """An integer-valued float32 batch as uint8, saturated to [0, 255].
 
     ``fn.cast(float -> uint8)`` rounds every element with a library call (~0.6 ms per 224 x 224
-    image on this 2-core VM, more than the blend arithmetic); reading the integer out of the
+    image on a 2-core CPU, more than the blend arithmetic); reading the integer out of the
     mantissa (``v + 1.5 * 2**23`` reinterpreted as int32) and saturating it with an
     ``int32 -> uint8`` cast gives the same values several times faster. Exact because ``v`` is
     integer-valued (floored) and small.

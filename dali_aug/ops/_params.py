@@ -3,9 +3,11 @@ batch) and what the kernels consume (:class:`Resolved`, PIL-level numbers per sa
 
 Sampling and application are separate (torchvision ``_get_params``/``_transform``): a policy
 draws :class:`OpParams` with an explicit ``torch.Generator``; :func:`resolve` turns one layer
-of it into kernel parameters with device lookup tables built from the catalog (no host sync);
-both backends consume the same :class:`Resolved` numbers, so replaying the provenance of a
-DALI batch with the torch backend reproduces it.
+of it into kernel parameters with device lookup tables built from the catalog (built once per
+device; ``resolve`` reads nothing back from the device, but copies the image size to it, a
+small blocking host-to-device copy per call); both backends consume the same
+:class:`Resolved` numbers, so replaying the provenance of a DALI batch with the torch backend
+reproduces it.
 """
 
 from __future__ import annotations

@@ -1,8 +1,17 @@
 """The torch backend: applies :class:`OpParams` to uint8 NCHW tensors on any device.
 
-Samples are grouped by kernel family (one ``argsort`` and one ``bincount`` per layer, the
-only host sync), and each family's kernel runs once on the samples that chose it, so the cost
-is proportional to the samples per op, never a per-sample Python loop.
+Samples are grouped by kernel family (one ``argsort`` and one ``bincount`` per layer), and
+each family's kernel runs once on the samples that chose it, so the cost is proportional to
+the samples per op, never a per-sample Python loop.
+
+Host syncs on a CUDA device (the host waits for the device): reading the ``bincount`` back
+(``.tolist()``, once per layer) is one, and not the only one. :func:`apply_params` also
+checks the SamplePairing partners with a ``bool(...)`` (a sync when the params are on the
+device), moves the params to the images' device (``OpParams.to``: blocking host-to-device
+copies for CPU params, and the new record's validation reads the op ids' min and max back),
+and :func:`~dali_aug.ops.resolve` copies the image size to the device every layer. Copies:
+``dataclasses.astuple``, used by ``OpParams.to`` and to split :class:`Resolved` by family,
+deep-copies every tensor of the record it is given.
 """
 
 from __future__ import annotations
@@ -42,7 +51,7 @@ def apply_resolved(x: torch.Tensor, r: Resolved) -> torch.Tensor:
     n = x.shape[0]
     if n == 0:
         return x.clone()
-    counts = torch.bincount(r.family, minlength=len(Family)).tolist()  # the one host sync
+    counts = torch.bincount(r.family, minlength=len(Family)).tolist()  # a host sync
     out = x.clone()
     if counts[Family.IDENTITY] == n:
         return out

@@ -4,8 +4,8 @@ Each kernel has the form ``(x, r, *, batch) -> y`` where ``x`` [n, 3, H, W] hold
 that chose the family, ``r`` their :class:`~dali_aug.ops._params.Resolved` rows, and ``batch``
 the whole layer input (SamplePairing reads its partners there). Kernels draw no random numbers.
 
-Own tensor code, not Kornia, where Kornia's semantics differ from PIL (checked in
-``tests/test_ops_pil.py``): Kornia's ``adjust_brightness`` is additive and its
+Own tensor code (checked against PIL in ``tests/test_ops_pil.py``), not Kornia, whose
+semantics differ from PIL: Kornia's ``adjust_brightness`` is additive and its
 ``adjust_contrast`` has no mean-gray centre, ``adjust_saturation`` works in HSV where PIL's
 Color blends toward the ITU-R 601 luma, its warps sample with ``align_corners`` conventions
 and bilinear/nearest rounding that differ from PIL's pixel-centre NEAREST, and its float

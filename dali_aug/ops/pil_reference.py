@@ -1,7 +1,7 @@
 """PIL reference implementations of the catalog ops (the AutoAugment reference semantics),
-one image at a time: the golden reference of the tests and the PIL baseline of the
-benchmarks. Independent of the backends' kernels: only ``dali_aug.ops.param`` (the
-documented level -> parameter mapping) is shared.
+one image at a time: the golden reference of the tests (``tests/test_ops_pil.py``).
+Independent of the backends' kernels: only ``dali_aug.ops.param`` (the documented level ->
+parameter mapping) and the fill value ``FILL`` are shared.
 """
 
 from __future__ import annotations

@@ -31,8 +31,8 @@ Damaged shards: the packer checks every image, and :meth:`ShardSource.load` chec
 tar still has the size the manifest records (a truncated or rewritten shard is refused with
 the fix). A shard changed in place after packing is not caught, and DALI 2.4 does not survive
 one: when its decoder fails behind the WebDataset reader, the process usually dies with a
-segmentation fault (measured here: 6 of 6 runs, with an overwritten JPEG signature) instead
-of the Loader's ``ValueError``. Re-pack rather than edit shards.
+segmentation fault (in each of 6 runs with an overwritten JPEG signature) instead of the
+Loader's ``ValueError``. Re-pack rather than edit shards.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dali_aug.sources import IMAGE_FORMATS
+from dali_aug._image_format import IMAGE_FORMATS
 
 __all__ = [
     "FORMAT",
@@ -63,7 +63,7 @@ MANIFEST = "dataset.json"
 FORMAT = "dali-aug-shards"
 VERSION = 1
 #: Member extensions of the image component: the format names of
-#: :func:`dali_aug.sources.image_format`.
+#: :func:`dali_aug.sources.image_format` (defined in :mod:`dali_aug._image_format`).
 IMAGE_EXTS = IMAGE_FORMATS
 LABELS = "labels.npy"
 INDEX_VERSION = "v1.2"

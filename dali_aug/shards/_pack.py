@@ -5,8 +5,8 @@ Every image is checked at pack time, three times: with the check the Loader make
 DALI's own CPU decoder (the one the Loader runs) on what PIL decodes. What fails a check is
 left out of the shards, counted, listed in the manifest's ``left_out`` with the reason and
 reported, so a packed folder never holds a file that would stop the pipeline. The PIL decode
-comes first because DALI 2.4's CPU decoder can crash the process (a segmentation fault, about
-one run in four here) on some damaged JPEGs that PIL rejects cleanly; a file PIL rejects is
+comes first because DALI 2.4's CPU decoder can crash the process (a segmentation fault, in
+about one run in four) on some damaged JPEGs that PIL rejects cleanly; a file PIL rejects is
 left out even if DALI might decode it (our choice: safe shards over one more sample).
 
 The packed order is a seeded permutation of the source's (our choice: an ImageFolder lists
@@ -29,14 +29,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from dali_aug._image_format import image_format, looks_valid
 from dali_aug.shards._format import (
+    INDEX_VERSION,
     LABELS,
     MANIFEST,
     index_name,
     is_shard_folder,
     write_manifest,
 )
-from dali_aug.sources import ArraySource, image_format, looks_valid, open_source
+from dali_aug.sources import ArraySource, open_source
 
 __all__ = ["PackReport", "pack", "parse_shard_size"]
 
@@ -201,7 +203,7 @@ class _TarWriter:
         self._tar = None
         name, count = self.shards[-1]
         (self.out / index_name(name)).write_text(
-            f"v1.2 {count}\n" + "".join(self._lines), encoding="ascii"
+            f"{INDEX_VERSION} {count}\n" + "".join(self._lines), encoding="ascii"
         )
 
 

@@ -9,12 +9,11 @@ A training step (:meth:`dali_aug.train.Trainer.step`) is::
     zero_grad; backward(loss.total()); optimizer.step()
     method.after_step(step, batch, out)              # statistics, sampler refreshes
 
-and ``method.finish(trainer)`` once when :meth:`~dali_aug.train.Trainer.fit` has trained its
-last epoch (end-of-training reports).
-
 with ``augment`` outside the autocast region (saliency and the torch ops run in float32) and
-``forward`` and ``loss`` inside it. Several methods compose: each ``augment`` sees the
-previous one's batch, each ``loss`` the previous one's :class:`Loss`.
+``forward`` and ``loss`` inside it; and ``method.finish(trainer)`` once when
+:meth:`~dali_aug.train.Trainer.fit` has trained its last epoch (end-of-training reports).
+Several methods compose: each ``augment`` sees the previous one's batch, each ``loss`` the
+previous one's :class:`Loss`.
 
 Every member of :class:`Method` is optional. Trainable modules a method owns are returned by
 :meth:`Method.modules`: the trainer moves them to the model's device, wraps them with the

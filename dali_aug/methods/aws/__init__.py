@@ -1,5 +1,6 @@
-"""AWS: Auto-Augment via Augmentation-Wise Weight Sharing (Tian et al., arXiv:2009.14737;
-text in ``papers/aws.txt``, reading in ``papers/DIGEST.md`` §3).
+"""AWS: Auto-Augment via Augmentation-Wise Weight Sharing (Tian et al., "Improving
+Auto-Augment via Augmentation-Wise Weight Sharing", arXiv:2009.14737; the method is its
+Sec. 3, the search space its Sec. 3.4 and App. D).
 
 A distribution p_theta over the 1296 ordered pairs of 36 augmentation elements
 (:class:`PairPolicy`) is searched by PPO (:func:`policy_update`) on rewards from short

@@ -2,7 +2,7 @@
 weighted :class:`~dali_aug.policies.Policy` that the DALI Loader runs.
 
 ``p_theta(k) = sigmoid(theta_k) / sum_j sigmoid(theta_j)`` over the K = n**2 ordered pairs of
-``n`` elements (arXiv:2009.14737, Sec. 3.3); theta = 0 is the uniform distribution.
+``n`` elements (arXiv:2009.14737, Sec. 3.4); theta = 0 is the uniform distribution.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
-"""The AWS policy update: PPO with an exponential-moving-average baseline (arXiv:2009.14737,
-Sec. 3.3; the surrogate's reading is ``papers/DIGEST.md`` §3.3).
+"""The AWS policy update: PPO with an exponential-moving-average baseline ("Improving
+Auto-Augment via Augmentation-Wise Weight Sharing", arXiv:2009.14737, Sec. 3.4, "Search
+Pipeline"). The paper does not say how the one reward of a fine-tune enters PPO; the
+count-weighted surrogate below is our reading.
 
 One fine-tune gives one reward R (held-out accuracy) and the counts ``n_k`` of how often each
 pair was applied in it (from the Loader's op record). With the advantage ``A = R - b``::

@@ -15,9 +15,10 @@ shared checkpoint with its own data order and draws (not DDP: each Trainer is bu
 PPO update from all of them, so theta stays identical (checked bitwise in the tests). Stage 1
 runs on rank 0 alone; the others wait for its checkpoint.
 
-Gap-fills (paper values stripped; the unofficial reimplementation's, DIGEST §3.1): policy
-Adam lr 0.1, betas (0.5, 0.999), PPO clip 0.2, 10 PPO epochs per update, entropy weight
-1e-5; the first update's baseline is the mean of its rewards.
+Gap-fills (the paper's values, Sec. 4.2, are missing from the text this follows; these are
+the unofficial reimplementation's, github.com/tgisaturday/aws_autoaugment): policy Adam lr
+0.1, betas (0.5, 0.999), PPO clip 0.2, 10 PPO epochs per update, entropy weight 1e-5; the
+first update's baseline is the mean of its rewards (ours).
 
 Randomness: the data order, crops, flips and pair draws come from the Loader's seeded
 generators; fine-tune ``g`` (counted over all ranks and steps) runs the Loader's epochs
@@ -88,7 +89,7 @@ class AWSConfig:
         reward: what a fine-tune scores on the held-out split: ``"accuracy"`` (the paper's)
             or ``"neg_loss"``, minus the mean cross-entropy (ours: a smoother reward, which
             moves with the label noise a policy adds even where the argmax, and so the
-            accuracy, does not; see ``benchmarks/README.md``, AWS mechanism).
+            accuracy, does not; see ``docs/methods/aws.md``).
         elements: the search space (default: the paper's 36).
         scale, flip: the Loader's crop area range and horizontal flip.
         device: where the network trains.

@@ -6,9 +6,10 @@ is an AutoAugment op (without Cutout and SamplePairing) at a fixed magnitude. Th
 a magnitude get 3 levels each, AutoContrast, Equalize and Invert none: 33 + 3 = 36 elements,
 K = 36**2 = 1296 pairs, pair ``k`` <-> elements ``(k // 36, k % 36)`` (repeats allowed).
 
-Levels (gap-fill: the paper's Table 7 values are stripped). They are the catalog levels
-(:mod:`dali_aug.ops`, 0-10 scale) that reproduce the magnitudes of the unofficial
-reimplementation (github.com/tgisaturday/aws_autoaugment), see ``papers/DIGEST.md`` §3.1:
+Levels (gap-fill: the magnitude values of the paper's Table 7, App. D, are missing from the
+text this follows). They are the catalog levels (:mod:`dali_aug.ops`, 0-10 scale) that
+reproduce the magnitudes of the unofficial reimplementation
+(github.com/tgisaturday/aws_autoaugment):
 
 ============  ======================  ==========================================
 op            catalog levels          parameter (catalog mapping)
@@ -98,7 +99,8 @@ class Element:
         return f"{self.op}@{self.level:.3g}" if get(self.op).has_magnitude else self.op
 
 
-#: The 36 elements of the paper's search space (order: AutoAugment op order, levels rising).
+#: The 36 elements of the paper's search space (order: the 11 ops with a magnitude in catalog
+#: order, 3 rising levels each, then AutoContrast, Equalize, Invert).
 AWS_ELEMENTS: tuple[Element, ...] = tuple(
     [Element(op, lvl) for op, levels in _LEVELS.items() for lvl in levels]
     + [Element(op) for op in _PLAIN]

@@ -4,8 +4,8 @@
 AWS is a search, not a training-step method: its result is ``DIR/policy.json``, trained with
 ``dali-aug train --policy DIR/policy.json``; so this entry of the registry is search-only
 (no ``HELP``/``add_arguments``/``build``: ``aws`` is not a ``--method``). Flags become an
-:class:`~dali_aug.methods.aws.AWSConfig` here and nowhere else. Only argparse is imported at
-module level.
+:class:`~dali_aug.methods.aws.AWSConfig` here and nowhere else. Only the standard library is
+imported at module level (the parser's choices are imported when the flags are added).
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ SEARCH_HELP = (
 
 def add_search_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of ``dali-aug search aws``."""
+    from dali_aug._dist import DEVICES
+    from dali_aug.models import MODEL_NAMES
+
     p.add_argument(
         "--data",
         help="training folder (ImageFolder, or DIR/train); only its training part is used, "
@@ -34,7 +37,7 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--share-epochs", type=int, default=10, help="stage 1 epochs (uniform)")
     p.add_argument("--finetune-epochs", type=int, default=1, help="epochs per fine-tune")
     p.add_argument("--steps", type=int, default=40, help="policy updates")
-    p.add_argument("--model", choices=["small", "resnet18", "resnet50"], default="small")
+    p.add_argument("--model", choices=MODEL_NAMES, default="small")
     p.add_argument("--size", type=int, default=None, help="image side (default: 64 demo, 224)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=None, help="network peak lr (as dali-aug train)")
@@ -56,7 +59,7 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
         "cross-entropy (ours: smoother, moves with the label noise a policy adds)",
     )
     p.add_argument("--no-flip", action="store_true", help="no random horizontal flip")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="DALI CPU threads")
     p.add_argument("--resume", action="store_true", help="continue an interrupted search")

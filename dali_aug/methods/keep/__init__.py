@@ -1,6 +1,6 @@
-"""KeepAugment (Gong et al., arXiv:2011.11778): saliency-preserving augmentation in the
-training step. Public names (imported on first use); :class:`KeepMethod` is the
-training-step method."""
+"""KeepAugment (Gong et al., "KeepAugment: A Simple Information-Preserving Data Augmentation
+Approach", arXiv:2011.11778): saliency-preserving augmentation in the training step. Public
+names (imported on first use); :class:`KeepMethod` is the training-step method."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""KeepAugment's saliency maps (Gong et al., arXiv:2011.11778, Sec. 3.3).
+"""KeepAugment's saliency maps (Gong et al., arXiv:2011.11778: the vanilla-gradient map in
+Sec. 3, the low-resolution and early-head approximations in Sec. 3.1).
 
 Saliency is the vanilla gradient ``|d logit_y / d x|`` (max over colour channels), computed in
 the training step in one of three modes:
@@ -15,11 +16,11 @@ the training step in one of three modes:
 Targets: single-label -> the logit of the label; multi-label -> the sum of the positive
 labels' logits; no labels (``targets=None``) -> the max logit.
 
-Batch norm during the pass (``norm``, DIGEST 5.3): ``eval`` (default) runs the model's
-batch-norm layers in eval mode for the pass (running statistics; the mode is restored after),
-so each image's map depends on that image only: the input gradient of the batch sum of
-target logits is then exactly the per-image gradient. ``batch`` normalises with the batch's
-statistics, as the training forward does (the behaviour before issue 13): the other images'
+Batch norm during the pass (``norm``; the paper does not say): ``eval`` (default) runs the
+model's batch-norm layers in eval mode for the pass (running statistics; the mode is restored
+after), so each image's map depends on that image only: the input gradient of the batch sum
+of target logits is then exactly the per-image gradient. ``batch`` normalises with the
+batch's statistics, as the training forward does (the earlier behaviour): the other images'
 logits reach each map through the batch mean and variance. Neither updates the running
 statistics.
 """
@@ -42,7 +43,7 @@ SaliencyMode = Literal["full", "lowres", "early"]
 #: Batch norm in the saliency pass: running statistics (per-image maps) or batch statistics.
 NormMode = Literal["eval", "batch"]
 
-#: The downsampling factor of ``lowres`` saliency (paper, Sec. 3.3: half resolution).
+#: The downsampling factor of ``lowres`` saliency (paper, Sec. 3.1: 224 -> 112 on ImageNet).
 LOWRES_SCALE = 0.5
 
 

@@ -3,9 +3,11 @@ model in the step, then Selective-Cut, Selective-Paste or KeepCutMix; with ``ear
 saliency, the early head trained on the step's first-block map (loss term ``early``, weight
 0.3).
 
-Defaults follow the paper (DIGEST 5.1 and 5.3): box half of each side (Cutout's 16 px at
-32 px), tau 0.6, zero fill, KeepCutMix with CutMix's ``lambda ~ Beta(1, 1)`` box, and per-image
-saliency maps (batch norm in eval mode for the saliency pass).
+Defaults follow the paper ("KeepAugment: A Simple Information-Preserving Data Augmentation
+Approach", Sec. 4.1: tau 0.6 in all experiments; Cutout's default length, 16 px at 32 px, so
+a box half of each side), with a zero fill and, for KeepCutMix, CutMix's
+``lambda ~ Beta(1, 1)`` box; the per-image saliency maps (batch norm in eval mode for the
+saliency pass) are our reading: the paper does not say.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = ["EARLY_LOSS_WEIGHT", "KeepMethod", "KeepMode", "KeepResult"]
 
-#: Coefficient of the early head's loss (paper, Sec. 3.3).
+#: Coefficient of the early head's loss (paper, Sec. 3.1: trained "the same as the Inception
+#: Network", whose auxiliary loss has weight 0.3).
 EARLY_LOSS_WEIGHT = 0.3
 
 KeepMode = Literal["cutout", "paste", "cutmix"]

@@ -1,6 +1,6 @@
 """LB-Aug: label-based augmentation policies for multi-label classification (Label-Based
-AutoAugmentation, "LB-Aug", seed paper 000 of this project; text in
-``papers/lb-aug.txt``).
+AutoAugmentation, "LB-Aug": Wang et al., "Fine-Grained AutoAugmentation for Multi-Label
+Classification"; the method is its Sec. 3).
 
 An actor MLP maps an image's multi-hot label vector to a categorical over ops and, per op,
 categoricals over 11 apply-probabilities and 10 magnitudes (:class:`Actor`). It is trained by

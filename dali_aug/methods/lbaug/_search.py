@@ -1,13 +1,15 @@
 """LB-Aug search: critics on K stratified shuffle splits (stage A), then the actor trained by
 REINFORCE on the critics' rewards (stage B, Eqs. 5-7).
 
-Policy gradient (the paper's choice, Table 7) with a moving-average baseline (gap-fill): for a
-batch of samples from ``D_A`` union, the actor maps their labels to the three distributions,
-one (op, p-level, lambda-level) is drawn per sample (:func:`dali_aug.kernels.label_sample.sample`,
-the joint log-probability comes with it), the op is applied by the torch backend, the critics
-score it, and the actor minimises ``-mean((reward - baseline) * log_prob) - beta * entropy``.
+Policy gradient (the paper's choice, Sec. 4.4.3 and Table 7) with a moving-average baseline
+(gap-fill): for a batch of samples from ``D_A`` union, the actor maps their labels to the three
+distributions, one (op, p-level, lambda-level) is drawn per sample
+(:func:`dali_aug.kernels.label_sample.sample`, the joint log-probability comes with it), the op
+is applied by the torch backend, the critics score it, and the actor minimises
+``-mean((reward - baseline) * log_prob) - beta * entropy``.
 
-Choices beyond the paper (gap-fills, see DIGEST 1.3):
+Choices beyond the paper (gap-fills: Sec. 3.2.1 of "Fine-Grained AutoAugmentation for
+Multi-Label Classification" leaves them open):
 
 * The reward is read as 0 when the op is not applied, so the reward of (op, p, lambda) is
   ``p * reward(applied op)`` in expectation over the apply draw. The search uses that
@@ -18,24 +20,24 @@ Choices beyond the paper (gap-fills, see DIGEST 1.3):
 * A small entropy bonus (``entropy_weight``, in reward units: mean BCE per label) on the joint
   distribution. Without it the actor collapses onto the single least harmful op, since with
   critics trained on clean images almost every op has a negative reward.
-* ``draws`` Monte-Carlo samples of (op, p, lambda) per instance and step (DIGEST 1.3 reads
-  1-8; default 1).
+* ``draws`` Monte-Carlo samples of (op, p, lambda) per instance and step (the number of
+  samples of Eq. 5's expectation is not given; default 1).
 * LB-Aug_E (``variant="e"``): only the op is sampled from the actor and reinforced (the
   log-probability is the op's), with the apply probability 0.5 and the maximum magnitude; the
   entropy bonus is the op distribution's.
 * ``reward="label"`` (not the default): the reward per label. Every label's own loss change
   ``BCE_c(x) - BCE_c(x_hat)`` minus a moving average of that label's change over the samples in
   the same state of that label, averaged over labels. The expected gradient is Eq. 5's (the
-  baseline depends on the labels only). Tried for the actor's label specificity (issue 13): on
-  the demo shapes it made the actor less specific, not more (see tests/test_lbaug.py).
+  baseline depends on the labels only). Tried for the actor's label specificity: on the demo
+  shapes it made the actor less specific, not more (see tests/test_lbaug.py).
 
-Images (issue 13): the critics and the rewards see the images the final training augments.
+Images: the critics and the rewards see the images the final training augments.
 :func:`load_images` decodes them with the training Loader's transform by default (one
 random-resized crop per image, the crop before the Loader's flip, or with ``flip`` after it,
 which is where :class:`~dali_aug.methods.lbaug.LBAugMethod` starts: the flipped crop when the
 actor's space has no FlipLR), so the rewards are measured on the distribution of crops the
-actor's ops are applied to in training. ``transform="eval"`` gives the previous behaviour
-(resize + centre crop).
+actor's ops are applied to in training. ``transform="eval"`` decodes with the evaluation
+transform instead (resize + centre crop).
 
 Randomness: everything derives from ``SearchConfig.seed``. The splits, batch order, signs and
 Cutout/SamplePairing extras use explicit generators; network initialisation and dropout use
@@ -105,7 +107,7 @@ class SearchConfig:
         variant: ``h`` (LB-Aug_H) or ``e`` (LB-Aug_E: op only, p 0.5, maximum magnitude).
         draws: Monte-Carlo samples per instance and actor step (gap-fill, 1).
         critic_shift: random translation (pixels) of the critics' training batches (0: none,
-            the default; an option tried for the specificity of the rewards, issue 13).
+            the default; an option tried for the specificity of the rewards).
         reward: the advantage REINFORCE weighs the log-probability by (ours; the paper's
             Eq. 5 uses the reward itself). ``sample`` (default): the per-sample reward of
             Eq. 7 minus the moving-average baseline. ``label``: the reward per label: every
@@ -114,7 +116,7 @@ class SearchConfig:
             samples in the same state of that label (positive / negative), then the mean over
             labels. Its expectation is Eq. 7's (the baseline depends on the labels only), with
             each label's reward level removed separately (an option tried for the
-            specificity of the actor, issue 13).
+            specificity of the actor).
         seed: the one seed everything derives from.
     """
 

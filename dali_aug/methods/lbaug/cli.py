@@ -1,8 +1,8 @@
 """Command-line glue of LB-Aug: ``dali-aug search lbaug`` and ``dali-aug train --method lbaug``
 (the method-registry contract of :mod:`dali_aug.methods`).
 
-Flags become a :class:`SearchConfig` here and nowhere else. Only argparse is imported at
-module level: the method is imported when a verb needs it.
+Flags become a :class:`SearchConfig` here and nowhere else. Only the standard library is
+imported at module level: the method is imported when a verb needs it.
 """
 
 from __future__ import annotations
@@ -48,7 +48,9 @@ def _ops(text: str) -> tuple[str, ...]:
 
 def add_search_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of ``dali-aug search lbaug``."""
+    from dali_aug._dist import DEVICES
     from dali_aug.methods.lbaug._search import SearchConfig
+    from dali_aug.models import MODEL_NAMES
 
     defaults = SearchConfig()
     p.add_argument(
@@ -58,12 +60,19 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--out", default="runs/lbaug/actor.pt", help="actor file to write")
     p.add_argument("--folds", type=int, default=defaults.folds, help="K critics/splits (8)")
-    p.add_argument("--critic-epochs", type=int, default=5)
+    # 5 here, 10 in SearchConfig: two defaults, kept as they are (either change alters runs)
+    p.add_argument(
+        "--critic-epochs",
+        type=int,
+        default=5,
+        help="epochs of each critic on its D_M (default 5; SearchConfig.critic_epochs, the "
+        "library default, is 10)",
+    )
     p.add_argument("--search-epochs", type=int, default=defaults.search_epochs)
     p.add_argument(
         "--model",
-        choices=["small", "resnet18", "resnet50"],
-        default="small",
+        choices=MODEL_NAMES,
+        default=defaults.model,
         help="critic architecture (use the classifier's)",
     )
     p.add_argument(
@@ -112,7 +121,7 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
         help="images the critics and rewards see: train (the training Loader's crops, the "
         "distribution the final training augments; default) or eval (resize + centre crop)",
     )
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="DALI CPU threads")
     p.add_argument("--no-progress", action="store_true")

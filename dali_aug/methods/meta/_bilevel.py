@@ -24,7 +24,7 @@ w), the virtual step is ``w^ = w - alpha * sum_i P~_i grad_w L_i(w)`` and the me
   optionally a second approximation: ``g_val`` taken at ``w - alpha * G_prev`` (the previous
   real step's gradient instead of this batch's weighted gradient, saving one backward;
   ``MetaConfig(fast_virtual="previous")``; on ResNet-18 this changes ``g_val`` so much that
-  the theta-gradient's cosine to exact falls to about 0.4 or below, see benchmarks/README.md).
+  the theta-gradient's cosine to exact falls to about 0.4 or below).
   ``d_i`` is a finite difference along
   ``g_val`` (DARTS, arXiv:1806.09055) with step ``h = fd_eps * ||w|| / ||g_val||`` (a
   perturbation of relative size ``fd_eps`` of the weights): ``forward`` (one no-grad forward

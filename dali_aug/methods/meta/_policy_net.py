@@ -1,7 +1,8 @@
-"""MetaAugment's augmentation policy network (arXiv:2012.12076, "Implementation"): the task
-network's penultimate feature of the augmented image (detached) and the transformation
-embedding, each through FC(100) + ReLU, concatenated, FC(1), sigmoid; the weights are
-normalised within the batch (each divided by the batch sum)."""
+"""MetaAugment's augmentation policy network (arXiv:2012.12076, section "Experimental
+Results", the paragraph "In our implementation"): the task network's penultimate feature of
+the augmented image (detached) and the transformation embedding, each through FC(100) +
+ReLU, concatenated, FC(1), sigmoid; the weights are normalised within the batch (each
+divided by the batch sum)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""MetaAugment's transformation space (Zhou et al., arXiv:2012.12076, "Implementation"): K = 14
-functions, ordered pairs ``(j, k)`` applied in that order with continuous magnitudes
-``m1, m2 ~ U(0, 10)`` on the op catalog's level scale (a fair random sign for signed ops), and
-the 28-dim transformation embedding the policy network reads.
+"""MetaAugment's transformation space (Zhou et al., arXiv:2012.12076, section "Experimental
+Results", the paragraph "In our implementation"): K = 14 functions, ordered pairs ``(j, k)``
+applied in that order with continuous magnitudes ``m1, m2 ~ U(0, 10)`` on the op catalog's
+level scale (a fair random sign for signed ops), and the 28-dim transformation embedding the
+policy network reads.
 
 The ops are the catalog's (:mod:`dali_aug.ops`); nothing here re-implements one.
 """

@@ -25,8 +25,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--meta-mode",
         choices=["exact", "fast", "uniform"],
         default="exact",
-        help="exact: the exact meta-gradient (dot products by a JVP); fast: the dot products "
-        "by a one-sided finite difference; uniform: random pairs, equal weights (the control)",
+        help="exact: the exact meta-gradient (dot products by a JVP); fast: the meta step "
+        "after the real step, with the real step's gradient as the virtual step's (the real "
+        "step's sample weights then come from the policy net before that meta update) and the "
+        "dot products by a finite difference (one-sided; central under --amp); uniform: "
+        "random pairs, equal weights (the control)",
     )
     p.add_argument("--meta-copies", type=int, default=1, help="augmented copies per sample (MT)")
     p.add_argument(

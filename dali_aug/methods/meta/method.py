@@ -22,7 +22,8 @@ Per training step (Algorithm 1):
    random pairs, equal weights, no policy.
 3. ``after_step``: the sampler counts the iteration (refresh every ``every``).
 
-Gap-fills (the paper's appendix is not in the seed; see /work/shared/papers/DIGEST.md §4.3):
+Gap-fills (the paper gives its hyperparameters in an appendix, which is not in the text this
+follows; "Proposed MetaAugment Algorithm" only calls alpha a learnable learning rate):
 ``alpha = exp(log_alpha)`` (kept positive; one scalar) initialised to the task optimizer's
 learning rate at the first step; theta and log_alpha trained by their own Adam (lr 1e-3);
 ``every`` = 50, ``history`` = 200 iterations; the weights are ``P_i / sum_j P_j`` and the
@@ -104,7 +105,7 @@ class MetaConfig:
         val_share: the share of each validation batch a meta step uses when ``val_samples``
             is None, in (0, 1] ([gap-fill]: the paper gives no validation batch size; 0.25
             makes the meta step's validation forward and backward a quarter of the training
-            step's, see benchmarks/README.md; 1: the whole batch).
+            step's, see ``docs/methods/meta.md``; 1: the whole batch).
         exact_form: ``jvp`` (the identity with the dot products by one forward-mode JVP, no
             double backward) or ``unrolled`` (differentiate through the virtual step with
             ``create_graph``); the same gradient (see :mod:`dali_aug.methods.meta._bilevel`).

@@ -10,12 +10,12 @@ in chunks of whole labels, at most :data:`CHUNK_NUMEL` weights each (one chunk f
 Why chunks: at C = 80, D = 512, h = 256 that weight has 10.5 M entries (42 MB), and its
 gradient is a fresh 42 MB tensor every step. On the CPU, glibc serves allocations above
 32 MB with ``mmap`` and returns them on free, so every step pays the page faults of a new
-42 MB block; chunks of <= 4 MB are reused from the heap. Measured on the 2-core CI machine
-(1 thread, batch 32; forward, backward and an SGD step of that layer alone): 154 ms as one
-tensor, 76 ms as 10 chunks. The Python loop is over the chunks: 10 at C = 80 with D = 512
+42 MB block; chunks of <= 4 MB are reused from the heap. On a 2-core CPU (1 thread, batch 32;
+forward, backward and an SGD step of that layer alone): 154 ms as one tensor, 76 ms as 10
+chunks. The Python loop is over the chunks: 10 at C = 80 with D = 512
 and h = 256, but one per label once D * h >= 2^20 (e.g. D = 2048 with h = 512). CUDA's
 caching allocator has no such cost, so there the chunks only add small matmuls and a
-concatenation (not measured: no GPU was lent). The checkpoint holds the chunks, so a
+concatenation (not measured on a GPU). The checkpoint holds the chunks, so a
 checkpoint written with another chunking (or before it) is refused with a clear error.
 """
 

@@ -52,9 +52,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--vfa-vae-reduction",
         choices=["sum", "mean"],
         default=None,
-        help="L_vae over the labels: sum (Eq. 2, default) or mean",
+        help="L_vae over the labels: sum (Eq. 2; the paper preset's) or mean (the detached "
+        "preset's); default: the preset's",
     )
-    p.add_argument("--vfa-kl-weight", type=float, default=None, help="weight of the KL (1)")
+    p.add_argument(
+        "--vfa-kl-weight",
+        type=float,
+        default=None,
+        help="weight of the KL (default: the preset's; paper 1, detached 0.1)",
+    )
     p.add_argument("--vfa-bin-weight", type=float, default=None, help="weight of L_bin (1)")
     p.add_argument("--vfa-kl-warmup", type=int, default=None, help="steps of linear KL warm-up (0)")
     p.add_argument(

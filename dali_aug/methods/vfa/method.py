@@ -1,16 +1,16 @@
 """VFA, Variational Feature Augmentation (Chen, Wang, Xue, Ding, Sun, "Enhance via
-Decoupling: Improving Multi-Label Classifiers with Variational Feature Augmentation"; text in
-``shared/papers/vfa.txt``, digest §2) as a training-step method. No reference implementation
-is public; this follows the paper's equations with the readings of the digest (§2.3).
+Decoupling: Improving Multi-Label Classifiers with Variational Feature Augmentation", Sec. 2)
+as a training-step method. No reference implementation is public; this follows the paper's
+equations, with our readings where they are ambiguous (below and :class:`VFAConfig`).
 
 In the step, on the model's penultimate features v [N, D] (``out.features``):
 
-1. Decoupling: C two-layer MLPs f_j give sub-features v^j [d] (Sec. 2.1).
+1. Decoupling: C two-layer MLPs f_j give sub-features v^j [d] (Sec. 2.2).
 2. A VAE per label: ``[mu_j, log sigma_j^2] = e_j(v^j)``, ``z_j = mu_j + sigma_j * eps``,
    decoded ``d_j(z_j)`` (Eq. 1); a binary classifier h_j on z_j against label j (Eq. 3,
    Guided-VAE).
-3. Shuffle (Eq. 4): for every label j an independent permutation of the batch moves the
-   decoded sub-feature of label j together with label j (:func:`shuffle`).
+3. Shuffle (Eq. 4, Sec. 2.3): for every label j an independent permutation of the batch
+   moves the decoded sub-feature of label j together with label j (:func:`shuffle`).
 4. Aggregation (Eq. 5, 6): ``V~ = g(shuffled)``, ``V~_u = g(unshuffled)``.
 5. Losses (Eq. 2, 3, 6, 7), as ``loss.terms`` (logged per epoch as ``loss/<name>``):
 
@@ -30,15 +30,15 @@ per-label VAEs to the prior (which the paper's unit weights cause on our synthet
 L_vae summed over C labels outweighs the rest, and with KL and BCE on the same scale, coding
 a label in z_j costs about what it gains in L_bin): ``vae_reduction="mean"`` (L_vae per
 label), ``kl_warmup_steps`` and ``aug_start_step``. The defaults are still the paper's
-reading (sum over labels, weights 1, end-to-end, no schedule), because the issue fixes
-them. On the held-out seeds of the synthetic check (``benchmarks/README.md``, VFA), the
-``detached`` preset (:data:`PRESETS`: ``VFAConfig(vae_reduction="mean", detach_backbone=True,
-kl_weight=0.1)``) beats the baseline
-a little (mA, rare label combinations) where the co-occurring labels are equally visible,
-and ties it where one of them is weak; the defaults lose to the baseline on both.
+reading (sum over labels, weights 1, end-to-end, no schedule), the closest to its text. On
+the held-out seeds of the synthetic check (``docs/methods/vfa.md``), the ``detached`` preset
+(:data:`PRESETS`: ``VFAConfig(vae_reduction="mean", detach_backbone=True, kl_weight=0.1)``)
+beats the baseline a little (mA, rare label combinations) where the co-occurring labels are
+equally visible, and ties it where one of them is weak; the defaults lose to the baseline on
+both.
 
 The modules live on the method (:meth:`VFAMethod.modules`), never on the model: the exported
-model is the baseline architecture with no extra parameters or inference cost (Sec. 2.4).
+model is the baseline architecture with no extra parameters or inference cost (Sec. 2.1).
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ TERMS: tuple[str, ...] = ("vfa_aug", "vfa_kl", "vfa_vae_rec", "vfa_bin", "vfa_re
 @dataclasses.dataclass(frozen=True)
 class VFAConfig:
     """VFA's settings. The paper gives none of the sizes or weights except that beta exists;
-    every default here is ours, not the paper's (digest §2.3).
+    every default here is ours, not the paper's.
 
     Attributes:
         beta: weight of the augmented branch's BCE (Eq. 7).
