@@ -36,7 +36,8 @@ def test_elements_are_the_papers_36() -> None:
         assert [e.level for e in AWS_ELEMENTS if e.op == op] == [0.0]
     for op in ops - {"AutoContrast", "Equalize", "Invert"}:
         assert len([e for e in AWS_ELEMENTS if e.op == op]) == 3
-    # the gap-filled magnitudes (DIGEST 3.1 hints) on the catalog scale
+    # the magnitudes filled in for the values missing from Table 7 (App. D) of "Improving
+    # Auto-Augment via Augmentation-Wise Weight Sharing", on the catalog scale
     assert get("TranslateX").param(10.0) == pytest.approx(0.45)
     assert get("Rotate").param(10.0 / 3.0) == pytest.approx(10.0)
     assert [get("Posterize").param(e.level) for e in AWS_ELEMENTS if e.op == "Posterize"] == [

@@ -339,6 +339,7 @@ def test_torchrun_keeps_the_early_head_identical_on_every_rank(tmp_path: Path) -
 
 
 # -- resume, checkpoints, run records ----------------------------------------------------------
+@pytest.mark.slow
 def test_resume_with_more_epochs_continues_the_schedule(shapes_dir: Path, tmp_path: Path) -> None:
     """Regression: resuming with a larger --epochs restored the old cosine schedule (lr 0 in
     the first resumed epoch) and ignored a new --lr."""
@@ -501,6 +502,7 @@ def test_files_that_are_not_loaded_are_reported(
     assert _metrics(out)["classes"] == list(SHAPE_CLASSES)  # the hidden folder is no class
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_mid_epoch_to_the_same_weights(
     shapes_dir: Path, tmp_path: Path
 ) -> None:

@@ -58,7 +58,15 @@ def test_train_with_copies(shapes_dir: Path, tmp_path: Path) -> None:
     assert history[-1]["images"] == 2 * 64  # every sample twice
 
 
-@pytest.mark.parametrize(("pipelines", "batch_size"), [(2, 4), (2, 5), (3, 4), (3, 3)])
+@pytest.mark.parametrize(
+    ("pipelines", "batch_size"),
+    [
+        pytest.param(2, 4, marks=pytest.mark.slow),
+        (2, 5),
+        pytest.param(3, 4, marks=pytest.mark.slow),
+        pytest.param(3, 3, marks=pytest.mark.slow),
+    ],
+)
 def test_the_batches_do_not_depend_on_the_pipeline_count(
     shapes_dir: Path, tmp_path: Path, pipelines: int, batch_size: int
 ) -> None:

@@ -94,7 +94,7 @@ def test_damaged_image_is_named_skipped_and_the_epoch_completes(
         assert torch.equal(b.labels, loader.source.targets[b.indices])
 
 
-@pytest.mark.parametrize("kind", ["jpeg", "png"])
+@pytest.mark.parametrize("kind", ["jpeg", pytest.param("png", marks=pytest.mark.slow)])
 def test_recovered_epoch_equals_the_epoch_with_the_file_known_bad(
     tmp_path: Path, shapes_dir: Path, kind: str
 ) -> None:

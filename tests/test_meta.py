@@ -727,7 +727,6 @@ def test_cli_refuses_a_val_fraction_that_leaves_a_class_without_validation(
         main([*argv, "--out", str(tmp_path), "--no-progress", "--val-fraction", "0.01"])
 
 
-@pytest.mark.slow
 def test_cli_trains_and_writes_the_pairs_and_the_policy(shapes64: str, tmp_path: object) -> None:
     from pathlib import Path
 

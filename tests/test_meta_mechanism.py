@@ -1,6 +1,7 @@
-"""MetaAugment's mechanism on data it was not written for (DIGEST §4.4): a planted
-label-destroying TranslateX (dali_aug.methods.meta._planted: the class is which half holds
-the object x its shape), on a seed not used in development. Slow: a few hundred CPU steps."""
+"""MetaAugment's mechanism on data it was not written for (benchmarks/meta/NOTES.md,
+'Mechanism: the planted destroyer'): a planted label-destroying TranslateX
+(benchmarks.meta.planted: the class is which half holds the object x its shape), on a seed not
+used in development. Slow: a few hundred CPU steps."""
 
 from __future__ import annotations
 

@@ -104,7 +104,7 @@ def test_packed_samples_hold_the_source_bytes_and_labels(src_dir: Path, packed: 
     assert order != sorted(order)
 
 
-@pytest.mark.parametrize("ranks", [1, 2, 3])
+@pytest.mark.parametrize("ranks", [1, 2, pytest.param(3, marks=pytest.mark.slow)])
 def test_every_packed_sample_once_per_epoch_with_equal_steps_per_rank(
     packed: Path, ranks: int
 ) -> None:

@@ -348,8 +348,10 @@ def test_training_shrinks_the_reconstruction_and_the_vae_and_latent_terms() -> N
     assert last["vfa_vae_rec"] < 0.5 * first["vfa_vae_rec"]
     assert last["vfa_bin"] < 0.9 * first["vfa_bin"]  # the h_j learn (at least the marginals)
     assert last["vfa_aug"] < 0.9 * first["vfa_aug"]
-    # g(unshuffled) -> V (digest §2.4, 3): the trained modules reconstruct the trained
-    # model's features much better than fresh ones (relative error; |V| grows in training)
+    # g(unshuffled) -> V (L_rec, Eq. 5-6 of "Enhance via Decoupling: Improving Multi-Label
+    # Classifiers with Variational Feature Augmentation", Sec. 2): the trained modules
+    # reconstruct the trained model's features much better than fresh ones (relative error;
+    # |V| grows in training)
     spec = SyntheticSpec(n_train=1024)
     g = _gen(0)
     directions = torch.linalg.qr(torch.randn(spec.dim, spec.dim, generator=g))[0][:5]
@@ -596,8 +598,8 @@ def test_vfa_combines_with_lbaug_from_the_cli(
     model.load_state_dict(torch.load(out / "model.pt", weights_only=True), strict=True)
 
 
-# -- the mechanism (digest §2.4) ---------------------------------------------------------
-#: The configuration both mechanism tests use, the ``detached`` preset (chosen in stop 3 on
+# -- the mechanism (benchmarks/vfa/NOTES.md, 'The mechanism check') --------------------------------
+#: The configuration both mechanism tests use, the ``detached`` preset (chosen on
 #: the development seeds 0-3 of the weak-B data, before either equal-strength run): L_vae as
 #: a mean over labels, no VFA gradient into the backbone, KL weight 0.1.
 MECHANISM_CONFIG = VFAConfig.from_preset("detached")
@@ -615,8 +617,9 @@ def test_mechanism_equal_strengths_beats_baseline_on_rare_combinations() -> None
     # mA: as first written (bac0842) this was ``vfa > base``; seed 7 turned out a near-tie
     # (0.74075 against 0.74054), which a different CPU's rounding could flip, so after that
     # first run the bound became "no mA lost" (half a point). The held-out table (seeds
-    # 41-43, benchmarks/README.md) is where the mA gain is measured (+0.5 to +1.1). The bound
-    # still fails when the features are shuffled without their labels (mA 0.730).
+    # 41-43; benchmarks/vfa/NOTES.md, 'Mechanism with every label equally visible') is where
+    # the mA gain is measured (+0.5 to +1.1). The bound still fails when the features are
+    # shuffled without their labels (mA 0.730).
     assert vfa["mA"] > base["mA"] - 0.005
     assert vfa["recall_rare_combos"] > base["recall_rare_combos"]
     # and it is the mechanism: the head's B logit leans less on A's evidence
@@ -626,15 +629,9 @@ def test_mechanism_equal_strengths_beats_baseline_on_rare_combinations() -> None
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=False,
-    reason="the weak-B data (A 2.0, B 0.6): measured on the held-out seeds 21-23 "
-    "(benchmarks/vfa_step.py mechanism; development used seeds 0-3), % mean +- std, mA / "
-    "rare-label recall / rare-combination recall: baseline 73.1+-0.8 / 13.3+-11.7 / "
-    "48.9+-0.3; VFA defaults 63.9+-5.0 / 0.0 / 48.7+-0.8; VFA (L_vae mean, detached, KL 0.1) "
-    "73.1+-0.7 / 12.4+-11.1 / 50.0+-0.2. Label B's sub-feature f_B(v) carries A's signal "
-    "(linear-probe AUC 0.96 for A, 0.56 for B on the test split): B's own evidence is too "
-    "weak in v for any decoupling to find, so the per-label shuffle moves A's cue together "
-    "with label B; a propensity-balanced L_bin (bin_balance='propensity') gives 73.2+-0.9 / "
-    "10.8+-11.1 / 51.3+-1.3",
+    reason="on the weak-B data label B's own evidence is too weak in the features for any "
+    "decoupling to find, so the per-label shuffle moves A's cue with label B and VFA does not "
+    "beat the baseline (benchmarks/vfa/NOTES.md, 'Mechanism on the weak-B data')",
 )
 def test_mechanism_on_decorrelated_test_data() -> None:
     seed = 7  # not used in development (seeds 0-3) nor in the benchmark table (21-23)
