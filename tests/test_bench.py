@@ -273,7 +273,16 @@ def test_tiny_run_times_what_imports_and_explains_the_rest(tmp_path: Path) -> No
     specs = [
         s for s in e2e + stage if s.policy == RAND and any(s.name.startswith(w) for w in wanted)
     ]
-    rows, record = run(cfg, out=tmp_path / "r.json", chart=tmp_path / "r.png", specs=specs)
+    seen: list[int] = []
+
+    def annotate(got: list[Row], rec: dict[str, Any]) -> None:  # what the lab's script does
+        seen.append(len(got))
+        rec["note"] = "added before writing"
+
+    rows, record = run(
+        cfg, out=tmp_path / "r.json", chart=tmp_path / "r.png", specs=specs, annotate=annotate
+    )
+    assert seen == [len(rows)]
     by_name = {r.name: r for r in rows}
     loader = by_name["a. dali-aug Loader (DALI policy)"]
     assert loader.error is None and len(loader.runs) == 1 and loader.runs[0] > 0
@@ -284,4 +293,5 @@ def test_tiny_run_times_what_imports_and_explains_the_rest(tmp_path: Path) -> No
         assert (row.error is None and row.runs) or (row.error and "torchvision" in row.error)
     saved = json.loads((tmp_path / "r.json").read_text())
     assert saved["rows"] == json.loads(json.dumps(record["rows"]))
+    assert saved["note"] == "added before writing"
     assert (tmp_path / "r.png").is_file()

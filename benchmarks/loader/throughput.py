@@ -15,12 +15,11 @@ goes to ``benchmarks/loader/results/<name>.json`` (``benchmarks/RESULTS.md``).
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from typing import Any
 
 from benchmarks._record import provenance
-from dali_aug.bench import Row, add_arguments, config_from_args, run
+from dali_aug.bench import Row, add_arguments, run_from_args
 from dali_aug.bench._core import Device
 
 
@@ -84,25 +83,18 @@ def format_goals(items: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _annotate(rows: list[Row], record: dict[str, Any]) -> None:
+    device = record["settings"]["device"]
+    found = goals(rows, device)
+    print(format_goals(found))
+    record["goals"] = found
+    record["provenance"] = provenance("cuda" if device == "cuda" else "cpu")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.loader.throughput")
     add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        cfg = config_from_args(args)
-    except ValueError as err:
-        print(f"error: {err}")
-        return 2
-    chart = None if args.no_chart else (args.chart or args.out.with_suffix(".png"))
-    rows, record = run(cfg, out=None, chart=chart, profile=args.profile)
-    found = goals(rows, cfg.device)
-    print(format_goals(found))
-    record["goals"] = found
-    record["provenance"] = provenance("cuda" if cfg.device == "cuda" else "cpu")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2, default=str))
-    print(f"wrote {args.out}")
-    return 0
+    return run_from_args(parser.parse_args(argv), annotate=_annotate)
 
 
 if __name__ == "__main__":

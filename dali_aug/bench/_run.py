@@ -8,7 +8,7 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +133,7 @@ def run(
     chart: Path | None = None,
     profile: bool = False,
     specs: Sequence[PeerSpec] | None = None,
+    annotate: Callable[[list[Row], dict[str, Any]], None] | None = None,
 ) -> tuple[list[Row], dict[str, Any]]:
     """Runs the benchmark, prints the table, writes the JSON and the chart.
 
@@ -142,6 +143,8 @@ def run(
         chart: PNG path (None: not drawn).
         profile: append the end-to-end profile of dali-aug (``_profile``).
         specs: the peers (default: every peer of the configured stages).
+        annotate: called with the rows and the record before the record is written; it may
+            print and add keys to the record.
 
     Returns:
         the rows and the JSON payload.
@@ -172,6 +175,8 @@ def run(
         extra["profile"] = prof
     extra["wall_s"] = time.perf_counter() - t_start
     record = payload(cfg, rows, extra)
+    if annotate is not None:
+        annotate(rows, record)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(record, indent=2, default=str))
@@ -187,15 +192,20 @@ def run(
     return rows, record
 
 
-def run_from_args(args: argparse.Namespace) -> int:
-    """Runs ``dali-aug bench`` from parsed flags; returns the exit code."""
+def run_from_args(
+    args: argparse.Namespace,
+    *,
+    annotate: Callable[[list[Row], dict[str, Any]], None] | None = None,
+) -> int:
+    """Runs ``dali-aug bench`` from parsed flags (``annotate`` as in :func:`run`); returns the
+    exit code."""
     try:
         cfg = config_from_args(args)
     except ValueError as err:
         print(f"error: {err}")
         return 2
     chart = None if args.no_chart else (args.chart or args.out.with_suffix(".png"))
-    run(cfg, out=args.out, chart=chart, profile=args.profile)
+    run(cfg, out=args.out, chart=chart, profile=args.profile, annotate=annotate)
     return 0
 
 
