@@ -1,25 +1,37 @@
-"""Classifiers for the trainer: a small CNN for the demo data and ResNet-18/50 (He et al.,
-arXiv:1512.03385) written here because torchvision does not import beside the CPU torch wheel.
+"""Classifiers for the trainer: a small CNN for the demo data, ResNet-18/50 (He et al.,
+arXiv:1512.03385) written here because torchvision does not import beside the CPU torch wheel,
+and any timm model by name (``timm:NAME``, when timm imports).
 
-Every model satisfies the trainer's protocol: ``features(x)`` (penultimate features),
-``head`` (the linear classifier), ``early_features(x)`` (the output of the first block: the
-stem plus the first stage, ``body[:first_block]``) and ``forward_parts(x)``, which returns
-the features and the first-block map of one pass (for methods that need both).
+Every model satisfies the trainer's protocol: ``features(x)`` (penultimate features) and
+``head`` (the linear classifier). The project's own models also have ``early_features(x)``
+(the output of the first block: the stem plus the first stage, ``body[:first_block]``) and
+``forward_parts(x)``, which returns the features and the first-block map of one pass (for
+methods that need both). The ResNets are initialised as torchvision's with
+``zero_init_residual=True`` (and timm's default ``zero_init_last``): convolutions Kaiming
+normal, fan-out, ReLU gain; batch norms weight 1, bias 0, except the last batch norm of each
+residual branch, whose weight is 0, so every block starts as the identity.
 """
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
 
-__all__ = ["MODEL_NAMES", "Classifier", "ModelName", "build_model"]
+__all__ = ["MODEL_NAMES", "TIMM_PREFIX", "Classifier", "ModelName", "TimmClassifier", "build_model"]
 
 #: a model name of :func:`build_model` (the ``--model`` choices of the CLIs)
 ModelName = Literal["small", "resnet18", "resnet50"]
 #: the names it takes
 MODEL_NAMES: tuple[str, ...] = get_args(ModelName)
+#: ``build_model("timm:NAME", ...)`` builds ``timm.create_model(NAME)`` (timm is optional)
+TIMM_PREFIX = "timm:"
+_TIMM_HINT = (
+    "timm is not importable here; install it into an environment whose torchvision imports "
+    "(e.g. pip install torch==2.14.1 torchvision==0.29.1 timm, as benchmarks/setup_env.sh "
+    "does), or use --model small|resnet18|resnet50"
+)
 
 
 class Classifier(nn.Module):
@@ -121,15 +133,46 @@ def _resnet(block: type[_Basic], depths: tuple[int, ...], num_classes: int) -> C
         for i in range(depth):
             layers.append(block(cin, width, 2 if (i == 0 and stage > 0) else 1))
             cin = width * block.expansion
-    return Classifier(stem, nn.Sequential(*layers), cin, num_classes, first_block=depths[0])
+    model = Classifier(stem, nn.Sequential(*layers), cin, num_classes, first_block=depths[0])
+    _torchvision_init(model)
+    return model
 
 
-def build_model(name: ModelName, num_classes: int) -> Classifier:
+def _torchvision_init(model: nn.Module) -> None:
+    """Module docstring: Kaiming fan-out convolutions, unit batch norms, and the last batch
+    norm of every residual branch at zero."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    for m in model.modules():
+        if isinstance(m, _Basic):
+            last = m.f[-1]
+            assert isinstance(last, nn.BatchNorm2d)
+            nn.init.zeros_(last.weight)
+
+
+def build_model(name: str, num_classes: int, *, pretrained: bool = False) -> nn.Module:
     """``small`` (stride-2 stem + 4 conv blocks, ~0.4 M parameters, receptive
-    field ~77 px, for 32-96 px images),
-    ``resnet18``, ``resnet50``."""
+    field ~77 px, for 32-96 px images), ``resnet18``, ``resnet50`` (a :class:`Classifier`),
+    or ``timm:NAME`` (a :class:`TimmClassifier`; ``pretrained`` loads timm's weights, which
+    must be in the local cache when there is no network).
+
+    Raises:
+        ValueError: an unknown name, ``pretrained`` for a model of ours (they have no
+            weights), or ``timm:`` without timm (with the install hint).
+    """
     if num_classes < 1:
         raise ValueError(f"num_classes={num_classes} must be >= 1")
+    if name.startswith(TIMM_PREFIX):
+        return _timm_model(name[len(TIMM_PREFIX) :], num_classes, pretrained)
+    if pretrained:
+        raise ValueError(
+            f"--pretrained: the model {name!r} has no pretrained weights; use a "
+            f"'{TIMM_PREFIX}NAME' model for pretrained weights"
+        )
     if name == "small":
         stem = _conv_bn(3, 32, 2)
         body = nn.Sequential(
@@ -146,4 +189,56 @@ def build_model(name: ModelName, num_classes: int) -> Classifier:
         return _resnet(_Basic, (2, 2, 2, 2), num_classes)
     if name == "resnet50":
         return _resnet(_Bottleneck, (3, 4, 6, 3), num_classes)
-    raise ValueError(f"unknown model {name!r}; use 'small', 'resnet18' or 'resnet50'")
+    raise ValueError(
+        f"unknown model {name!r}; use 'small', 'resnet18', 'resnet50' or '{TIMM_PREFIX}NAME'"
+    )
+
+
+class TimmClassifier(nn.Module):
+    """A timm model in the trainer's protocol: ``features(x)`` is
+    ``forward_head(forward_features(x), pre_logits=True)`` and ``head`` maps them to the
+    logits (``get_classifier()``), so ``head(features(x))`` equals the model's own forward.
+
+    Args:
+        model: a model from ``timm.create_model``.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        for attr in ("forward_features", "forward_head", "get_classifier"):
+            if not callable(getattr(model, attr, None)):
+                raise TypeError(
+                    f"{type(model).__name__} has no {attr}(); the trainer needs timm's "
+                    "forward_features / forward_head(pre_logits=True) / get_classifier()"
+                )
+        self.model = model
+        head = model.get_classifier()  # type: ignore[operator]
+        if not isinstance(head, nn.Module):
+            raise TypeError(f"{type(model).__name__}.get_classifier() is not a module")
+        self.head = head
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        timm_model: Any = self.model
+        return timm_model.forward_head(timm_model.forward_features(x), pre_logits=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def _timm_model(name: str, num_classes: int, pretrained: bool) -> TimmClassifier:
+    try:
+        import timm
+    except Exception as err:  # ImportError, or torchvision failing inside timm's import
+        raise ValueError(f"--model {TIMM_PREFIX}{name}: {_TIMM_HINT} ({err})") from None
+    if name not in timm.list_models(pretrained=False):
+        raise ValueError(
+            f"--model {TIMM_PREFIX}{name}: timm has no model {name!r}; see timm.list_models()"
+        )
+    try:
+        model = timm.create_model(name, pretrained=pretrained, num_classes=num_classes)
+    except Exception as err:  # pretrained weights absent offline, and the like
+        raise ValueError(
+            f"--model {TIMM_PREFIX}{name}: timm could not build it ({err}); without network "
+            "access pretrained weights must already be in the Hugging Face cache"
+        ) from None
+    return TimmClassifier(model)
