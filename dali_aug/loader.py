@@ -268,24 +268,61 @@ class Loader:
 
     def state_dict(self) -> dict[str, Any]:
         """Where the loader is: the epoch, the batches of it already yielded (mid-epoch) and
-        the files found unreadable. :meth:`load_state_dict` on a loader with the same source
-        and config resumes there: the next iteration yields exactly the batches an
-        uninterrupted loader would have yielded from that point (order, crops, flips, ops;
-        skipping the done batches costs their host draws only, no file is read)."""
+        the files found unreadable, with the settings that position depends on (``config``:
+        the sample count, batch size, seed, shard count, size, shuffle and drop_last).
+        :meth:`load_state_dict` on a loader with the same source and config resumes there:
+        the next iteration yields exactly the batches an uninterrupted loader would have
+        yielded from that point (order, crops, flips, ops; skipping the done batches costs
+        their host draws only, no file is read)."""
         return {
             "epoch": self.epoch,
             "batches_done": self._done,
             "finished": self._finished,
             "bad": sorted(self._bad),
             "skipped": list(self.skipped),
+            "config": self._resume_key(),
+        }
+
+    def _resume_key(self) -> dict[str, Any]:
+        """The settings a saved position depends on (the rank is not one of them: every rank
+        resumes from the state rank 0 saved)."""
+        cfg = self.config
+        return {
+            "samples": len(self.source),
+            "batch_size": cfg.batch_size,
+            "seed": cfg.seed,
+            "num_shards": self.num_shards,
+            "size": cfg.size,
+            "shuffle": cfg.train if cfg.shuffle is None else cfg.shuffle,
+            "drop_last": cfg.drop_last,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resumes from :meth:`state_dict` (see there).
 
+        A state saved by a loader with other settings (its ``config``: sample count, batch
+        size, seed, shard count, size, shuffle, drop_last) is refused: its position would
+        repeat or skip samples. A state without ``config`` (saved before dali-aug recorded
+        it) is accepted as before, checked only against the epoch's length.
+
         Raises:
-            ValueError: the state does not fit this loader (a position past the epoch's end).
+            ValueError: the state does not fit this loader (a setting differs, or a position
+                past the epoch's end); the message names the setting and both values.
         """
+        saved = state.get("config")
+        if saved is not None:
+            if not isinstance(saved, dict):
+                raise ValueError(
+                    f"loader state 'config' is {type(saved).__name__}, not a dict: it was not "
+                    "written by Loader.state_dict; resume from a state it wrote"
+                )
+            for key, value in self._resume_key().items():
+                if key in saved and saved[key] != value:
+                    raise ValueError(
+                        f"loader state was saved with {key}={saved[key]!r} but this loader has "
+                        f"{key}={value!r}; resume with the loader's settings of that run (or "
+                        "start the epoch afresh without load_state_dict)"
+                    )
         done = int(state["batches_done"])
         if not 0 <= done <= len(self):
             raise ValueError(
@@ -541,6 +578,15 @@ class Loader:
                 ) from err
             p = pending.popleft() if cfg.train else next(plans)
             keys = torch.from_numpy(to_numpy_batch(outs[-1]).reshape(-1).astype(np.int64))
+            known = np.isin(keys.numpy(), block)  # the tars' idx members name the samples
+            if not known.all():
+                bad = int(keys.numpy()[~known][0])
+                raise ValueError(
+                    f"packed shards {str(src.root)!r}: a tar member says sample {bad}, not one "
+                    f"of the {len(block)} samples rank {self.shard_id} reads in epoch {epoch} "
+                    f"(of the packed 0..{len(src) - 1}): the shards were changed after packing; "
+                    "re-pack them with `dali-aug pack`"
+                )
             if k < start:  # a resumed epoch: its done batches
                 continue
             self._done += 1

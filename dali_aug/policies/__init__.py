@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dali_aug.policies._parse import POLICY_NAMES, parse_policy
 from dali_aug.policies._policy import (
+    MAX_ENTRIES,
+    MAX_LAYERS,
     AugmentPolicy,
     NoAugment,
     OpSpec,
@@ -17,6 +19,8 @@ from dali_aug.policies._policy import (
 from dali_aug.policies._tables import RAND_OPS, WIDE_MAX_LEVEL
 
 __all__ = [
+    "MAX_ENTRIES",
+    "MAX_LAYERS",
     "POLICY_NAMES",
     "RAND_OPS",
     "WIDE_MAX_LEVEL",

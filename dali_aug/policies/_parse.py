@@ -99,13 +99,15 @@ def _from_file(name: str) -> AugmentPolicy:
         raise _bad(name, f"policy file {str(path)!r} does not exist")
     try:
         data = json.loads(path.read_text())
+    except RecursionError:
+        raise _bad(name, f"{str(path)!r} is nested too deeply to be a policy") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise _bad(name, f"{str(path)!r} is not JSON ({err})") from None
     if isinstance(data, dict) and "policy" in data and "type" not in data:
         data = data["policy"]  # a search's output that wraps the policy with its metadata
     try:
         return policy_from_dict(data)
-    except (KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError, OverflowError) as err:
         raise _bad(
             name, f"{str(path)!r} is not a policy written by policy.to_dict() ({err})"
         ) from None

@@ -38,6 +38,8 @@ from dali_aug.ops import CATALOG, OpParams, check_level, get, index, random_extr
 from dali_aug.policies._tables import RAND_OPS, TABLES, WIDE_MAX_LEVEL
 
 __all__ = [
+    "MAX_ENTRIES",
+    "MAX_LAYERS",
     "AugmentPolicy",
     "NoAugment",
     "OpSpec",
@@ -119,6 +121,40 @@ class _SubPolicyTable:
     select: torch.Tensor | None
 
 
+#: The most ops one image gets from a policy (RandAugment's ``n``, a sub-policy's length): our
+#: limit (published policies use 1-3; every layer is a pipeline stage and a column of the
+#: provenance, so a policy file asking for 10**6 would run for minutes before its first batch).
+MAX_LAYERS = 16
+#: The most sub-policies (or ops of a RandAugment/TrivialAugment op list) read from a policy
+#: file or dict: our limit (a searched AWS policy over 36 elements has 1296 sub-policies).
+MAX_ENTRIES = 65536
+
+
+def _check_number(who: str, name: str, value: object) -> float:
+    """``value`` as a finite float, or TypeError/ValueError naming ``who`` and ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{who}: {name}={value!r} is not a number; give a finite number")
+    try:
+        finite = math.isfinite(float(value))
+    except OverflowError:  # an int past float's range
+        finite = False
+    if not finite:
+        raise ValueError(f"{who}: {name}={value!r} is not finite; give a finite number")
+    return float(value)
+
+
+def _check_entries(who: str, name: str, value: object) -> list[Any]:
+    """``value`` (a list read from a file or dict) as a list of at most :data:`MAX_ENTRIES`."""
+    if isinstance(value, (str, bytes, dict)) or not isinstance(value, Sequence):
+        raise TypeError(f"{who}: {name} must be a list, got {type(value).__name__}")
+    if len(value) > MAX_ENTRIES:
+        raise ValueError(
+            f"{who}: {len(value)} {name} exceed dali-aug's limit of {MAX_ENTRIES}; "
+            "give a shorter list"
+        )
+    return list(value)
+
+
 def _build_table(
     sub_policies: tuple[tuple[OpSpec, ...], ...], weights: tuple[float, ...] | None
 ) -> _SubPolicyTable:
@@ -132,6 +168,7 @@ def _build_table(
     select = None
     if weights is not None:
         w = torch.tensor(weights, dtype=torch.float64)
+        w = w / w.max()  # finite weights near the float64 limit must not sum to inf
         select = w / w.sum()
     return _SubPolicyTable(ops, probs, levels, select)
 
@@ -160,7 +197,7 @@ def _check_weights(name: str, k: int, weights: object) -> tuple[float, ...]:
             f"Policy {name!r}: weight {bad[0]} is not a finite number >= 0; weights are "
             "non-negative selection weights (normalised by their sum)"
         )
-    if not math.fsum(values) > 0:
+    if not max(values, default=0.0) > 0:
         raise ValueError(
             f"Policy {name!r}: the weights sum to 0; give at least one positive weight "
             "(or weights=None for the uniform draw)"
@@ -185,6 +222,7 @@ class OpSpec:
 
     def __post_init__(self) -> None:
         opdef = get(self.op)
+        _check_number(f"OpSpec({self.op})", "prob", self.prob)
         if not 0.0 <= self.prob <= 1.0:
             raise ValueError(f"OpSpec({self.op}): prob {self.prob} must be in [0, 1]")
         check_level(opdef, float(self.level))
@@ -229,6 +267,11 @@ class Policy(_Cached):
             if not sub or not all(isinstance(s, OpSpec) for s in sub):
                 raise TypeError(
                     f"Policy {self.name!r}: every sub-policy must be a non-empty tuple of OpSpec"
+                )
+            if len(sub) > MAX_LAYERS:
+                raise ValueError(
+                    f"Policy {self.name!r}: a sub-policy of {len(sub)} ops exceeds dali-aug's "
+                    f"limit of {MAX_LAYERS} ops per image; give at most {MAX_LAYERS}"
                 )
         if self.weights is not None:
             weights = _check_weights(self.name, len(self.sub_policies), self.weights)
@@ -288,12 +331,27 @@ class Policy(_Cached):
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Policy:
-        subs = tuple(tuple(OpSpec(**s) for s in sub) for sub in d["sub_policies"])
+        """Rebuilds a policy from :meth:`to_dict` (a file's data: list sizes are bounded by
+        :data:`MAX_ENTRIES` and :data:`MAX_LAYERS`, numbers must be finite)."""
+        name = d.get("name", "custom")
+        who = f"Policy {name!r}"
+        subs = []
+        for sub in _check_entries(who, "sub_policies", d["sub_policies"]):
+            sub = _check_entries(who, "ops of a sub-policy", sub)
+            if len(sub) > MAX_LAYERS:
+                raise ValueError(
+                    f"{who}: a sub-policy of {len(sub)} ops exceeds dali-aug's limit of "
+                    f"{MAX_LAYERS} ops per image; give at most {MAX_LAYERS}"
+                )
+            for s in sub:
+                if not isinstance(s, dict):
+                    raise TypeError(f"{who}: op {s!r} is not a dict with 'op', 'prob', 'level'")
+            subs.append(tuple(OpSpec(**s) for s in sub))
         weights = d.get("weights")
         return cls(
-            name=d.get("name", "custom"),
-            sub_policies=subs,
-            weights=None if weights is None else tuple(weights),
+            name=name,
+            sub_policies=tuple(subs),
+            weights=None if weights is None else tuple(_check_entries(who, "weights", weights)),
         )
 
     def __repr__(self) -> str:
@@ -334,6 +392,13 @@ class RandAugment(_Cached):
     def __post_init__(self) -> None:
         if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
             raise ValueError(f"RandAugment: n={self.n!r} must be an int >= 1 (ops per image)")
+        if self.n > MAX_LAYERS:
+            raise ValueError(
+                f"RandAugment: n={self.n} exceeds dali-aug's limit of {MAX_LAYERS} ops per "
+                f"image (the paper uses 1-3); give n <= {MAX_LAYERS}"
+            )
+        for field in ("m", "mstd", "prob"):
+            _check_number("RandAugment", field, getattr(self, field))
         if not 0.0 <= float(self.m) <= 10.0:
             raise ValueError(f"RandAugment: m={self.m} must be in [0, 10] (AutoAugment scale)")
         if self.mstd < 0:
@@ -383,7 +448,7 @@ class RandAugment(_Cached):
             m=d["m"],
             mstd=d.get("mstd", 0.0),
             prob=d.get("prob", 1.0),
-            ops=tuple(d.get("ops", RAND_OPS)),
+            ops=tuple(_check_entries("RandAugment", "ops", d.get("ops", RAND_OPS))),
         )
 
 
@@ -398,6 +463,11 @@ class TrivialAugmentWide(_Cached):
 
     def __post_init__(self) -> None:
         _check_op_names(tuple(self.ops), "TrivialAugmentWide")
+        if isinstance(self.num_bins, bool) or not isinstance(self.num_bins, int):
+            raise TypeError(
+                f"TrivialAugmentWide: num_bins={self.num_bins!r} is not an int; give a whole "
+                "number of level bins >= 2 (31 in the paper)"
+            )
         if self.num_bins < 2:
             raise ValueError(f"TrivialAugmentWide: num_bins={self.num_bins} must be >= 2")
         self._cache(
@@ -428,7 +498,8 @@ class TrivialAugmentWide(_Cached):
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrivialAugmentWide:
-        return cls(ops=tuple(d.get("ops", RAND_OPS)), num_bins=d.get("num_bins", 31))
+        ops = _check_entries("TrivialAugmentWide", "ops", d.get("ops", RAND_OPS))
+        return cls(ops=tuple(ops), num_bins=d.get("num_bins", 31))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,8 +14,9 @@ A folder written by ``dali-aug pack`` (:func:`dali_aug.shards.pack`) holds:
   is not in the wheel, so the packer writes the same lines from the offsets it wrote);
 * ``labels.npy``: the targets in the packed order (int64 [N] or float32 [N, C]), loaded with
   ``allow_pickle=False``;
-* ``dataset.json``: the manifest (format, version, classes, multi-label, the shards and their
-  sample counts, the files left out at pack time and why).
+* ``dataset.json``: the manifest (format, version, classes, multi-label, the shards with their
+  sample counts, byte counts and index files' sha256, the files left out at pack time and
+  why), written last.
 
 Reading (:class:`ShardSource`, used by the Loader): DALI reads the tar members in its own
 threads. A shard of ``num_shards`` ranks gets ``ceil(N / num_shards)`` samples, a contiguous
@@ -27,9 +28,14 @@ reader gets a per-epoch index of just its block (written to a temporary folder),
 only those samples; the order within the epoch is the block's order through DALI's shuffle
 buffer (``random_shuffle``, ``initial_fill``), not a global permutation.
 
-Damaged shards: the packer checks every image, and :meth:`ShardSource.load` checks that each
-tar still has the size the manifest records (a truncated or rewritten shard is refused with
-the fix). A shard changed in place after packing is not caught, and DALI 2.4 does not survive
+Damaged shards: the packer checks every image, and :meth:`ShardSource.load` checks, before
+DALI sees anything, that each tar still has the size the manifest records (a truncated or
+rewritten shard is refused with the fix) and that each index file is the one written at pack
+time (its sha256 in the manifest; a manifest without it gets :func:`check_index_lines`):
+DALI's reader trusts the offsets and sizes there, and one edited size crashed the process.
+A folder with shard files but no manifest is a pack that did not finish, and is refused as
+such. A tar changed in place after packing is not caught (except an ``idx`` member naming a
+sample outside the epoch's block, which the Loader refuses), and DALI 2.4 does not survive
 one: when its decoder fails behind the WebDataset reader, the process usually dies with a
 segmentation fault (in each of 6 runs with an overwritten JPEG signature) instead of the
 Loader's ``ValueError``. Re-pack rather than edit shards.
@@ -38,6 +44,7 @@ Loader's ``ValueError``. Re-pack rather than edit shards.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -67,11 +74,25 @@ VERSION = 1
 IMAGE_EXTS = IMAGE_FORMATS
 LABELS = "labels.npy"
 INDEX_VERSION = "v1.2"
+_BLOCK = 512  # tar block size
 
 
 def is_shard_folder(root: str | Path) -> bool:
-    """Whether ``root`` is a folder written by ``dali-aug pack`` (it holds the manifest)."""
-    return (Path(root) / MANIFEST).is_file()
+    """Whether ``root`` is a folder written by ``dali-aug pack``: it holds the manifest, or
+    the files of a pack that did not finish (shard tars or index files, or the manifest's
+    temporary file, but no manifest; :meth:`ShardSource.load` then says so)."""
+    root = Path(root)
+    return (root / MANIFEST).is_file() or _unfinished_pack(root)
+
+
+def _unfinished_pack(root: Path) -> bool:
+    """Whether ``root`` holds what ``dali-aug pack`` writes before its manifest but no
+    manifest: a pack killed half-way."""
+    if not root.is_dir() or (root / MANIFEST).is_file():
+        return False
+    if (root / (MANIFEST + ".tmp")).exists():
+        return True
+    return any(root.glob("shard-*.tar")) or any(root.glob("shard-*.idx"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +115,8 @@ class ShardSource:
         classes: class (or label) names.
         multi_label: multi-hot targets.
         left_out: the files the packer left out, ``{"path": ..., "reason": ...}`` each.
+        index_sha256: the sha256 of each tar's index file recorded at pack time (None: a
+            manifest written before dali-aug recorded it; its lines are checked one by one).
     """
 
     root: Path
@@ -103,22 +126,35 @@ class ShardSource:
     classes: tuple[str, ...]
     multi_label: bool = False
     left_out: tuple[dict[str, str], ...] = ()
+    index_sha256: tuple[str | None, ...] = ()
 
     @classmethod
     def load(cls, root: str | Path) -> ShardSource:
         """Opens a packed folder.
 
         Raises:
-            ValueError: the manifest is missing or not this format or version, a shard or
-                index file is missing, or the labels do not match the shards' sample count.
+            ValueError: the manifest is missing (the pack did not finish) or not this format
+                or version, a shard or index file is missing, a tar's size or an index file
+                differs from what was packed, or the labels do not match the shards' sample
+                count.
         """
         root = Path(root)
         path = root / MANIFEST
         fix = f"re-pack it with `dali-aug pack SRC {root}`"
+        if _unfinished_pack(root):
+            raise ValueError(
+                f"{root} holds packed shard files but no {MANIFEST}: the pack did not finish; "
+                f"remove the folder and re-run `dali-aug pack SRC {root}`"
+            )
         try:
             meta = json.loads(path.read_text(encoding="utf-8"))
+        except RecursionError as err:
+            raise ValueError(f"{path} is nested too deeply to be a shard manifest; {fix}") from err
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ValueError(f"{path} is not a readable shard manifest ({err}); {fix}") from err
+            raise ValueError(
+                f"{path} is not a readable shard manifest ({err}): the pack did not finish or "
+                f"the file was changed; {fix}"
+            ) from err
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise ValueError(f"{path} is not a {FORMAT!r} manifest; {fix}")
         if meta.get("version") != VERSION:
@@ -129,6 +165,10 @@ class ShardSource:
         try:
             shards = [(str(s["tar"]), int(s["samples"])) for s in meta["shards"]]
             sizes = [int(s["bytes"]) for s in meta["shards"]]
+            digests = [
+                None if s.get("index_sha256") is None else str(s["index_sha256"])
+                for s in meta["shards"]
+            ]
             classes = tuple(str(c) for c in meta["classes"])
             multi = bool(meta["multi_label"])
             left_out = tuple(
@@ -149,13 +189,15 @@ class ShardSource:
                     f"{root / tar} has {(root / tar).stat().st_size} bytes but was packed with "
                     f"{size}: it was changed after packing; {fix}"
                 )
+        if any(n < 0 for _, n in shards):
+            raise ValueError(f"{path} lists a negative sample count; {fix}")
         targets = _load_labels(root / LABELS, multi, len(classes), fix)
         n = sum(c for _, c in shards)
         if len(targets) != n:
             raise ValueError(
                 f"{root / LABELS} has {len(targets)} labels but the shards hold {n} samples; {fix}"
             )
-        return cls(
+        source = cls(
             root,
             tuple(t for t, _ in shards),
             tuple(c for _, c in shards),
@@ -163,7 +205,11 @@ class ShardSource:
             classes,
             multi,
             left_out,
+            tuple(digests),
         )
+        for t in range(len(shards)):  # before DALI sees an index: it trusts every line
+            source._index_lines(t)
+        return source
 
     def __len__(self) -> int:
         return sum(self.counts)
@@ -199,16 +245,83 @@ class ShardSource:
         return tuple(out)
 
     def _index_lines(self, t: int) -> list[str]:
-        path = self.root / index_name(self.tars[t])
-        with open(path, encoding="ascii") as f:
-            head = f.readline().split()
-            lines = f.readlines()
-        if head[:1] != [INDEX_VERSION] or len(lines) != self.counts[t]:
+        """The checked lines of tar ``t``'s index file, one per sample. DALI's reader trusts
+        the offsets and sizes it reads there (a wrong one can crash the process), so the file
+        must be the one the packer wrote (its sha256 in the manifest) or, for a manifest
+        without it, every line must describe members inside the tar, in order, named by the
+        sample's key (:func:`check_index_lines`).
+
+        Raises:
+            ValueError: the index does not match; the message names the file and the fix.
+        """
+        tar = self.tars[t]
+        path = self.root / index_name(tar)
+        fix = f"re-pack the folder with `dali-aug pack SRC {self.root}`"
+        try:
+            raw = path.read_bytes()
+        except OSError as err:
+            raise ValueError(f"{path} is not readable ({err}); {fix}") from err
+        digest = self.index_sha256[t] if t < len(self.index_sha256) else None
+        if digest is not None and hashlib.sha256(raw).hexdigest() != digest:
             raise ValueError(
-                f"{path} does not list the {self.counts[t]} samples of {self.tars[t]} in the "
-                f"{INDEX_VERSION} format; re-pack the folder with `dali-aug pack`"
+                f"{path} is not the index written at pack time (its sha256 differs from the "
+                f"manifest's): it was changed after packing; {fix}"
             )
+        try:
+            text = raw.decode("ascii")
+        except UnicodeDecodeError as err:
+            raise ValueError(
+                f"{path} is not a text index file (byte {err.start} is not ASCII); {fix}"
+            ) from err
+        head, *lines = text.splitlines(keepends=True) or [""]
+        first = sum(self.counts[:t])
+        if head.split() != [INDEX_VERSION, str(self.counts[t])] or len(lines) != self.counts[t]:
+            raise ValueError(
+                f"{path} does not list the {self.counts[t]} samples of {tar} in the "
+                f"{INDEX_VERSION} format; {fix}"
+            )
+        if digest is None:
+            why = check_index_lines(lines, first, (self.root / tar).stat().st_size)
+            if why is not None:
+                raise ValueError(f"{path}: {why}: it was changed after packing; {fix}")
         return lines
+
+
+def check_index_lines(lines: list[str], first: int, tar_bytes: int) -> str | None:
+    """Why the sample lines of an index file do not describe a tar of ``tar_bytes`` bytes
+    written by the packer (None if they do): each line is ``<ext> <offset> <size> <name>``
+    per member, ``<name>`` the sample's key (``first`` + line number, 8 digits) and the
+    extension; every member's data starts on a 512-byte block after its header, after the
+    previous member's data, and ends before the tar's two closing blocks; a sample has one
+    image member and an 8-byte ``idx`` member."""
+    end = 0  # where the previous member's data ends (rounded up to a block)
+    limit = tar_bytes - 2 * _BLOCK
+    for k, line in enumerate(lines):
+        parts = line.split()
+        key = f"{first + k:08d}"
+        where = f"line {k + 2} (sample {key})"
+        if not parts or len(parts) % 4:
+            return f"{where} is not '<ext> <offset> <size> <name>' per member"
+        exts = set()
+        for j in range(0, len(parts), 4):
+            ext, off, size, name = parts[j : j + 4]
+            if not (off.isdigit() and size.isdigit() and len(off) < 20 and len(size) < 20):
+                return f"{where}: offset {off!r} or size {size!r} is not a number"
+            o, n = int(off), int(size)
+            if name != f"{key}.{ext}":
+                return f"{where}: member {name!r} is not {key}.{ext}"
+            if o % _BLOCK or o < end + _BLOCK or o + n > limit:
+                return (
+                    f"{where}: member {name} at bytes [{o}, {o + n}) is not a member's data "
+                    f"inside the {tar_bytes}-byte tar after the previous one"
+                )
+            if ext == "idx" and n != 8:
+                return f"{where}: member {name} has {n} bytes, not 8"
+            end = o + -(-n // _BLOCK) * _BLOCK
+            exts.add(ext)
+        if "idx" not in exts or not exts & set(IMAGE_EXTS):
+            return f"{where} lacks the image or the idx member"
+    return None
 
 
 def index_name(tar: str) -> str:
@@ -258,7 +371,13 @@ def write_manifest(
         "multi_label": multi_label,
         "num_samples": sum(n for _, n in shards),
         "shards": [
-            {"tar": t, "index": index_name(t), "samples": n, "bytes": (root / t).stat().st_size}
+            {
+                "tar": t,
+                "index": index_name(t),
+                "samples": n,
+                "bytes": (root / t).stat().st_size,
+                "index_sha256": hashlib.sha256((root / index_name(t)).read_bytes()).hexdigest(),
+            }
             for t, n in shards
         ],
         "left_out": left_out,
