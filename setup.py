@@ -24,6 +24,7 @@ setup(
         "kornia>=0.9,<0.10",
         "numpy>=1.24",
         "pillow>=10",
+        "pyyaml>=6",
         "tqdm>=4.60",
     ],
     extras_require={
