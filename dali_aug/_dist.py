@@ -5,12 +5,14 @@ collectives)."""
 
 from __future__ import annotations
 
+import datetime
 import os
 from typing import Literal, get_args
 
 import torch
 
 __all__ = [
+    "DEFAULT_TIMEOUT_S",
     "DEVICES",
     "Device",
     "collective_device",
@@ -63,7 +65,11 @@ def local_cuda_index() -> int:
     return rank
 
 
-def init_from_env(*, cuda: bool) -> tuple[int, int]:
+#: seconds a collective waits for the other ranks before failing (torch's default: 30 min)
+DEFAULT_TIMEOUT_S = 600.0
+
+
+def init_from_env(*, cuda: bool, timeout_s: float = DEFAULT_TIMEOUT_S) -> tuple[int, int]:
     """Joins the process group that torchrun's environment describes (``RANK`` and
     ``WORLD_SIZE`` > 1) unless one is initialised already, and returns (rank, world size);
     (0, 1) outside torchrun.
@@ -71,6 +77,8 @@ def init_from_env(*, cuda: bool) -> tuple[int, int]:
     Args:
         cuda: the run computes on CUDA: NCCL, with this process's current device set to
             :func:`local_cuda_index` first (else every rank would use GPU 0); else gloo.
+        timeout_s: the process group's timeout: a rank that waits this long for the
+            others (one stalled or dead) fails instead of blocking for torch's 30 minutes.
 
     Raises:
         ValueError: ``LOCAL_RANK`` is not a device of this machine.
@@ -80,7 +88,9 @@ def init_from_env(*, cuda: bool) -> tuple[int, int]:
     if not torch.distributed.is_initialized():
         if cuda:
             torch.cuda.set_device(local_cuda_index())
-        torch.distributed.init_process_group("nccl" if cuda else "gloo")
+        torch.distributed.init_process_group(
+            "nccl" if cuda else "gloo", timeout=datetime.timedelta(seconds=timeout_s)
+        )
     return rank_world()
 
 

@@ -10,9 +10,12 @@ sources, which import the shard format (:func:`dali_aug.sources.open_source`).
 
 from __future__ import annotations
 
-import numpy as np
+import io
 
-__all__ = ["IMAGE_FORMATS", "image_format", "looks_valid"]
+import numpy as np
+from PIL import Image
+
+__all__ = ["IMAGE_FORMATS", "image_format", "looks_valid", "too_many_pixels"]
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: The formats :func:`image_format` tells apart (by signature), in its names.
@@ -44,6 +47,57 @@ def looks_valid(data: bytes) -> bool:
     if fmt == "tif":
         return _tiff_complete(data)
     return False
+
+
+def too_many_pixels(data: bytes) -> str | None:
+    """Why ``data`` is refused as a decompression bomb (its header, read by PIL without
+    decoding, declares more pixels than Pillow's ``Image.MAX_IMAGE_PIXELS``, the limit
+    ``dali-aug pack`` applies), or None (also when PIL cannot read the header: a damaged
+    file is for :func:`looks_valid` and the decoder)."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is None:
+        return None
+    fix = "resize the image or raise Pillow's Image.MAX_IMAGE_PIXELS"
+    size = _header_size(data)  # JPEG and PNG without PIL (~1 us instead of ~120 us)
+    if size is not None:
+        w, h = size
+    else:
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                w, h = im.size
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+            return f"a decompression bomb? {err}; {fix}"  # over twice the limit: PIL refuses
+        except Exception:  # noqa: BLE001 - a damaged header is for looks_valid / the decoder
+            return None
+    if w * h <= limit:
+        return None
+    return (
+        f"a decompression bomb? its header declares {w}x{h} = {w * h} pixels, over the "
+        f"{limit}-pixel limit of Pillow's Image.MAX_IMAGE_PIXELS; {fix}"
+    )
+
+
+def _header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR or a JPEG's first SOF marker, or None (another
+    format, or a header this cheap parse does not follow: PIL reads those)."""
+    if data[:8] == _PNG_SIGNATURE and data[12:16] == b"IHDR" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] != b"\xff\xd8":
+        return None
+    i, n = 2, len(data)
+    while i + 9 <= n and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker == 0xFF:  # a fill byte
+            i += 1
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            i += 2
+        elif 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # SOFn
+            return int.from_bytes(data[i + 7 : i + 9], "big"), int.from_bytes(
+                data[i + 5 : i + 7], "big"
+            )
+        else:
+            i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+    return None
 
 
 def image_format(data: bytes) -> str | None:

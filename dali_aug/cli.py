@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import hashlib
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -21,13 +23,20 @@ from typing import Any
 
 import torch
 
-from dali_aug._dist import DEVICES, init_from_env, resolve_device
+from dali_aug._dist import DEFAULT_TIMEOUT_S, DEVICES, init_from_env, resolve_device
 from dali_aug.methods import BuildContext, cli_module, names
 
 __all__ = ["main"]
 
 #: ``--policy`` when none is given (a method that replaces the policy notes only other ones)
 _DEFAULT_POLICY = "rand-m9-n2"
+
+#: the smallest ``--size`` every model accepts (tried: the small model needs 15 px)
+MIN_SIZE = 16
+#: the smallest ``--size`` of ``--method keep`` with ``--saliency lowres`` (a half-size pass)
+MIN_SIZE_LOWRES = 32
+#: ``--seed`` lies in [0, MAX_SEED]
+MAX_SEED = 2**32 - 1
 
 #: flags that may change on ``--resume`` (the rest define the run and must match)
 RESUMABLE = frozenset(
@@ -43,8 +52,15 @@ RESUMABLE = frozenset(
         "max_epochs_this_run",
         "max_steps_this_run",
         "checkpoint_every",
+        "overwrite",
+        "dist_timeout",
     }
 )
+
+#: the lock file of a run folder (holds the pid of the run writing it)
+LOCK_NAME = ".dali-aug.lock"
+#: files whose presence makes a folder an existing run (refused without --resume/--overwrite)
+RUN_FILES = ("checkpoint.pt", "history.jsonl", "model.pt")
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -198,6 +214,12 @@ def _add_train(t: argparse.ArgumentParser) -> None:
     t.add_argument("--channels-last", action="store_true")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     t.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start a new run in an --out that holds one (its checkpoint and history are "
+        "replaced); without it such an --out is refused",
+    )
+    t.add_argument(
         "--checkpoint-every",
         type=int,
         default=None,
@@ -205,9 +227,55 @@ def _add_train(t: argparse.ArgumentParser) -> None:
         help="also write OUT/checkpoint.pt every N steps, mid-epoch (--resume continues there "
         "with the same batches); default: after every epoch only",
     )
+    t.add_argument(
+        "--dist-timeout",
+        type=_positive,
+        default=int(DEFAULT_TIMEOUT_S),
+        metavar="SECONDS",
+        help="under torchrun: a rank waiting this long for the others (one stalled or dead) "
+        f"fails instead of blocking; default {int(DEFAULT_TIMEOUT_S)}",
+    )
     t.add_argument("--max-epochs-this-run", type=int, default=None, help=argparse.SUPPRESS)
     t.add_argument("--max-steps-this-run", type=int, default=None, help=argparse.SUPPRESS)
     t.add_argument("--no-progress", action="store_true")
+
+
+def _check_train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuses impossible ``train`` settings before any work starts (argparse's one-line
+    ``error:``, exit code 2), naming the flag, the value and the fix."""
+
+    def fail(flag: str, value: Any, fix: str) -> None:
+        parser.error(f"argument {flag}: {value!r} is not allowed; {fix}")
+
+    if args.epochs < 1:
+        fail("--epochs", args.epochs, "train at least 1 epoch (--epochs 1 or more)")
+    if args.batch_size < 1:
+        fail("--batch-size", args.batch_size, "use --batch-size 1 or more (default 32)")
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
+        fail("--lr", args.lr, "use a finite learning rate > 0, e.g. --lr 1e-3")
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        fail(
+            "--checkpoint-every",
+            args.checkpoint_every,
+            "use --checkpoint-every 1 or more (steps), or leave it out",
+        )
+    if not 0 <= args.seed <= MAX_SEED:
+        fail("--seed", args.seed, f"use a seed from 0 to {MAX_SEED}")
+    if args.size is not None:
+        keep_lowres = "keep" in args.method and getattr(args, "saliency", None) == "lowres"
+        if keep_lowres and args.size < MIN_SIZE_LOWRES:
+            fail(
+                "--size",
+                args.size,
+                f"--method keep with --saliency lowres needs at least {MIN_SIZE_LOWRES} px "
+                f"(--size {MIN_SIZE_LOWRES} or more, or --saliency full)",
+            )
+        if args.size < MIN_SIZE:
+            fail(
+                "--size",
+                args.size,
+                f"the models need at least {MIN_SIZE} px (--size {MIN_SIZE} or more)",
+            )
 
 
 def _device(name: str) -> torch.device:
@@ -257,6 +325,7 @@ def _loaders(args: argparse.Namespace, setup: _Setup, world: int) -> _Loaders:
     from dali_aug.datasets import holdout
     from dali_aug.loader import Loader, LoaderConfig
     from dali_aug.policies import NoAugment, parse_policy
+    from dali_aug.sources import open_source
     from dali_aug.train import LoaderNeeds
 
     needs = functools.reduce(
@@ -303,8 +372,28 @@ def _loaders(args: argparse.Namespace, setup: _Setup, world: int) -> _Loaders:
     train = Loader(source, policy=policy, config=cfg)
     val = None
     if setup.val_dir is not None:
-        val = Loader(setup.val_dir, config=plain)
+        try:  # the val labels are indexed by the training class names
+            val_src = open_source(setup.val_dir, classes=tuple(setup.source.classes))
+        except ValueError as err:
+            raise SystemExit(f"error: validation data: {err}") from None
+        val = Loader(val_src, config=plain)
     return _Loaders(train, val, meta_val)
+
+
+def _check_steps(train: Any, world: int) -> None:
+    """Refuses a run whose epochs would take no step (each rank's share of the training data
+    is smaller than the batch, with the incomplete last batch dropped)."""
+    if len(train) > 0:
+        return
+    total, world = len(train.source), getattr(train, "num_shards", world)
+    per_rank = -(-total // world)
+    batch = train.config.batch_size
+    raise SystemExit(
+        f"error: every epoch would run 0 steps: each of the {world} process(es) gets "
+        f"{per_rank} of the {total} training samples, fewer than --batch-size {batch} (the "
+        f"incomplete batch is dropped); use --batch-size {max(per_rank, 1)} or less, fewer "
+        "processes, or more data"
+    )
 
 
 def _preview_loader(train: Any, batch_size: int, *, clean: bool = False) -> Any:
@@ -351,24 +440,165 @@ def _reschedule(trainer: Any, lr: float, epochs: int) -> None:
         g["initial_lr"] = lr
         g["lr"] = lr * _cosine(epochs, trainer.epoch)
     sched.last_epoch = trainer.epoch
+    progress = getattr(trainer, "_progress", None)
+    if progress is not None:  # a mid-epoch resume: its row logs this run's lr
+        progress.lr = opt.param_groups[0]["lr"]
+
+
+def _trim_history(path: Path, epochs_done: int) -> None:
+    """Drops the rows of ``history.jsonl`` at or after the resumed epoch (1-based ``epoch``
+    > ``epochs_done``): written before a checkpoint that then failed, they are run again."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a crash
+        if isinstance(row, dict) and int(row.get("epoch", 0)) <= epochs_done:
+            kept.append(line)
+    path.write_text("".join(f"{x}\n" for x in kept))
 
 
 def _run_args(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in sorted(vars(args).items()) if k not in RESUMABLE}
 
 
-def _train(args: argparse.Namespace) -> int:
-    from dali_aug.train import Trainer, check_resume, load_checkpoint, write_metrics
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    except OSError:
+        return False
+    return True
 
+
+def _lock(out: Path) -> Path:
+    """Takes the run folder's lock (a file holding this process's pid); a lock whose process
+    is gone (a killed run) is taken over.
+
+    Raises:
+        SystemExit: a live process holds the lock.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    lock = out / LOCK_NAME
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            text = lock.read_text().strip() if lock.is_file() else ""
+            pid = int(text) if text.isdigit() else None
+            if pid is not None and _pid_alive(pid):
+                raise SystemExit(
+                    f"error: --out {out} is in use by another dali-aug train (pid {pid}, lock "
+                    f"{lock}); wait for it, use another --out, or delete {lock} if that "
+                    "process is not a dali-aug run"
+                ) from None
+            lock.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"{os.getpid()}\n")
+        return lock
+    raise SystemExit(f"error: could not take the lock {lock}; try again")
+
+
+def _unlock(lock: Path) -> None:
+    try:
+        if lock.read_text().strip() == str(os.getpid()):
+            lock.unlink()
+    except OSError:
+        pass
+
+
+def _check_run_folder(args: argparse.Namespace, out: Path) -> None:
+    """Refuses to start a new run over an existing one unless ``--overwrite`` (whose old
+    files are replaced only once the new run has started: after its setup)."""
+    if args.resume:
+        return
+    found = [n for n in RUN_FILES if (out / n).exists()]
+    if not found:
+        return
+    if not args.overwrite:
+        raise SystemExit(
+            f"error: --out {out} already holds a run ({', '.join(found)}); continue it with "
+            "--resume, replace it with --overwrite, or start a new run in another --out"
+        )
+
+
+def _fingerprint(source: Any) -> dict[str, Any]:
+    """What identifies the training data on ``--resume``: the sample count and a hash of the
+    samples' names (relative to the data folder, so a relative and an absolute ``--data``
+    agree) and file sizes."""
+    root = getattr(source, "root", None)
+    prefix = f"{root}/" if root is not None else ""
+    digest = hashlib.sha256()
+    for i in range(len(source)):
+        name = str(source.name(i))
+        rel = name[len(prefix) :] if prefix and name.startswith(prefix) else name
+        try:
+            size = os.stat(name).st_size if root is not None else -1
+        except OSError:
+            size = -1
+        digest.update(f"{rel}\t{size}\n".encode())
+    return {"count": len(source), "sha256": digest.hexdigest()}
+
+
+def _check_resume_run(saved: dict[str, Any], current: dict[str, Any], data: str | None) -> None:
+    """The run-defining flags must match; the data is compared by its fingerprint (a
+    checkpoint from before fingerprints: by the ``--data`` string)."""
+    from dali_aug.train import check_resume
+
+    saved, current = dict(saved), dict(current)
+    new = current.pop("data_fingerprint")
+    if "data_fingerprint" in saved:
+        old = saved.pop("data_fingerprint")
+        saved.pop("data", None)
+        current.pop("data", None)
+        if old != new:
+            raise ValueError(
+                f"--resume: the training data of --data {data} is not the data the checkpoint "
+                f"was trained on ({old['count']} samples then, {new['count']} now, or other "
+                "file names or sizes); resume with the same data, or start a new run "
+                "(--overwrite, or another --out)"
+            )
+    check_resume(saved, current)
+
+
+def _train(args: argparse.Namespace) -> int:
     method_names = [m for m in args.method if m != "none"]
     try:
-        rank, world = init_from_env(cuda=_device(args.device).type == "cuda")
+        rank, world = init_from_env(
+            cuda=_device(args.device).type == "cuda", timeout_s=args.dist_timeout
+        )
     except ValueError as err:
         raise SystemExit(f"error: {err}") from None
+    out = Path(args.out)
+    lock = _lock(out) if rank == 0 else None
+    try:
+        _check_run_folder(args, out)
+        return _train_run(args, method_names, rank, world)
+    finally:
+        if lock is not None:
+            _unlock(lock)
+
+
+def _train_run(args: argparse.Namespace, method_names: list[str], rank: int, world: int) -> int:
+    from dali_aug.train import (
+        CheckpointWriteError,
+        Trainer,
+        load_checkpoint,
+        write_metrics,
+    )
+
     torch.manual_seed(args.seed)
     setup = _setup(args, method_names)
     loaders = _loaders(args, setup, world)
     train, val = loaders.train, loaders.val
+    _check_steps(train, world)
     model = setup.ctx.model
     if args.model == "small":  # Adam learns the small demo model in a few hundred steps
         lr = args.lr if args.lr is not None else 1e-3
@@ -394,17 +624,19 @@ def _train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoint.pt"
-    run = _run_args(args)
+    run = {**_run_args(args), "data_fingerprint": _fingerprint(setup.source)}
     if args.resume:
         if not ckpt.is_file():
             raise SystemExit(f"error: --resume but {ckpt} does not exist")
         try:
             state = load_checkpoint(ckpt, map_location=setup.ctx.device)
-            check_resume(state.get("run", {}), run)
+            _check_resume_run(state.get("run", {}), run, args.data)
             trainer.load_state_dict(state)
         except ValueError as err:
             raise SystemExit(f"error: {err}") from None
         _reschedule(trainer, lr, args.epochs)
+        if rank == 0:
+            _trim_history(out / "history.jsonl", trainer.epoch)
         print(f"resumed from {ckpt} at epoch {trainer.epoch + 1}")
     if rank == 0:
         held = (
@@ -414,7 +646,9 @@ def _train(args: argparse.Namespace) -> int:
         )
         record = {"args": vars(args), "world_size": world, "started": time.time()}
         (out / "run.json").write_text(json.dumps(record, indent=2, default=str))
-        if not args.resume:
+        if not args.resume:  # a new run (--overwrite: the old one's files go now)
+            ckpt.unlink(missing_ok=True)
+            (out / "model.pt").unlink(missing_ok=True)
             (out / "history.jsonl").write_text("")
         print(
             f"data: {getattr(train.source, 'root', 'arrays')} "
@@ -436,18 +670,21 @@ def _train(args: argparse.Namespace) -> int:
     stop = args.epochs
     if args.max_epochs_this_run is not None:
         stop = min(args.epochs, trainer.epoch + args.max_epochs_this_run)
-    trainer.fit(
-        train,
-        val if rank == 0 else None,
-        stop,
-        checkpoint=ckpt if rank == 0 else None,
-        checkpoint_extra={"run": run},
-        checkpoint_every=args.checkpoint_every if rank == 0 else None,
-        stop_after_steps=args.max_steps_this_run,
-        record=out / "history.jsonl" if rank == 0 else None,
-        progress=rank == 0 and not args.no_progress,
-        log=print if rank == 0 else (lambda *_: None),
-    )
+    try:
+        trainer.fit(
+            train,
+            val if rank == 0 else None,
+            stop,
+            checkpoint=ckpt if rank == 0 else None,
+            checkpoint_extra={"run": run},
+            checkpoint_every=args.checkpoint_every if rank == 0 else None,
+            stop_after_steps=args.max_steps_this_run,
+            record=out / "history.jsonl" if rank == 0 else None,
+            progress=rank == 0 and not args.no_progress,
+            log=print if rank == 0 else (lambda *_: None),
+        )
+    except CheckpointWriteError as err:
+        raise SystemExit(f"error: {err}") from None
     if rank == 0:
         torch.save(trainer.export(), out / "model.pt")
         payload: dict[str, Any] = {
@@ -493,7 +730,10 @@ def _show_verb(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in argv if not a.startswith("-")), None)
-    args = _parser(command).parse_args(argv)
+    parser = _parser(command)
+    args = parser.parse_args(argv)
+    if args.command == "train":
+        _check_train(parser, args)
     if args.command == "bench":
         from dali_aug.bench import run_from_args
 

@@ -18,7 +18,14 @@ Formats (decided by experiment with the Loader's CPU decoder, nvidia-dali 2.4
 
 Nothing under the data root is dropped silently: each file or folder a
 :class:`FolderSource` does not load is listed in its ``ignored`` field as an :class:`Ignored`
-(path and :class:`IgnoreReason`); ``len(source.ignored)`` is the count.
+(path and :class:`IgnoreReason`); ``len(source.ignored)`` is the count. A folder that cannot
+be listed (permission denied) is listed as ``UNREADABLE`` and the scan warns; an unreadable
+data root is a ``ValueError``. At read time (:meth:`FolderSource.read`), a file whose header
+declares more pixels than Pillow's ``Image.MAX_IMAGE_PIXELS`` (a decompression bomb) raises
+``OSError``, so the Loader skips it and lists it in ``loader.skipped``.
+
+A validation folder is indexed by the training class names: ``classes=`` of
+:meth:`FolderSource.scan`, :meth:`CsvSource.load` and :func:`open_source`.
 
 The folder walk follows torchvision's ``ImageFolder``: classes are the sorted top-level
 folders; the images of a class are found recursively (``os.walk``, following symlinks),
@@ -36,9 +43,11 @@ the row as its line number in the file.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import dataclasses
 import enum
+import io
 import os
 import warnings
 from pathlib import Path
@@ -48,7 +57,7 @@ import numpy as np
 import torch
 
 # the format checks live in their own module (the shard format reads them too); re-exported
-from dali_aug._image_format import IMAGE_FORMATS, image_format, looks_valid
+from dali_aug._image_format import IMAGE_FORMATS, image_format, looks_valid, too_many_pixels
 
 if TYPE_CHECKING:
     from dali_aug.shards._format import ShardSource
@@ -81,6 +90,7 @@ class IgnoreReason(enum.Enum):
     NOT_DECODED = "a GIF, which DALI's decoder cannot decode: convert it to PNG to load it"
     SUFFIX = "suffix is not one of " + "/".join(LOADED_SUFFIXES)
     WALKED = "a folder already walked (a symlink to it): not walked twice"
+    UNREADABLE = "a folder that cannot be listed (permission denied?): fix its permissions"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,7 +118,12 @@ def _walk_class(root: Path, name: str, seen: set[str], ignored: list[Ignored]) -
     of the folders walked to ``seen``."""
     listing: list[tuple[str, list[str], list[str]]] = []
     left: list[Ignored] = []
-    for dirpath, dirnames, filenames in os.walk(root / name, followlinks=True):
+
+    def unreadable(err: OSError) -> None:
+        where = os.path.relpath(err.filename, root) if err.filename is not None else name
+        left.append(Ignored(where, IgnoreReason.UNREADABLE))
+
+    for dirpath, dirnames, filenames in os.walk(root / name, onerror=unreadable, followlinks=True):
         rel = os.path.relpath(dirpath, root)
         real = os.path.realpath(dirpath)
         if real in seen:
@@ -154,38 +169,54 @@ class FolderSource:
     ignored: tuple[Ignored, ...] = ()
 
     @classmethod
-    def scan(cls, root: str | Path) -> FolderSource:
+    def scan(cls, root: str | Path, *, classes: tuple[str, ...] | None = None) -> FolderSource:
         """Walks ``root`` (see the module docstring).
 
+        Args:
+            classes: the class names to index by (a validation folder gets the training
+                source's ``classes``): each class folder is labelled by its name's position
+                in ``classes``, a class without a folder is allowed, and a folder whose
+                name is not in ``classes`` is refused. Default: the sorted class folders.
+
         Raises:
-            ValueError: if ``root`` is missing, has no class folder or no loadable image.
+            ValueError: if ``root`` is missing, has no class folder or no loadable image,
+                or has class folders not in ``classes``.
         """
         root = Path(root)
         if not root.is_dir():
             raise ValueError(f"data folder {str(root)!r} does not exist; pass an existing folder")
         ignored: list[Ignored] = []
-        classes: list[str] = []
-        for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        folders: list[str] = []
+        try:
+            entries = sorted(os.scandir(root), key=lambda e: e.name)
+        except OSError as err:
+            raise ValueError(
+                f"data folder {str(root)!r} cannot be read ({err.strerror or err}); fix its "
+                "permissions or pass another folder"
+            ) from None
+        for entry in entries:
             if entry.name.startswith("."):
                 ignored.append(Ignored(entry.name, IgnoreReason.HIDDEN))
             elif entry.is_dir():
-                classes.append(entry.name)
+                folders.append(entry.name)
             else:
                 ignored.append(Ignored(entry.name, IgnoreReason.NOT_IN_CLASS))
-        if not classes:
+        if not folders:
             hidden = [i.path for i in ignored if i.reason is IgnoreReason.HIDDEN]
             raise ValueError(
                 f"data folder {str(root)!r} has no class subfolders; expected the ImageFolder "
                 "layout root/<class>/<image>.jpg (or give a CSV of labels)"
                 + (f"; hidden folders such as {hidden[0]!r} are skipped" if hidden else "")
             )
+        names = tuple(folders) if classes is None else _known_classes(root, folders, classes)
+        index = {c: k for k, c in enumerate(names)}
         paths: list[str] = []
-        counts: list[int] = []
+        labels: list[int] = []
         seen: set[str] = set()
-        for name in classes:
+        for name in folders:
             files = _walk_class(root, name, seen, ignored)
             paths += files
-            counts.append(len(files))
+            labels += [index[name]] * len(files)
         if not paths:
             shown = ", ".join(f"{i.path!r} ({i.reason.value})" for i in ignored[:3])
             raise ValueError(
@@ -195,17 +226,58 @@ class FolderSource:
                 + "; put the images in root/<class>/"
             )
         _warn_not_decoded(root, ignored)
-        targets = torch.repeat_interleave(torch.arange(len(classes)), torch.tensor(counts))
-        return cls(root, tuple(paths), targets, tuple(classes), ignored=tuple(ignored))
+        _warn_unreadable(root, ignored)
+        targets = torch.tensor(labels, dtype=torch.int64)
+        return cls(root, tuple(paths), targets, names, ignored=tuple(ignored))
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def read(self, i: int) -> bytes:
-        return (self.root / self.paths[i]).read_bytes()
+        """The bytes of sample ``i``.
+
+        Raises:
+            OSError: the file cannot be read, or its header declares more pixels than
+                Pillow's ``Image.MAX_IMAGE_PIXELS`` (a decompression bomb): the Loader skips
+                and lists it in ``loader.skipped`` like an unreadable file.
+        """
+        path = self.root / self.paths[i]
+        data = path.read_bytes()
+        why = too_many_pixels(data)
+        if why is not None:
+            raise OSError(f"{str(path)!r}: {why}")
+        return data
 
     def name(self, i: int) -> str:
         return str(self.root / self.paths[i])
+
+
+def _known_classes(
+    root: Path | str, found: Any, known: tuple[str, ...], what: str = ""
+) -> tuple[str, ...]:
+    """``known`` as a tuple, after checking that every name in ``found`` is in it."""
+    names = tuple(known)
+    unknown = sorted(set(found) - set(names))
+    if unknown:
+        shown = ", ".join(repr(u) for u in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
+        raise ValueError(
+            f"{str(root)!r}: {len(unknown)} {what or 'class folder(s)'} not among the "
+            f"{len(names)} training classes: {shown}; validation data is mapped onto the "
+            "training classes by name, so rename or remove them (or add them to the training data)"
+        )
+    return names
+
+
+def _warn_unreadable(root: Path, ignored: list[Ignored]) -> None:
+    bad = [i.path for i in ignored if i.reason is IgnoreReason.UNREADABLE]
+    if bad:
+        warnings.warn(
+            f"data folder {str(root)!r}: {len(bad)} folder(s) could not be read and were not "
+            f"loaded (fix their permissions): {', '.join(bad[:5])}"
+            f"{' ...' if len(bad) > 5 else ''} (see source.ignored)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def _warn_not_decoded(root: Path, ignored: list[Ignored]) -> None:
@@ -218,6 +290,36 @@ def _warn_not_decoded(root: Path, ignored: list[Ignored]) -> None:
             RuntimeWarning,
             stacklevel=3,
         )
+
+
+def _read_utf8(csv_file: Path) -> str:
+    """The text of a label CSV, read as UTF-8 (an optional byte-order mark is dropped).
+
+    Raises:
+        ValueError: the file is not UTF-8 (naming the line and byte offset), or cannot be read.
+    """
+    try:
+        data = csv_file.read_bytes()
+    except OSError as err:
+        raise ValueError(
+            f"label CSV {str(csv_file)!r} cannot be read ({err.strerror or err}); fix its "
+            "permissions"
+        ) from None
+    bom = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    if bom or (len(data) >= 2 and (data[0] == 0) != (data[1] == 0)):  # UTF-16 with no BOM
+        raise ValueError(
+            f"label CSV {str(csv_file)!r} is UTF-16 ({'byte-order mark' if bom else 'NUL'} "
+            "at byte 0 or 1), not UTF-8; save it as UTF-8"
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        start = err.start + (len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0)
+        line = data[:start].count(b"\n") + 1
+        raise ValueError(
+            f"label CSV {str(csv_file)!r} is not UTF-8: row {line} (byte {start}: "
+            f"{data[start : start + 1]!r}); save it as UTF-8 (e.g. from Latin-1 or UTF-16)"
+        ) from None
 
 
 def _outside(path: str) -> bool:
@@ -233,8 +335,19 @@ class CsvSource(FolderSource):
     ``classes.txt`` sits beside the CSV). An empty labels field is a sample with no label."""
 
     @classmethod
-    def load(cls, root: str | Path, csv_path: str | Path | None = None) -> CsvSource:
+    def load(
+        cls,
+        root: str | Path,
+        csv_path: str | Path | None = None,
+        *,
+        classes: tuple[str, ...] | None = None,
+    ) -> CsvSource:
         """Reads the CSV (``root/labels.csv`` by default).
+
+        Args:
+            classes: the label names to index by, in column order (a validation CSV gets
+                the training source's ``classes``); they replace ``classes.txt`` and the
+                order of first appearance, and a label not among them is refused.
 
         Raises:
             ValueError: for a missing or empty CSV, a wrong header, a row with a missing,
@@ -248,7 +361,7 @@ class CsvSource(FolderSource):
         paths: list[str] = []
         labels: list[list[str]] = []
         lines: list[int] = []
-        with csv_file.open(newline="", encoding="utf-8-sig") as fh:
+        with io.StringIO(_read_utf8(csv_file), newline="") as fh:
             reader = csv.DictReader(fh)
             fields = reader.fieldnames
             if fields is not None and not {"path", "labels"} <= set(fields):
@@ -269,6 +382,11 @@ class CsvSource(FolderSource):
                     )
                 if not path.strip():
                     raise ValueError(f"{where} has an empty path; give the image path or drop it")
+                if "\0" in path:
+                    raise ValueError(
+                        f"{where} has a NUL byte in path {path!r}; fix the path (a file name "
+                        "cannot contain NUL)"
+                    )
                 if _outside(path):
                     raise ValueError(
                         f"{where} has path {path!r} outside the data folder {str(root)!r}; "
@@ -280,7 +398,10 @@ class CsvSource(FolderSource):
         if not paths:
             raise ValueError(f"label CSV {str(csv_file)!r} has no rows")
         names_file = csv_file.parent / "classes.txt"
-        if names_file.is_file():
+        if classes is not None:
+            found = dict.fromkeys(lab for labs in labels for lab in labs)
+            classes = _known_classes(csv_file, found, classes, "label(s)")
+        elif names_file.is_file():
             text = names_file.read_text(encoding="utf-8-sig")
             classes = tuple(n.strip() for n in text.splitlines() if n.strip())
         else:
@@ -346,6 +467,17 @@ class ArraySource:
             )
         if len(t) != len(x):
             raise ValueError(f"{len(x)} images but {len(t)} labels")
+        if not self.multi_label and len(t) and int(t.min()) < 0:
+            row = int(torch.argmax((t < 0).to(torch.uint8)))
+            raise ValueError(
+                f"targets has negative class index {int(t[row])} at row {row}; class indices "
+                "start at 0"
+            )
+        if self.multi_label and not bool(torch.isfinite(t).all()):
+            row = int(torch.argmax((~torch.isfinite(t).all(dim=1)).to(torch.uint8)))
+            raise ValueError(
+                f"multi-hot targets row {row} has a NaN or infinite value; give finite values"
+            )
         n_cls = int(t.shape[1]) if self.multi_label else int(t.max()) + 1
         if n_cls > len(self.classes):
             raise ValueError(
@@ -356,16 +488,42 @@ class ArraySource:
             object.__setattr__(self, "images", np.ascontiguousarray(x))
 
     @classmethod
-    def from_arrays(cls, images: np.ndarray, labels: np.ndarray | torch.Tensor) -> ArraySource:
+    def from_arrays(
+        cls,
+        images: np.ndarray,
+        labels: np.ndarray | torch.Tensor,
+        *,
+        classes: int | tuple[str, ...] | list[str] | None = None,
+    ) -> ArraySource:
         """A source from uint8 images [N, H, W, 3] and labels: integer class indices [N]
-        (classes ``"0"`` .. ``str(max)``) or multi-hot [N, C] (any numeric dtype).
+        (0 <= y < number of classes) or multi-hot [N, C] (any numeric dtype, finite).
+
+        Args:
+            classes: the class names (or their number ``K``, named ``"0"`` .. ``str(K - 1)``).
+                Without it the classes are ``"0"`` .. ``str(max)`` for [N] labels (which
+                may then not exceed the number of samples) and ``"0"`` .. ``str(C - 1)``
+                for [N, C] labels.
 
         Raises:
             TypeError: for images that are not uint8 numpy, non-integer [N] labels or
                 non-numeric [N, C] labels.
-            ValueError: for wrong shapes, negative class indices or a length mismatch.
+            ValueError: for wrong shapes, a class index that is negative or not below the
+                number of classes, a NaN or infinite multi-hot value or a length mismatch
+                (naming the row).
         """
         lab = _labels_array(labels)
+        names: tuple[str, ...] | None = None
+        if classes is not None:
+            if isinstance(classes, (int, np.integer)) and not isinstance(classes, bool):
+                if classes < 1:
+                    raise ValueError(f"classes={classes} must be >= 1 (the number of classes)")
+                names = tuple(str(k) for k in range(int(classes)))
+            elif isinstance(classes, (tuple, list)) and all(isinstance(c, str) for c in classes):
+                names = tuple(classes)
+            else:
+                raise TypeError(
+                    f"classes must be the number of classes or a list of names, got {classes!r}"
+                )
         if lab.ndim == 1:
             if lab.dtype.kind not in "iu":
                 raise TypeError(
@@ -373,8 +531,24 @@ class ArraySource:
                     "them (labels.astype(np.int64)) or pass [N, C] multi-hot labels"
                 )
             if len(lab) and lab.min() < 0:
+                row = int(np.argmax(lab < 0))
                 raise ValueError(
-                    f"labels has negative class index {lab.min()}; class indices start at 0"
+                    f"labels has negative class index {lab[row]} at row {row}; class indices "
+                    "start at 0"
+                )
+            top = int(lab.max()) if len(lab) else -1
+            if names is not None and top >= len(names):
+                row = int(np.argmax(lab >= len(names)))
+                raise ValueError(
+                    f"labels has class index {lab[row]} at row {row} but classes gives "
+                    f"{len(names)} classes; class indices must be 0 <= y < {len(names)}"
+                )
+            if names is None and top >= max(len(lab), 1):
+                row = int(np.argmax(lab == top))
+                raise ValueError(
+                    f"labels has class index {top} at row {row}, more classes than the "
+                    f"{len(lab)} samples; fix the label or pass classes= (the class names or "
+                    "their number) to allow it"
                 )
             t = torch.from_numpy(lab.astype(np.int64))
         elif lab.ndim == 2:
@@ -383,14 +557,27 @@ class ArraySource:
                     f"multi-hot labels must be numbers, got dtype {lab.dtype}; "
                     "pass 0/1 (or soft) values [N, C]"
                 )
+            if lab.dtype.kind == "f" and not np.isfinite(lab).all():
+                row = int(np.argmax(~np.isfinite(lab).all(axis=1)))
+                raise ValueError(
+                    f"multi-hot labels row {row} has a NaN or infinite value "
+                    f"({lab[row][~np.isfinite(lab[row])][0]}); give finite 0/1 (or soft) values"
+                )
+            if names is not None and lab.shape[1] != len(names):
+                raise ValueError(
+                    f"multi-hot labels have {lab.shape[1]} columns but classes gives "
+                    f"{len(names)} classes; give one column per class"
+                )
             t = torch.from_numpy(lab.astype(np.float32))
         else:
             raise ValueError(
                 f"labels must be [N] class indices or [N, C] multi-hot, got shape {lab.shape}"
             )
         multi = t.dim() == 2
-        n_cls = int(t.shape[1]) if multi else int(t.max()) + 1 if len(t) else 0
-        return cls(images, t, tuple(str(k) for k in range(n_cls)), multi_label=multi)
+        if names is None:
+            n_cls = int(t.shape[1]) if multi else int(t.max()) + 1 if len(t) else 0
+            names = tuple(str(k) for k in range(n_cls))
+        return cls(images, t, names, multi_label=multi)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -405,19 +592,40 @@ class ArraySource:
 Source = FolderSource | ArraySource
 
 
-def open_source(data: str | Path | Source | ShardSource, *, split: str | None = None) -> Any:
+def open_source(
+    data: str | Path | Source | ShardSource,
+    *,
+    split: str | None = None,
+    classes: tuple[str, ...] | None = None,
+) -> Any:
     """A source from a folder path (ImageFolder, ImageNet layout ``DIR/train`` + ``DIR/val``
     with ``split``, a folder holding ``labels.csv``, or packed shards: a folder written by
-    ``dali-aug pack``, a :class:`~dali_aug.shards.ShardSource`) or an existing source."""
+    ``dali-aug pack``, a :class:`~dali_aug.shards.ShardSource`) or an existing source.
+
+    ``classes`` (the training source's ``classes``, for a validation folder) indexes an
+    ImageFolder or ``labels.csv`` by those names (see :meth:`FolderSource.scan` and
+    :meth:`CsvSource.load`); a source whose classes differ from them is refused."""
     from dali_aug.shards._format import ShardSource, is_shard_folder
 
     if isinstance(data, (FolderSource, ArraySource, ShardSource)):
-        return data
+        return _same_classes(data, classes)
     root = Path(data)
     if split is not None and (root / split).is_dir():
         root = root / split
     if is_shard_folder(root):
-        return ShardSource.load(root)
+        return _same_classes(ShardSource.load(root), classes)
     if (root / "labels.csv").is_file():
-        return CsvSource.load(root)
-    return FolderSource.scan(root)
+        return CsvSource.load(root, classes=classes)
+    return FolderSource.scan(root, classes=classes)
+
+
+def _same_classes(source: Any, classes: tuple[str, ...] | None) -> Any:
+    """``source``, after checking that its classes are ``classes`` (when given)."""
+    if classes is not None and tuple(source.classes) != tuple(classes):
+        _known_classes(getattr(source, "root", "source"), source.classes, classes, "class(es)")
+        raise ValueError(
+            f"source classes {list(source.classes)[:10]} are not the training classes "
+            f"{list(classes)[:10]} in the same order; build it with classes= (the training "
+            "classes) so that labels are indexed by name"
+        )
+    return source

@@ -24,7 +24,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, object]]:
     monkeypatch.setattr(torch.cuda, "set_device", lambda i: record.append(("set_device", i)))
     monkeypatch.setattr(torch.distributed, "is_initialized", lambda: False)
     monkeypatch.setattr(
-        torch.distributed, "init_process_group", lambda b: record.append(("init", b))
+        torch.distributed, "init_process_group", lambda b, **_: record.append(("init", b))
     )
     monkeypatch.setattr(_dist, "rank_world", lambda: (1, 2))
     return record
@@ -100,7 +100,7 @@ def test_the_clis_join_with_the_run_device(
 
     seen: list[bool] = []
 
-    def record(*, cuda: bool) -> tuple[int, int]:
+    def record(*, cuda: bool, **_: object) -> tuple[int, int]:
         seen.append(cuda)
         raise _Joined
 

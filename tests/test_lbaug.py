@@ -430,12 +430,12 @@ def test_cli_search_then_train(shapes32: Path, tmp_path: Path, one_thread: None)
     assert "mAP" in metrics["history"][-1] or metrics["history"]
     with pytest.raises(SystemExit, match="needs --actor"):
         main(["train", "--data", str(shapes32), "--method", "lbaug", "--size", "32",
-              "--device", "cpu", "--out", str(run)])  # fmt: skip
+              "--device", "cpu", "--out", str(run), "--overwrite"])  # fmt: skip
     other = tmp_path / "other.pt"
     lbaug.save_actor(other, Actor(ActorConfig(num_labels=C)), [f"l{i}" for i in range(C)])
     with pytest.raises(SystemExit, match="searched on labels"):
         main(["train", "--data", str(shapes32), "--method", "lbaug", "--actor", str(other),
-              "--size", "32", "--device", "cpu", "--out", str(run)])  # fmt: skip
+              "--size", "32", "--device", "cpu", "--out", str(run), "--overwrite"])  # fmt: skip
     with pytest.raises(SystemExit, match="unknown op"):
         main(["search", "lbaug", "--data", str(shapes32), "--ops", "Colour", "--out",
               str(tmp_path / "x.pt")])  # fmt: skip

@@ -3,7 +3,7 @@ records. Importing it needs no DALI."""
 
 from __future__ import annotations
 
-from dali_aug.train._checkpoint import check_resume, load_checkpoint
+from dali_aug.train._checkpoint import CheckpointWriteError, check_resume, load_checkpoint
 from dali_aug.train._generators import DeviceGenerators
 from dali_aug.train._method import (
     Forward,
@@ -18,6 +18,7 @@ from dali_aug.train._metrics import accuracy, average_precision, multilabel_metr
 from dali_aug.train._trainer import Trainer, model_parts, write_metrics
 
 __all__ = [
+    "CheckpointWriteError",
     "DeviceGenerators",
     "Forward",
     "LoaderNeeds",

@@ -14,7 +14,11 @@ from typing import Any
 
 import torch
 
-__all__ = ["check_resume", "load_checkpoint"]
+__all__ = ["CheckpointWriteError", "check_resume", "load_checkpoint"]
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (its partial temporary file is removed)."""
 
 
 def load_checkpoint(path: str | Path, *, map_location: Any = "cpu") -> dict[str, Any]:

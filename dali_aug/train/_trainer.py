@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dali_aug._dist import rank_world
-from dali_aug.train._checkpoint import load_checkpoint
+from dali_aug.train._checkpoint import CheckpointWriteError, load_checkpoint
 from dali_aug.train._method import Forward, Loss, Method, Step, method_key
 from dali_aug.train._metrics import accuracy, multilabel_metrics
 
@@ -296,10 +297,28 @@ class Trainer:
             )
 
     def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> None:
-        """Writes a checkpoint atomically (loadable with ``weights_only=True``)."""
-        tmp = Path(path).with_suffix(".tmp")
-        torch.save({**self.state_dict(), **(extra or {})}, tmp)
-        tmp.replace(path)
+        """Writes a checkpoint atomically (loadable with ``weights_only=True``), through a
+        temporary file of this process (``<name>.<pid>.tmp``, removed if the write fails).
+
+        Raises:
+            CheckpointWriteError: the file could not be written (e.g. the disk is full); the
+                previous checkpoint is left as it was.
+        """
+        path = Path(path)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        try:
+            torch.save({**self.state_dict(), **(extra or {})}, tmp)
+            tmp.replace(path)
+        except (OSError, RuntimeError) as err:
+            tmp.unlink(missing_ok=True)
+            # torch's zip writer reports a full disk as a RuntimeError ("file write failed")
+            if isinstance(err, RuntimeError) and "writ" not in str(err).lower():
+                raise
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise CheckpointWriteError(
+                f"could not write the checkpoint {path} ({reason}); disk full? free space or "
+                "write to another folder, then resume from the last checkpoint"
+            ) from None
 
     def load(self, path: str | Path) -> dict[str, Any]:
         """Loads a checkpoint written by :meth:`save` (safely: ``weights_only=True``);
