@@ -397,12 +397,15 @@ def _check_steps(train: Any, world: int) -> None:
 
 
 def _preview_loader(train: Any, batch_size: int, *, clean: bool = False) -> Any:
-    """The training loader's data and policy, unsharded, with the op record, for pictures."""
+    """The training loader's data and policy, unsharded, with the op record, for pictures
+    (at most ``batch_size`` images and never an empty batch: no ``drop_last``, which torchrun
+    forces on the training loader, for data smaller than the preview)."""
     config = dataclasses.replace(
         train.config,
         op_record=True,
         clean=clean or train.config.clean,
-        batch_size=batch_size,
+        batch_size=max(1, min(batch_size, len(train.source))),
+        drop_last=False,
         shard_id=0,
         num_shards=1,
     )
