@@ -5,7 +5,6 @@ than its batch."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
