@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from dali_aug._config import write_args_yaml
 from dali_aug._dist import DEFAULT_TIMEOUT_S, DEVICES, init_from_env, resolve_device
 from dali_aug.methods import BuildContext, cli_module, names
 
@@ -54,6 +55,8 @@ RESUMABLE = frozenset(
         "checkpoint_every",
         "overwrite",
         "dist_timeout",
+        "config",
+        "log_interval",
     }
 )
 
@@ -89,7 +92,22 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="DALI CPU threads")
     p.add_argument("--out", default="runs/latest", help="output folder")
-    p.add_argument("--model", choices=MODEL_NAMES, default="small")
+    p.add_argument(
+        "--model",
+        type=_model_name,
+        default="small",
+        help=f"{', '.join(MODEL_NAMES)}, or timm:NAME (any timm model, when timm imports)",
+    )
+
+
+def _model_name(text: str) -> str:
+    from dali_aug.models import MODEL_NAMES, TIMM_PREFIX
+
+    if text in MODEL_NAMES or (text.startswith(TIMM_PREFIX) and len(text) > len(TIMM_PREFIX)):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"invalid choice {text!r} (choose from {', '.join(MODEL_NAMES)}, or {TIMM_PREFIX}NAME)"
+    )
 
 
 def _parser(command: str | None) -> argparse.ArgumentParser:
@@ -235,9 +253,163 @@ def _add_train(t: argparse.ArgumentParser) -> None:
         help="under torchrun: a rank waiting this long for the others (one stalled or dead) "
         f"fails instead of blocking; default {int(DEFAULT_TIMEOUT_S)}",
     )
+    _add_recipe(t)
     t.add_argument("--max-epochs-this-run", type=int, default=None, help=argparse.SUPPRESS)
     t.add_argument("--max-steps-this-run", type=int, default=None, help=argparse.SUPPRESS)
     t.add_argument("--no-progress", action="store_true")
+
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adamw", "adam")
+
+
+def _add_recipe(t: argparse.ArgumentParser) -> None:
+    """The training recipe's flags, with timm's names and meanings (``train.py``); every one
+    defaults to None (unset), so that a flag given but not applied is an error."""
+    from dali_aug.train._erasing import ERASE_MODES
+    from dali_aug.train._mixup import MIX_MODES
+
+    t.add_argument(
+        "-c",
+        "--config",
+        default=None,
+        metavar="FILE.yaml",
+        help="flags from a YAML file (flag: value; the command line wins); a run writes its "
+        "resolved flags to OUT/args.yaml, which this reads back",
+    )
+    g = t.add_argument_group("recipe (timm's flag names and meanings)")
+    g.add_argument(
+        "--opt",
+        choices=OPTIMIZERS,
+        default=None,
+        help="optimizer (default: adamw for the small model, nesterov for the others)",
+    )
+    g.add_argument(
+        "--weight-decay",
+        type=float,
+        default=None,
+        help="default: 1e-4 (adamw, adam), 5e-5 (sgd, momentum, nesterov)",
+    )
+    g.add_argument("--momentum", type=float, default=None, help="momentum / nesterov (0.9)")
+    g.add_argument("--clip-grad", type=float, default=None, help="clip the gradient L2 norm")
+    g.add_argument(
+        "--warmup-epochs",
+        type=float,
+        default=None,
+        help="linear warm-up before the cosine schedule, in epochs (default 0)",
+    )
+    g.add_argument("--warmup-lr", type=float, default=None, help="lr at the warm-up's start")
+    g.add_argument(
+        "--sched-on-updates",
+        action="store_true",
+        default=None,
+        help="change the lr at every update (default: once per epoch, as timm)",
+    )
+    g.add_argument("--min-lr", type=float, default=None, help="lr at the cosine's end (0)")
+    g.add_argument("--smoothing", type=float, default=None, help="label smoothing (0)")
+    g.add_argument("--mixup", type=float, default=None, help="mixup alpha (timm: 0.8)")
+    g.add_argument("--cutmix", type=float, default=None, help="cutmix alpha (timm: 1.0)")
+    g.add_argument("--mixup-prob", type=float, default=None, help="P(mix a batch / sample) (1)")
+    g.add_argument(
+        "--mixup-switch-prob",
+        type=float,
+        default=None,
+        help="P(cutmix instead of mixup) when both are on (0.5)",
+    )
+    g.add_argument(
+        "--mixup-mode",
+        choices=MIX_MODES,
+        default=None,
+        help="one lam per batch, per pair or per sample (elem) (batch)",
+    )
+    g.add_argument("--reprob", type=float, default=None, help="random erasing probability")
+    g.add_argument(
+        "--remode", choices=ERASE_MODES, default=None, help="random erasing fill (pixel)"
+    )
+    g.add_argument("--recount", type=int, default=None, help="random erasing boxes (1)")
+    g.add_argument("--model-ema", action="store_true", default=None, help="keep a model EMA")
+    g.add_argument("--model-ema-decay", type=float, default=None, help="the EMA's decay (0.9998)")
+    g.add_argument(
+        "--scale",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("LO", "HI"),
+        help="area range of the random-resized crop (default: 0.5 1 demo, 0.08 1)",
+    )
+    g.add_argument(
+        "--pretrained",
+        action="store_true",
+        default=None,
+        help="timm:NAME models: timm's pretrained weights (from the local cache offline)",
+    )
+    g.add_argument(
+        "--log-interval",
+        type=_positive,
+        default=50,
+        help="without a terminal: a log line every N steps (default 50)",
+    )
+
+
+def _check_recipe(fail: Any, args: argparse.Namespace) -> None:
+    """Recipe flags that are given but would not be applied are errors."""
+
+    def given(*names: str) -> list[str]:
+        return ["--" + n.replace("_", "-") for n in names if getattr(args, n) is not None]
+
+    mixing = (args.mixup or 0) > 0 or (args.cutmix or 0) > 0
+    unused = []
+    if not mixing:
+        unused += given("mixup_prob", "mixup_switch_prob", "mixup_mode")
+    if not (args.reprob or 0) > 0:
+        unused += given("remode", "recount")
+    if not args.model_ema:
+        unused += given("model_ema_decay")
+    if not (args.warmup_epochs or 0) > 0:
+        unused += given("warmup_lr")
+    opt = args.opt or ("adamw" if args.model == "small" else "nesterov")
+    if opt in ("adamw", "adam", "sgd"):
+        unused += given("momentum")
+    if unused:
+        fail(
+            unused[0],
+            getattr(args, unused[0][2:].replace("-", "_")),
+            "it would not be "
+            "applied: set the flag it belongs to (e.g. --mixup/--cutmix for --mixup-*, "
+            "--reprob for --remode/--recount, --model-ema for its decay, --warmup-epochs for "
+            "--warmup-lr, a momentum optimizer for --momentum) or drop it",
+        )
+    checks = [
+        ("smoothing", 0, 1, False),
+        ("mixup", 0, math.inf, True),
+        ("cutmix", 0, math.inf, True),
+        ("mixup_prob", 0, 1, True),
+        ("mixup_switch_prob", 0, 1, True),
+        ("reprob", 0, 1, True),
+        ("model_ema_decay", 0, 1, False),
+        ("momentum", 0, 1, False),
+        ("warmup_epochs", 0, math.inf, True),
+        ("warmup_lr", 0, math.inf, True),
+        ("min_lr", 0, math.inf, True),
+        ("weight_decay", 0, math.inf, True),
+    ]
+    for name, lo, hi, hi_ok in checks:
+        value = getattr(args, name)
+        if value is None:
+            continue
+        inside = math.isfinite(value) and lo <= value and (value <= hi if hi_ok else value < hi)
+        if not inside:
+            flag = "--" + name.replace("_", "-")
+            fail(flag, value, f"use a finite value in [{lo}, {hi}{']' if hi_ok else ')'}")
+    if args.clip_grad is not None and not (math.isfinite(args.clip_grad) and args.clip_grad > 0):
+        fail("--clip-grad", args.clip_grad, "use a finite norm > 0")
+    if args.recount is not None and args.recount < 1:
+        fail("--recount", args.recount, "use at least 1 box")
+    if args.scale is not None and not 0 < args.scale[0] <= args.scale[1] <= 1:
+        fail("--scale", args.scale, "use 0 < LO <= HI <= 1, e.g. --scale 0.08 1")
+    if args.smoothing and args.multi_label:
+        fail("--smoothing", args.smoothing, "label smoothing is for single-label data")
+    if args.pretrained and not args.model.startswith("timm:"):
+        fail("--pretrained", True, "only timm:NAME models have pretrained weights")
 
 
 def _check_train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -261,6 +433,7 @@ def _check_train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
         )
     if not 0 <= args.seed <= MAX_SEED:
         fail("--seed", args.seed, f"use a seed from 0 to {MAX_SEED}")
+    _check_recipe(fail, args)
     if args.size is not None:
         keep_lowres = "keep" in args.method and getattr(args, "saliency", None) == "lowres"
         if keep_lowres and args.size < MIN_SIZE_LOWRES:
@@ -308,7 +481,12 @@ def _setup(args: argparse.Namespace, method_names: list[str]) -> _Setup:
         raise SystemExit(f"error: {err}") from None
     size = args.size or (DEMO_SIZE if args.data is None else 224)
     device = _device(args.device)
-    model = build_model(args.model, len(source.classes)).to(device)
+    try:
+        model = build_model(
+            args.model, len(source.classes), pretrained=bool(getattr(args, "pretrained", False))
+        ).to(device)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
     ctx = BuildContext(model, source.classes, source.multi_label, device, size, args.seed)
     methods = [cli_module(n).build(args, ctx) for n in method_names]
     return _Setup(source, val_dir, size, ctx, methods)
@@ -345,7 +523,7 @@ def _loaders(args: argparse.Namespace, setup: _Setup, world: int) -> _Loaders:
         seed=args.seed,
         num_threads=args.threads,
         drop_last=world > 1,
-        scale=(0.5, 1.0) if args.data is None else (0.08, 1.0),
+        scale=_scale(args),
         flip=not args.no_flip,
         op_record=needs.op_record,
         clean=needs.clean,
@@ -378,6 +556,85 @@ def _loaders(args: argparse.Namespace, setup: _Setup, world: int) -> _Loaders:
             raise SystemExit(f"error: validation data: {err}") from None
         val = Loader(val_src, config=plain)
     return _Loaders(train, val, meta_val)
+
+
+def _scale(args: argparse.Namespace) -> tuple[float, float]:
+    """The random-resized crop's area range: ``--scale``, else (0.5, 1) on the demo data
+    (small shapes a crop of 8 % would lose) and torchvision's (0.08, 1) elsewhere."""
+    given = getattr(args, "scale", None)
+    if given is not None:
+        return (float(given[0]), float(given[1]))
+    return (0.5, 1.0) if args.data is None else (0.08, 1.0)
+
+
+def _recipe_methods(args: argparse.Namespace, num_classes: int) -> list[Any]:
+    """Random erasing, then mixup / CutMix (timm's order: erasing per image, mixing per
+    batch), appended after the ``--method`` methods."""
+    from dali_aug.train import ErasingConfig, MixupConfig, MixupMethod, RandomErasingMethod
+
+    out: list[Any] = []
+    if (args.reprob or 0) > 0:
+        erasing = ErasingConfig(
+            prob=args.reprob, mode=args.remode or "pixel", max_count=args.recount or 1
+        )
+        out.append(RandomErasingMethod(erasing, seed=args.seed + 7919))
+    if (args.mixup or 0) > 0 or (args.cutmix or 0) > 0:
+        mixing = MixupConfig(
+            mixup_alpha=args.mixup or 0.0,
+            cutmix_alpha=args.cutmix or 0.0,
+            prob=1.0 if args.mixup_prob is None else args.mixup_prob,
+            switch_prob=0.5 if args.mixup_switch_prob is None else args.mixup_switch_prob,
+            mode=args.mixup_mode or "batch",
+            smoothing=args.smoothing or 0.0,
+        )
+        out.append(MixupMethod(mixing, num_classes, seed=args.seed + 104729))
+    return out
+
+
+def _optimizer(args: argparse.Namespace, model: torch.nn.Module) -> tuple[Any, float]:
+    """``--opt`` (default: adamw for the small model, SGD + Nesterov for the others) with
+    ``--lr`` (default: 1e-3 for adam(w); 0.1 x batch / 256 for SGD), ``--weight-decay``
+    (1e-4 adam(w); 5e-5 SGD) and ``--momentum`` (0.9)."""
+    opt = args.opt or ("adamw" if args.model == "small" else "nesterov")
+    adam = opt in ("adamw", "adam")
+    lr = args.lr if args.lr is not None else (1e-3 if adam else 0.1 * args.batch_size / 256)
+    wd = args.weight_decay if args.weight_decay is not None else (1e-4 if adam else 5e-5)
+    params = model.parameters()
+    if opt == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd), lr
+    if opt == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd), lr
+    momentum = 0.0 if opt == "sgd" else (0.9 if args.momentum is None else args.momentum)
+    sgd = torch.optim.SGD(
+        params, lr=lr, momentum=momentum, weight_decay=wd, nesterov=opt == "nesterov"
+    )
+    return sgd, lr
+
+
+def _schedule(args: argparse.Namespace, lr: float, steps_per_epoch: int) -> Any:
+    """The learning rate of each update: linear warm-up over ``--warmup-epochs``, then cosine
+    to ``--min-lr`` at the end of ``--epochs``; the lr changes once per epoch (timm's default)
+    or, with ``--sched-on-updates``, at every update."""
+    from dali_aug.train import WarmupCosine
+
+    warmup = args.warmup_epochs or 0.0
+    if warmup >= args.epochs:
+        raise SystemExit(
+            f"error: --warmup-epochs {warmup:g} covers the whole run of --epochs {args.epochs}; "
+            "use fewer warm-up epochs"
+        )
+    per_update = bool(args.sched_on_updates)
+    unit = max(1, steps_per_epoch) if per_update else 1
+    sched = WarmupCosine(
+        base_lr=lr,
+        total=args.epochs * unit,
+        warmup=warmup * unit,
+        warmup_lr=1e-6 if args.warmup_lr is None else args.warmup_lr,
+        min_lr=args.min_lr or 0.0,
+    )
+    if per_update:
+        return sched
+    return lambda step: sched(step // max(1, steps_per_epoch))
 
 
 def _check_steps(train: Any, world: int) -> None:
@@ -420,32 +677,28 @@ def _show(args: argparse.Namespace, train: Any) -> Path:
     assert batch.params is not None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    names_ = [
-        loader.classes[i] if not loader.multi_label else ""
-        for i in (batch.labels.tolist() if not loader.multi_label else range(len(batch.labels)))
-    ]
+    if loader.multi_label:  # the positive labels' names
+        names_ = [
+            "+".join(loader.classes[j] for j in row.nonzero().flatten().tolist()) or "(none)"
+            for row in batch.labels
+        ]
+    else:
+        names_ = [loader.classes[i] for i in batch.labels.tolist()]
     caps = [f"{n}: {o}" if n else o for n, o in zip(names_, op_labels(batch.params), strict=True)]
     return save_grid(denormalize(batch.images), caps, out / "samples.png")
 
 
-def _cosine(epochs: int, epoch: int) -> float:
-    """The cosine schedule's factor at the start of ``epoch`` of ``epochs``."""
-    return 0.5 * (1.0 + math.cos(math.pi * min(epoch, epochs) / max(epochs, 1)))
+def _mixing(args: argparse.Namespace) -> bool:
+    return (args.mixup or 0) > 0 or (args.cutmix or 0) > 0
 
 
-def _reschedule(trainer: Any, lr: float, epochs: int) -> None:
-    """After a resume: the schedule of *this* run's ``--epochs`` and ``--lr``, continued at
-    the trainer's epoch (the checkpoint's schedule was for the old length)."""
-    opt, sched = trainer.optimizer, trainer.scheduler
-    sched.lr_lambdas = [functools.partial(_cosine, epochs)] * len(opt.param_groups)
-    sched.base_lrs = [lr] * len(opt.param_groups)
-    for g in opt.param_groups:
-        g["initial_lr"] = lr
-        g["lr"] = lr * _cosine(epochs, trainer.epoch)
-    sched.last_epoch = trainer.epoch
+def _reschedule(trainer: Any) -> None:
+    """After a resume: the schedule is this run's (built from its ``--epochs`` and ``--lr``,
+    continued at the checkpoint's update count); an interrupted epoch's row logs this run's
+    learning rate at the epoch's first update."""
     progress = getattr(trainer, "_progress", None)
-    if progress is not None:  # a mid-epoch resume: its row logs this run's lr
-        progress.lr = opt.param_groups[0]["lr"]
+    if progress is not None:
+        progress.lr = trainer.lr_at(trainer.global_step - progress.steps)
 
 
 def _trim_history(path: Path, epochs_done: int) -> None:
@@ -589,9 +842,79 @@ def _train(args: argparse.Namespace) -> int:
             _unlock(lock)
 
 
+def _epoch_outputs(trainer: Any, out: Path, multi_label: bool) -> Any:
+    """After each epoch: ``summary.csv`` and ``curves.png`` (the whole history so far),
+    ``last.pt`` (the exported model) and ``best.pt`` (the exported model of the best epoch
+    by the main validation metric: ``val_acc`` or ``mAP``; with a model EMA, the EMA's
+    weights and metric, as timm does)."""
+    from dali_aug.train._summary import draw_curves, write_summary
+
+    key = "mAP" if multi_label else "val_acc"
+
+    def score(row: dict[str, Any]) -> float | None:
+        value = row.get(f"ema_{key}" if trainer.ema is not None else key)
+        return None if value is None else float(value)
+
+    def weights() -> dict[str, torch.Tensor]:
+        if trainer.ema is not None:
+            return trainer.ema.module.state_dict()
+        return trainer.export()
+
+    def on_epoch(row: dict[str, Any]) -> None:
+        history = trainer.history
+        write_summary(out / "summary.csv", history)
+        draw_curves(out / "curves.png", history, title=str(out))
+        _save_atomic(weights(), out / "last.pt")
+        current = score(row)
+        earlier = [v for v in (score(r) for r in history[:-1]) if v is not None]
+        if current is not None and (not earlier or current > max(earlier)):
+            _save_atomic(weights(), out / "best.pt")
+            (out / "best.json").write_text(
+                json.dumps({"epoch": row["epoch"], "metric": key, "value": current})
+            )
+
+    return on_epoch
+
+
+def _save_atomic(state: dict[str, torch.Tensor], path: Path) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(state, tmp)
+        tmp.replace(path)
+    except (OSError, RuntimeError) as err:
+        tmp.unlink(missing_ok=True)
+        raise SystemExit(f"error: could not write {path} ({err}); disk full?") from None
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[name]  # type: ignore[no-any-return]
+    raise KeyError(name)
+
+
+def _expand_config(argv: list[str], command: str, parser: argparse.ArgumentParser) -> list[str]:
+    """``-c/--config FILE`` of ``train``: the file's flags inserted right after the verb, so
+    that the command line (after them) wins."""
+    from dali_aug._config import config_argv
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("-c", "--config", default=None)
+    known, _ = pre.parse_known_args(argv[argv.index(command) + 1 :])
+    if known.config is None:
+        return argv
+    try:
+        tokens = config_argv(known.config, _subparser(parser, command))
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
+    at = argv.index(command) + 1
+    return [*argv[:at], *tokens, *argv[at:]]
+
+
 def _train_run(args: argparse.Namespace, method_names: list[str], rank: int, world: int) -> int:
     from dali_aug.train import (
         CheckpointWriteError,
+        ModelEma,
         Trainer,
         load_checkpoint,
         write_metrics,
@@ -599,31 +922,33 @@ def _train_run(args: argparse.Namespace, method_names: list[str], rank: int, wor
 
     torch.manual_seed(args.seed)
     setup = _setup(args, method_names)
+    setup.methods += _recipe_methods(args, len(setup.source.classes))
     loaders = _loaders(args, setup, world)
     train, val = loaders.train, loaders.val
     _check_steps(train, world)
     model = setup.ctx.model
-    if args.model == "small":  # Adam learns the small demo model in a few hundred steps
-        lr = args.lr if args.lr is not None else 1e-3
-        opt: torch.optim.Optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    else:  # the ImageNet recipe: SGD + Nesterov, lr 0.1 per 256 images
-        lr = args.lr if args.lr is not None else 0.1 * args.batch_size / 256
-        opt = torch.optim.SGD(
-            model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-5, nesterov=True
-        )
+    opt, lr = _optimizer(args, model)
     amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.amp]
-    trainer = Trainer(
-        model,
-        opt,
-        multi_label=train.multi_label,
-        methods=setup.methods,
-        amp=amp,
-        channels_last=args.channels_last,
-        meta_val=loaders.meta_val,
-    )
-    trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(
-        opt, functools.partial(_cosine, args.epochs)
-    )
+    ema = None
+    if args.model_ema:
+        decay = 0.9998 if args.model_ema_decay is None else args.model_ema_decay
+        ema = ModelEma(model, decay)
+    try:
+        trainer = Trainer(
+            model,
+            opt,
+            multi_label=train.multi_label,
+            methods=setup.methods,
+            amp=amp,
+            channels_last=args.channels_last,
+            schedule=_schedule(args, lr, len(train)),
+            smoothing=0.0 if _mixing(args) else (args.smoothing or 0.0),
+            clip_grad=args.clip_grad,
+            ema=ema,
+            meta_val=loaders.meta_val,
+        )
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoint.pt"
@@ -637,7 +962,7 @@ def _train_run(args: argparse.Namespace, method_names: list[str], rank: int, wor
             trainer.load_state_dict(state)
         except ValueError as err:
             raise SystemExit(f"error: {err}") from None
-        _reschedule(trainer, lr, args.epochs)
+        _reschedule(trainer)
         if rank == 0:
             _trim_history(out / "history.jsonl", trainer.epoch)
         print(f"resumed from {ckpt} at epoch {trainer.epoch + 1}")
@@ -649,9 +974,10 @@ def _train_run(args: argparse.Namespace, method_names: list[str], rank: int, wor
         )
         record = {"args": vars(args), "world_size": world, "started": time.time()}
         (out / "run.json").write_text(json.dumps(record, indent=2, default=str))
+        write_args_yaml(out / "args.yaml", args, _subparser(_parser("train"), "train"))
         if not args.resume:  # a new run (--overwrite: the old one's files go now)
-            ckpt.unlink(missing_ok=True)
-            (out / "model.pt").unlink(missing_ok=True)
+            for name in ("checkpoint.pt", "model.pt", "last.pt", "best.pt", "best.json"):
+                (out / name).unlink(missing_ok=True)
             (out / "history.jsonl").write_text("")
         print(
             f"data: {getattr(train.source, 'root', 'arrays')} "
@@ -685,6 +1011,8 @@ def _train_run(args: argparse.Namespace, method_names: list[str], rank: int, wor
             record=out / "history.jsonl" if rank == 0 else None,
             progress=rank == 0 and not args.no_progress,
             log=print if rank == 0 else (lambda *_: None),
+            log_every=args.log_interval,
+            on_epoch=_epoch_outputs(trainer, out, train.multi_label) if rank == 0 else None,
         )
     except CheckpointWriteError as err:
         raise SystemExit(f"error: {err}") from None
@@ -702,10 +1030,21 @@ def _train_run(args: argparse.Namespace, method_names: list[str], rank: int, wor
             "history": trainer.history,
             "data_order_epoch0": train.shard_indices(0)[:16].tolist(),
         }
-        for name, method in zip(method_names, setup.methods, strict=True):
+        # the --method methods come first; the recipe's (erasing, mixing) after them
+        for name, method in zip(method_names, setup.methods[: len(method_names)], strict=True):
             describe = getattr(cli_module(name), "describe", None)
             if describe is not None:
                 payload[name] = describe(method)
+        last = trainer.history[-1] if trainer.history else {}
+        if "ap" in last:  # per-label metrics keyed by the label's name
+            payload["per_label"] = {
+                name: {
+                    "ap": last["ap"][j],
+                    "f1": last["label_f1"][j],
+                    "recall": last["label_recall"][j],
+                }
+                for j, name in enumerate(train.classes)
+            }
         write_metrics(out / "metrics.json", payload)
         last = trainer.history[-1] if trainer.history else {}
         key = "mAP" if train.multi_label else "val_acc"
@@ -734,6 +1073,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = _parser(command)
+    if command == "train":
+        argv = _expand_config(argv, command, parser)
     args = parser.parse_args(argv)
     if args.command == "train":
         _check_train(parser, args)

@@ -115,6 +115,10 @@ def test_multi_label_run_reports_map(
     assert len(row["label_f1"]) == len(MULTI_LABELS) and 0.0 <= row["f1"] <= 1.0
     assert "val_acc" not in row
     assert m["args"]["no_flip"] is True
+    assert list(m["per_label"]) == list(MULTI_LABELS)  # per-label metrics keyed by name
+    first = MULTI_LABELS[0]
+    assert m["per_label"][first]["recall"] == row["label_recall"][0]
+    assert m["per_label"][first]["ap"] == row["ap"][0]
 
 
 def test_imagenet_layout_reports_val_metrics(

@@ -4,6 +4,8 @@ records. Importing it needs no DALI."""
 from __future__ import annotations
 
 from dali_aug.train._checkpoint import CheckpointWriteError, check_resume, load_checkpoint
+from dali_aug.train._ema import ModelEma
+from dali_aug.train._erasing import ErasingConfig, RandomErasingMethod
 from dali_aug.train._generators import DeviceGenerators
 from dali_aug.train._method import (
     Forward,
@@ -15,17 +17,25 @@ from dali_aug.train._method import (
     method_key,
 )
 from dali_aug.train._metrics import accuracy, average_precision, multilabel_metrics
+from dali_aug.train._mixup import MixupConfig, MixupMethod, soft_targets
+from dali_aug.train._schedule import WarmupCosine
 from dali_aug.train._trainer import Trainer, model_parts, write_metrics
 
 __all__ = [
     "CheckpointWriteError",
     "DeviceGenerators",
+    "ErasingConfig",
     "Forward",
     "LoaderNeeds",
     "Loss",
     "Method",
+    "MixupConfig",
+    "MixupMethod",
+    "ModelEma",
+    "RandomErasingMethod",
     "Step",
     "Trainer",
+    "WarmupCosine",
     "accuracy",
     "average_precision",
     "check_resume",
@@ -34,5 +44,6 @@ __all__ = [
     "method_key",
     "model_parts",
     "multilabel_metrics",
+    "soft_targets",
     "write_metrics",
 ]

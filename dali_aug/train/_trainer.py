@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +26,7 @@ from torch import nn
 
 from dali_aug._dist import rank_world
 from dali_aug.train._checkpoint import CheckpointWriteError, load_checkpoint
+from dali_aug.train._ema import ModelEma
 from dali_aug.train._method import Forward, Loss, Method, Step, method_key
 from dali_aug.train._metrics import accuracy, multilabel_metrics
 
@@ -38,18 +41,37 @@ def model_parts(
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """(logits, features, early) of one forward of ``model``.
 
-    A model with ``forward_parts(x) -> (features, early)`` and ``head`` gives all three;
-    one with ``features(x)`` and ``head`` gives logits and features; any other module its
+    A model with ``forward_parts(x) -> (features, early)`` and ``head`` gives all three; a
+    timm model (``forward_features``, ``forward_head``, ``get_classifier``) gives logits and
+    the pre-logits features (``forward_head(..., pre_logits=True)``); one with
+    ``features(x) -> [B, D]`` and ``head`` gives logits and features; any other module its
     logits alone.
+
+    Raises:
+        ValueError: ``features(x)`` is not [B, D] (e.g. a module whose ``features`` is its
+            convolutional trunk): the model does not follow the protocol.
     """
     head = getattr(model, "head", None)
     parts = getattr(model, "forward_parts", None)
     if callable(parts) and isinstance(head, nn.Module):
         features, early = parts(x)
         return head(features), features, early
+    timm_model: Any = model
+    if all(
+        callable(getattr(model, a, None))
+        for a in ("forward_features", "forward_head", "get_classifier")
+    ):
+        features = timm_model.forward_head(timm_model.forward_features(x), pre_logits=True)
+        return timm_model.get_classifier()(features), features, None
     feats = getattr(model, "features", None)
     if callable(feats) and isinstance(head, nn.Module):
         features = feats(x)
+        if features.dim() != 2:
+            raise ValueError(
+                f"{type(model).__name__}.features(x) gave shape {tuple(features.shape)}, not "
+                "[batch, dim]: the trainer takes features(x) -> [B, D] and head(features) -> "
+                "logits, or timm's forward_features / forward_head; wrap the model to give them"
+            )
         return head(features), features, None
     return model(x), None, None
 
@@ -83,6 +105,14 @@ class Trainer:
             ``torch.amp.GradScaler``.
         channels_last: use the channels-last memory format.
         scheduler: optional LR scheduler, stepped once per epoch.
+        schedule: optional learning rate per optimizer update: ``schedule(global_step)``
+            sets every parameter group's lr before each update (e.g. a
+            :class:`~dali_aug.train.WarmupCosine`); use it or ``scheduler``, not both.
+        smoothing: label smoothing of the single-label training loss (the validation loss
+            is plain cross-entropy).
+        clip_grad: clip the gradients' global L2 norm to this value before each update.
+        ema: a :class:`~dali_aug.train.ModelEma` of the model, updated after each update,
+            evaluated beside the model (``ema_*`` metrics) and checkpointed.
         meta_val: batches for :meth:`Step.val_batch` (a Loader over a held-out split of the
             training data), for bilevel methods.
         distributed: wrap the network in DistributedDataParallel; default: when
@@ -96,6 +126,10 @@ class Trainer:
     amp: torch.dtype | None = None
     channels_last: bool = False
     scheduler: Any = None
+    schedule: Callable[[int], float] | None = None
+    smoothing: float = 0.0
+    clip_grad: float | None = None
+    ema: ModelEma | None = None
     meta_val: Iterable[Batch] | None = None
     distributed: bool | None = None
     epoch: int = 0
@@ -110,6 +144,18 @@ class Trainer:
             )
         if self.amp not in (None, torch.bfloat16, torch.float16):
             raise ValueError(f"amp={self.amp}; use None, torch.bfloat16 or torch.float16")
+        if not 0 <= self.smoothing < 1:
+            raise ValueError(f"smoothing={self.smoothing}; use a value in [0, 1), e.g. 0.1")
+        if self.smoothing and self.multi_label:
+            raise ValueError(
+                "label smoothing is for single-label targets; drop it for multi-label data"
+            )
+        if self.clip_grad is not None and not (
+            math.isfinite(self.clip_grad) and self.clip_grad > 0
+        ):
+            raise ValueError(f"clip_grad={self.clip_grad}; use a finite norm > 0, or None")
+        if self.schedule is not None and self.scheduler is not None:
+            raise ValueError("give a per-epoch scheduler or a per-update schedule, not both")
         self.methods = tuple(self.methods)
         keys = [method_key(i, m) for i, m in enumerate(self.methods)]
         owned = nn.ModuleDict(
@@ -143,14 +189,22 @@ class Trainer:
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
-    def losses(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Per-sample losses [B]."""
+    def losses(
+        self, logits: torch.Tensor, labels: torch.Tensor, *, smoothing: float = 0.0
+    ) -> torch.Tensor:
+        """Per-sample losses [B] (``smoothing``: label smoothing of hard single labels)."""
         if self.multi_label:
             bce = F.binary_cross_entropy_with_logits(logits, labels.float(), reduction="none")
             return bce.mean(1)
-        if labels.dim() == 2:  # soft labels (mixing methods)
+        if labels.dim() == 2:  # soft labels (mixing methods; they smooth them themselves)
             return -(labels * logits.log_softmax(1)).sum(1)
-        return F.cross_entropy(logits, labels, reduction="none")
+        return F.cross_entropy(logits, labels, reduction="none", label_smoothing=smoothing)
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of update ``step``: the ``schedule``'s, else the current one."""
+        if self.schedule is not None:
+            return float(self.schedule(step))
+        return float(self.optimizer.param_groups[0]["lr"])
 
     def forward(
         self, images: torch.Tensor, *, params: dict[str, torch.Tensor] | None = None
@@ -194,31 +248,43 @@ class Trainer:
             batch = m.augment(step, batch)
         out = self.forward(batch.images)
         with step.autocast():
-            loss = Loss(self.losses(out.logits.float(), batch.labels))
+            loss = Loss(self.losses(out.logits.float(), batch.labels, smoothing=self.smoothing))
             for m in self.methods:
                 loss = m.loss(step, batch, out, loss)
             total = loss.total()
         if not torch.isfinite(total):
             raise FloatingPointError(f"loss is {total.item()}; lower the learning rate")
         self.optimizer.zero_grad(set_to_none=True)
+        if self.schedule is not None:
+            lr = self.lr_at(self.global_step)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
         if self.scaler is not None:
             self.scaler.scale(total).backward()
+            if self.clip_grad is not None:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.network.parameters(), self.clip_grad)
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
             total.backward()
+            if self.clip_grad is not None:
+                nn.utils.clip_grad_norm_(self.network.parameters(), self.clip_grad)
             self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
         for m in self.methods:
             m.after_step(step, batch, out)
         self.global_step += 1
         return loss
 
     @torch.no_grad()
-    def evaluate(self, loader: Iterable[Batch]) -> dict[str, Any]:
-        """Loss and accuracy (single-label) or the multi-label metrics over ``loader``."""
+    def evaluate(self, loader: Iterable[Batch], model: nn.Module | None = None) -> dict[str, Any]:
+        """Loss and accuracy (single-label; top-5 too with more than 5 classes) or the
+        multi-label metrics over ``loader``, of the trained model or of ``model`` (the EMA)."""
         # the bare module: a DDP wrapper's forward is a collective (buffer broadcast), and
         # evaluation may run on one rank only
-        model = self.model
+        model = self.model if model is None else model
         model.eval()
         all_logits, all_labels = [], []
         for batch in loader:
@@ -234,6 +300,9 @@ class Trainer:
             out.update(multilabel_metrics(logits, labels))
         else:
             out["val_acc"] = accuracy(logits, labels)
+            if logits.shape[1] > 5:
+                top5 = logits.topk(5, dim=1).indices
+                out["val_top5"] = float((top5 == labels.view(-1, 1)).any(1).float().mean())
         return out
 
     # -- checkpoints --------------------------------------------------------------------
@@ -260,6 +329,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "ema": None if self.ema is None else self.ema.module.state_dict(),
             "epoch": self.epoch,
             "global_step": self.global_step,
             "history": self.history,
@@ -284,6 +354,13 @@ class Trainer:
             self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler is not None and state.get("scaler") is not None:
             self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None:
+            if state.get("ema") is None:
+                raise ValueError(
+                    "the checkpoint holds no model EMA but this trainer keeps one; resume "
+                    "with the run's --model-ema setting"
+                )
+            _load("the model EMA", self.ema.module, state["ema"])
         self.epoch = int(state["epoch"])
         self.global_step = int(state.get("global_step", 0))
         self.history = list(state["history"])
@@ -340,6 +417,8 @@ class Trainer:
         record: str | Path | None = None,
         progress: bool = True,
         log: Any = print,
+        log_every: int = 50,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None,
     ) -> list[dict[str, Any]]:
         """Trains from ``self.epoch`` to ``epochs`` (so a resumed trainer continues), with a
         checkpoint after every epoch and, with ``record``, one JSON line per epoch appended
@@ -354,7 +433,11 @@ class Trainer:
         A row holds ``epoch``, ``train_loss`` (the back-propagated total), ``loss/<term>``
         for every named term and ``stat/<name>`` for every logged statistic (epoch means),
         ``lr``, ``seconds``, ``images``, ``img_per_s``, ``data_seconds`` (time spent waiting
-        for the loader), ``skipped`` and the evaluation metrics.
+        for the loader), ``skipped`` and the evaluation metrics (``ema_*``: of the EMA).
+
+        ``progress``: a progress bar on a terminal; without one (a log file, CI) a line every
+        ``log_every`` steps and at the epoch's end instead. ``on_epoch(row)`` runs after each
+        epoch's row is recorded and its checkpoint written (summaries, best checkpoints).
         """
         from tqdm import tqdm
 
@@ -372,16 +455,17 @@ class Trainer:
                 train.load_state_dict(self._loader_state)  # continue the interrupted epoch
             else:
                 train.set_epoch(self.epoch)
-                self._progress = _Progress(lr=float(self.optimizer.param_groups[0]["lr"]))
+                self._progress = _Progress(lr=self.lr_at(self.global_step))
             self._loader_state = None
             run = self._progress
             assert run is not None
             t0 = time.perf_counter() - run.seconds
+            tty = progress and sys.stderr.isatty()
             bar = tqdm(
                 total=len(train),
                 initial=run.steps,
                 desc=f"epoch {self.epoch + 1}/{epochs}",
-                disable=not progress,
+                disable=not tty,
                 leave=False,
             )
             it = iter(train)
@@ -396,6 +480,11 @@ class Trainer:
                 value = run.add(loss, len(batch.labels))
                 bar.update(1)
                 bar.set_postfix(loss=f"{value:.3f}")
+                if progress and not tty and run.steps % max(log_every, 1) == 0:
+                    log(
+                        f"epoch {self.epoch + 1}/{epochs} step {run.steps}/{len(train)} "
+                        f"loss {value:.4f} lr {self.lr_at(self.global_step - 1):.3g}"
+                    )
                 steps_this_call += 1
                 stop = stop_after_steps is not None and steps_this_call >= stop_after_steps
                 if checkpoint_every is not None and self.global_step % checkpoint_every == 0:
@@ -413,6 +502,9 @@ class Trainer:
             row["skipped"] = len(getattr(train, "skipped", ()))
             if val is not None:
                 row.update(self.evaluate(val))
+                if self.ema is not None:
+                    ema = self.evaluate(val, self.ema.module)
+                    row.update({f"ema_{k}": v for k, v in ema.items()})
             self.history.append(row)
             self.epoch += 1
             self._progress = None
@@ -421,6 +513,8 @@ class Trainer:
                 with Path(record).open("a") as fh:
                     fh.write(json.dumps(row, default=str) + "\n")
             save()
+            if on_epoch is not None:
+                on_epoch(row)
         for m in self.methods:  # end of training: reports (Method.finish)
             m.finish(self)
         return self.history
