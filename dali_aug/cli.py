@@ -39,6 +39,10 @@ MIN_SIZE_LOWRES = 32
 #: ``--seed`` lies in [0, MAX_SEED]
 MAX_SEED = 2**32 - 1
 
+#: ``--data fashion-mnist``: the IDX files of Debian's dataset-fashion-mnist (see
+#: :mod:`dali_aug.datasets`), the official test split as the validation set
+FASHION_MNIST = "fashion-mnist"
+
 #: flags that may change on ``--resume`` (the rest define the run and must match)
 RESUMABLE = frozenset(
     {
@@ -87,6 +91,14 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         help="no random horizontal flip (for labels that a flip changes, e.g. left/right)",
     )
     p.add_argument("--size", type=int, default=None, help="image side (default: 64 demo, 224)")
+    p.add_argument(
+        "--train-size",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help=f"with --data {FASHION_MNIST}: a seeded, class-balanced training subset of N "
+        "images (a multiple of 10); default: all 60,000",
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--seed", type=int, default=0)
@@ -467,6 +479,7 @@ class _Setup:
     size: int
     ctx: BuildContext
     methods: list[Any]
+    val_source: Any = None  # a validation source built in memory (Fashion-MNIST's test split)
 
 
 def _setup(args: argparse.Namespace, method_names: list[str]) -> _Setup:
@@ -474,12 +487,28 @@ def _setup(args: argparse.Namespace, method_names: list[str]) -> _Setup:
     from dali_aug.models import build_model
     from dali_aug.sources import open_source
 
+    val_source = None
+    train_size = getattr(args, "train_size", None)
     try:
-        train_dir, val_dir = resolve_data(args.data, multi_label=args.multi_label)
-        source = open_source(train_dir)
+        if args.data == FASHION_MNIST:
+            from dali_aug.datasets import fashion_mnist_source
+
+            if args.multi_label:
+                raise ValueError(f"--data {FASHION_MNIST} is single-label; drop --multi-label")
+            source = fashion_mnist_source("train", train_size=train_size, seed=args.seed)
+            val_source = fashion_mnist_source("test")
+            train_dir, val_dir = None, None
+        else:
+            if train_size is not None:
+                raise ValueError(f"--train-size is for --data {FASHION_MNIST}; drop it")
+            train_dir, val_dir = resolve_data(args.data, multi_label=args.multi_label)
+            source = open_source(train_dir)
     except ValueError as err:
         raise SystemExit(f"error: {err}") from None
-    size = args.size or (DEMO_SIZE if args.data is None else 224)
+    if args.data == FASHION_MNIST:
+        size = args.size or 28  # the images' own side
+    else:
+        size = args.size or (DEMO_SIZE if args.data is None else 224)
     device = _device(args.device)
     try:
         model = build_model(
@@ -489,7 +518,7 @@ def _setup(args: argparse.Namespace, method_names: list[str]) -> _Setup:
         raise SystemExit(f"error: {err}") from None
     ctx = BuildContext(model, source.classes, source.multi_label, device, size, args.seed)
     methods = [cli_module(n).build(args, ctx) for n in method_names]
-    return _Setup(source, val_dir, size, ctx, methods)
+    return _Setup(source, val_dir, size, ctx, methods, val_source)
 
 
 @dataclasses.dataclass
@@ -549,7 +578,9 @@ def _loaders(args: argparse.Namespace, setup: _Setup, world: int) -> _Loaders:
         meta_val = Loader(held, config=dataclasses.replace(plain, shuffle=True))
     train = Loader(source, policy=policy, config=cfg)
     val = None
-    if setup.val_dir is not None:
+    if setup.val_source is not None:
+        val = Loader(setup.val_source, config=plain)
+    elif setup.val_dir is not None:
         try:  # the val labels are indexed by the training class names
             val_src = open_source(setup.val_dir, classes=tuple(setup.source.classes))
         except ValueError as err:
@@ -564,7 +595,7 @@ def _scale(args: argparse.Namespace) -> tuple[float, float]:
     given = getattr(args, "scale", None)
     if given is not None:
         return (float(given[0]), float(given[1]))
-    return (0.5, 1.0) if args.data is None else (0.08, 1.0)
+    return (0.5, 1.0) if args.data in (None, FASHION_MNIST) else (0.08, 1.0)
 
 
 def _recipe_methods(args: argparse.Namespace, num_classes: int) -> list[Any]:

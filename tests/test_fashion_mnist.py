@@ -122,3 +122,27 @@ def test_the_installed_package_has_the_official_sizes() -> None:
     test, _ = load_fashion_mnist("test")
     assert train.shape == (60000, 28, 28) and test.shape == (10000, 28, 28)
     assert np.bincount(labels).tolist() == [6000] * 10
+
+
+def test_train_on_fashion_mnist_with_a_balanced_subset_and_the_test_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from dali_aug.cli import main
+
+    monkeypatch.setenv("DALI_AUG_FASHION_MNIST", str(_fake(tmp_path / "idx", n_train=60)))
+    monkeypatch.setenv("DALI_AUG_CACHE", str(tmp_path / "cache"))
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    out = tmp_path / "run"
+    argv = ["train", "--data", "fashion-mnist", "--train-size", "40", "--epochs", "1"]
+    assert main([*argv, "--batch-size", "8", "--no-progress", "--out", str(out)]) == 0
+    assert "40 train images, 10 classes" in capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["classes"] == list(FASHION_MNIST_CLASSES)
+    assert "val_acc" in metrics["history"][-1]  # evaluated on the test split
+    with pytest.raises(SystemExit, match="--train-size is for --data fashion-mnist"):
+        main(["train", "--train-size", "40", "--out", str(tmp_path / "x")])
+    with pytest.raises(SystemExit, match="single-label"):
+        main([*argv, "--multi-label", "--out", str(tmp_path / "y")])

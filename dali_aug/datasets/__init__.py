@@ -1,22 +1,33 @@
 """Data without a download, and where data lives: the procedurally drawn demo shapes
-(:func:`make_shapes`, :func:`demo_data`), the cache folder, the resolution of a ``--data``
+(:func:`make_shapes`, :func:`demo_data`), Fashion-MNIST from its installed IDX files
+(:func:`fashion_mnist_source`), the cache folder, the resolution of a ``--data``
 argument (:func:`resolve_data`), and seeded held-out splits of a training set
 (:func:`holdout`, :func:`stratified_holdout`, :func:`subset`)."""
 
 from __future__ import annotations
 
+from ._fashion_mnist import (
+    FASHION_MNIST_CLASSES,
+    FASHION_MNIST_DIR,
+    fashion_mnist_source,
+    load_fashion_mnist,
+)
 from ._folders import DEMO_SIZE, cache_dir, demo_data, resolve_data
 from ._shapes import MULTI_LABELS, SHAPE_CLASSES, ShapesSpec, make_shapes
 from ._split import holdout, stratified_holdout, subset
 
 __all__ = [
     "DEMO_SIZE",
+    "FASHION_MNIST_CLASSES",
+    "FASHION_MNIST_DIR",
     "MULTI_LABELS",
     "SHAPE_CLASSES",
     "ShapesSpec",
     "cache_dir",
     "demo_data",
+    "fashion_mnist_source",
     "holdout",
+    "load_fashion_mnist",
     "make_shapes",
     "resolve_data",
     "stratified_holdout",
