@@ -446,6 +446,12 @@ def _check_train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
     if not 0 <= args.seed <= MAX_SEED:
         fail("--seed", args.seed, f"use a seed from 0 to {MAX_SEED}")
     _check_recipe(fail, args)
+    if args.model.startswith("timm:"):  # before any data is generated or read
+        from dali_aug.models import timm_import_error
+
+        problem = timm_import_error()
+        if problem is not None:
+            fail("--model", args.model, problem)
     if args.size is not None:
         keep_lowres = "keep" in args.method and getattr(args, "saliency", None) == "lowres"
         if keep_lowres and args.size < MIN_SIZE_LOWRES:

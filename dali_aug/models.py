@@ -19,7 +19,15 @@ from typing import Any, Literal, get_args
 import torch
 from torch import nn
 
-__all__ = ["MODEL_NAMES", "TIMM_PREFIX", "Classifier", "ModelName", "TimmClassifier", "build_model"]
+__all__ = [
+    "MODEL_NAMES",
+    "TIMM_PREFIX",
+    "Classifier",
+    "ModelName",
+    "TimmClassifier",
+    "build_model",
+    "timm_import_error",
+]
 
 #: a model name of :func:`build_model` (the ``--model`` choices of the CLIs)
 ModelName = Literal["small", "resnet18", "resnet50"]
@@ -225,11 +233,22 @@ class TimmClassifier(nn.Module):
         return self.head(self.features(x))
 
 
-def _timm_model(name: str, num_classes: int, pretrained: bool) -> TimmClassifier:
+def timm_import_error() -> str | None:
+    """None when timm imports here, else why not and how to get it (one line)."""
     try:
-        import timm
+        import timm  # noqa: F401
     except Exception as err:  # ImportError, or torchvision failing inside timm's import
-        raise ValueError(f"--model {TIMM_PREFIX}{name}: {_TIMM_HINT} ({err})") from None
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return f"{_TIMM_HINT} ({first})"
+    return None
+
+
+def _timm_model(name: str, num_classes: int, pretrained: bool) -> TimmClassifier:
+    problem = timm_import_error()
+    if problem is not None:
+        raise ValueError(f"--model {TIMM_PREFIX}{name}: {problem}")
+    import timm
+
     if name not in timm.list_models(pretrained=False):
         raise ValueError(
             f"--model {TIMM_PREFIX}{name}: timm has no model {name!r}; see timm.list_models()"

@@ -205,6 +205,22 @@ def test_recipe_flags_that_would_not_apply_are_errors(
     assert not (tmp_path / "run").exists()
 
 
+def test_timm_model_without_timm_exits_with_the_hint_before_any_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "timm", None)  # `import timm` raises ImportError
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--model", "timm:resnet18", "--out", str(tmp_path / "run")])
+    assert exc.value.code == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--model" in message and "pip install torch==2.14.1 torchvision==0.29.1 timm" in message
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
+    with pytest.raises(SystemExit):
+        main(["train", "--model", "timm:", "--out", str(tmp_path / "run")])
+
+
 def test_a_bad_config_file_is_one_line(tmp_path: Path) -> None:
     cfg = tmp_path / "r.yaml"
     cfg.write_text("lerning-rate: 0.1\n")
