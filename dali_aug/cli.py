@@ -12,10 +12,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import hashlib
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -25,6 +23,20 @@ import torch
 
 from dali_aug._config import write_args_yaml
 from dali_aug._dist import DEFAULT_TIMEOUT_S, DEVICES, init_from_env, resolve_device
+from dali_aug._recipe import add_recipe as _add_recipe
+from dali_aug._recipe import check_recipe as _check_recipe
+from dali_aug._recipe import epoch_outputs as _epoch_outputs
+from dali_aug._recipe import mixing as _mixing
+from dali_aug._recipe import optimizer as _optimizer
+from dali_aug._recipe import positive as _positive
+from dali_aug._recipe import recipe_methods as _recipe_methods
+from dali_aug._recipe import schedule as _schedule
+from dali_aug._run_folder import check_resume_run as _check_resume_run
+from dali_aug._run_folder import check_run_folder as _check_run_folder
+from dali_aug._run_folder import fingerprint as _fingerprint
+from dali_aug._run_folder import lock as _lock
+from dali_aug._run_folder import trim_history as _trim_history
+from dali_aug._run_folder import unlock as _unlock
 from dali_aug.methods import BuildContext, cli_module, names
 
 __all__ = ["main"]
@@ -63,11 +75,6 @@ RESUMABLE = frozenset(
         "log_interval",
     }
 )
-
-#: the lock file of a run folder (holds the pid of the run writing it)
-LOCK_NAME = ".dali-aug.lock"
-#: files whose presence makes a folder an existing run (refused without --resume/--overwrite)
-RUN_FILES = ("checkpoint.pt", "history.jsonl", "model.pt")
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -169,13 +176,6 @@ def _parser(command: str | None) -> argparse.ArgumentParser:
     return parser
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return value
-
-
 def _add_pack(k: argparse.ArgumentParser) -> None:
     k.add_argument("src", help="ImageFolder, folder with labels.csv, or DIR with train/ (+ val/)")
     k.add_argument("out", help="new (or empty) folder for the shards")
@@ -269,159 +269,6 @@ def _add_train(t: argparse.ArgumentParser) -> None:
     t.add_argument("--max-epochs-this-run", type=int, default=None, help=argparse.SUPPRESS)
     t.add_argument("--max-steps-this-run", type=int, default=None, help=argparse.SUPPRESS)
     t.add_argument("--no-progress", action="store_true")
-
-
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adamw", "adam")
-
-
-def _add_recipe(t: argparse.ArgumentParser) -> None:
-    """The training recipe's flags, with timm's names and meanings (``train.py``); every one
-    defaults to None (unset), so that a flag given but not applied is an error."""
-    from dali_aug.train._erasing import ERASE_MODES
-    from dali_aug.train._mixup import MIX_MODES
-
-    t.add_argument(
-        "-c",
-        "--config",
-        default=None,
-        metavar="FILE.yaml",
-        help="flags from a YAML file (flag: value; the command line wins); a run writes its "
-        "resolved flags to OUT/args.yaml, which this reads back",
-    )
-    g = t.add_argument_group("recipe (timm's flag names and meanings)")
-    g.add_argument(
-        "--opt",
-        choices=OPTIMIZERS,
-        default=None,
-        help="optimizer (default: adamw for the small model, nesterov for the others)",
-    )
-    g.add_argument(
-        "--weight-decay",
-        type=float,
-        default=None,
-        help="default: 1e-4 (adamw, adam), 5e-5 (sgd, momentum, nesterov)",
-    )
-    g.add_argument("--momentum", type=float, default=None, help="momentum / nesterov (0.9)")
-    g.add_argument("--clip-grad", type=float, default=None, help="clip the gradient L2 norm")
-    g.add_argument(
-        "--warmup-epochs",
-        type=float,
-        default=None,
-        help="linear warm-up before the cosine schedule, in epochs (default 0)",
-    )
-    g.add_argument("--warmup-lr", type=float, default=None, help="lr at the warm-up's start")
-    g.add_argument(
-        "--sched-on-updates",
-        action="store_true",
-        default=None,
-        help="change the lr at every update (default: once per epoch, as timm)",
-    )
-    g.add_argument("--min-lr", type=float, default=None, help="lr at the cosine's end (0)")
-    g.add_argument("--smoothing", type=float, default=None, help="label smoothing (0)")
-    g.add_argument("--mixup", type=float, default=None, help="mixup alpha (timm: 0.8)")
-    g.add_argument("--cutmix", type=float, default=None, help="cutmix alpha (timm: 1.0)")
-    g.add_argument("--mixup-prob", type=float, default=None, help="P(mix a batch / sample) (1)")
-    g.add_argument(
-        "--mixup-switch-prob",
-        type=float,
-        default=None,
-        help="P(cutmix instead of mixup) when both are on (0.5)",
-    )
-    g.add_argument(
-        "--mixup-mode",
-        choices=MIX_MODES,
-        default=None,
-        help="one lam per batch, per pair or per sample (elem) (batch)",
-    )
-    g.add_argument("--reprob", type=float, default=None, help="random erasing probability")
-    g.add_argument(
-        "--remode", choices=ERASE_MODES, default=None, help="random erasing fill (pixel)"
-    )
-    g.add_argument("--recount", type=int, default=None, help="random erasing boxes (1)")
-    g.add_argument("--model-ema", action="store_true", default=None, help="keep a model EMA")
-    g.add_argument("--model-ema-decay", type=float, default=None, help="the EMA's decay (0.9998)")
-    g.add_argument(
-        "--scale",
-        type=float,
-        nargs=2,
-        default=None,
-        metavar=("LO", "HI"),
-        help="area range of the random-resized crop (default: 0.5 1 demo, 0.08 1)",
-    )
-    g.add_argument(
-        "--pretrained",
-        action="store_true",
-        default=None,
-        help="timm:NAME models: timm's pretrained weights (from the local cache offline)",
-    )
-    g.add_argument(
-        "--log-interval",
-        type=_positive,
-        default=50,
-        help="without a terminal: a log line every N steps (default 50)",
-    )
-
-
-def _check_recipe(fail: Any, args: argparse.Namespace) -> None:
-    """Recipe flags that are given but would not be applied are errors."""
-
-    def given(*names: str) -> list[str]:
-        return ["--" + n.replace("_", "-") for n in names if getattr(args, n) is not None]
-
-    mixing = (args.mixup or 0) > 0 or (args.cutmix or 0) > 0
-    unused = []
-    if not mixing:
-        unused += given("mixup_prob", "mixup_switch_prob", "mixup_mode")
-    if not (args.reprob or 0) > 0:
-        unused += given("remode", "recount")
-    if not args.model_ema:
-        unused += given("model_ema_decay")
-    if not (args.warmup_epochs or 0) > 0:
-        unused += given("warmup_lr")
-    opt = args.opt or ("adamw" if args.model == "small" else "nesterov")
-    if opt in ("adamw", "adam", "sgd"):
-        unused += given("momentum")
-    if unused:
-        fail(
-            unused[0],
-            getattr(args, unused[0][2:].replace("-", "_")),
-            "it would not be "
-            "applied: set the flag it belongs to (e.g. --mixup/--cutmix for --mixup-*, "
-            "--reprob for --remode/--recount, --model-ema for its decay, --warmup-epochs for "
-            "--warmup-lr, a momentum optimizer for --momentum) or drop it",
-        )
-    checks = [
-        ("smoothing", 0, 1, False),
-        ("mixup", 0, math.inf, True),
-        ("cutmix", 0, math.inf, True),
-        ("mixup_prob", 0, 1, True),
-        ("mixup_switch_prob", 0, 1, True),
-        ("reprob", 0, 1, True),
-        ("model_ema_decay", 0, 1, False),
-        ("momentum", 0, 1, False),
-        ("warmup_epochs", 0, math.inf, True),
-        ("warmup_lr", 0, math.inf, True),
-        ("min_lr", 0, math.inf, True),
-        ("weight_decay", 0, math.inf, True),
-    ]
-    for name, lo, hi, hi_ok in checks:
-        value = getattr(args, name)
-        if value is None:
-            continue
-        inside = math.isfinite(value) and lo <= value and (value <= hi if hi_ok else value < hi)
-        if not inside:
-            flag = "--" + name.replace("_", "-")
-            fail(flag, value, f"use a finite value in [{lo}, {hi}{']' if hi_ok else ')'}")
-    if args.clip_grad is not None and not (math.isfinite(args.clip_grad) and args.clip_grad > 0):
-        fail("--clip-grad", args.clip_grad, "use a finite norm > 0")
-    if args.recount is not None and args.recount < 1:
-        fail("--recount", args.recount, "use at least 1 box")
-    if args.scale is not None and not 0 < args.scale[0] <= args.scale[1] <= 1:
-        fail("--scale", args.scale, "use 0 < LO <= HI <= 1, e.g. --scale 0.08 1")
-    if args.smoothing and args.multi_label:
-        fail("--smoothing", args.smoothing, "label smoothing is for single-label data")
-    if args.pretrained and not args.model.startswith("timm:"):
-        fail("--pretrained", True, "only timm:NAME models have pretrained weights")
 
 
 def _check_train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -604,76 +451,6 @@ def _scale(args: argparse.Namespace) -> tuple[float, float]:
     return (0.5, 1.0) if args.data in (None, FASHION_MNIST) else (0.08, 1.0)
 
 
-def _recipe_methods(args: argparse.Namespace, num_classes: int) -> list[Any]:
-    """Random erasing, then mixup / CutMix (timm's order: erasing per image, mixing per
-    batch), appended after the ``--method`` methods."""
-    from dali_aug.train import ErasingConfig, MixupConfig, MixupMethod, RandomErasingMethod
-
-    out: list[Any] = []
-    if (args.reprob or 0) > 0:
-        erasing = ErasingConfig(
-            prob=args.reprob, mode=args.remode or "pixel", max_count=args.recount or 1
-        )
-        out.append(RandomErasingMethod(erasing, seed=args.seed + 7919))
-    if (args.mixup or 0) > 0 or (args.cutmix or 0) > 0:
-        mixing = MixupConfig(
-            mixup_alpha=args.mixup or 0.0,
-            cutmix_alpha=args.cutmix or 0.0,
-            prob=1.0 if args.mixup_prob is None else args.mixup_prob,
-            switch_prob=0.5 if args.mixup_switch_prob is None else args.mixup_switch_prob,
-            mode=args.mixup_mode or "batch",
-            smoothing=args.smoothing or 0.0,
-        )
-        out.append(MixupMethod(mixing, num_classes, seed=args.seed + 104729))
-    return out
-
-
-def _optimizer(args: argparse.Namespace, model: torch.nn.Module) -> tuple[Any, float]:
-    """``--opt`` (default: adamw for the small model, SGD + Nesterov for the others) with
-    ``--lr`` (default: 1e-3 for adam(w); 0.1 x batch / 256 for SGD), ``--weight-decay``
-    (1e-4 adam(w); 5e-5 SGD) and ``--momentum`` (0.9)."""
-    opt = args.opt or ("adamw" if args.model == "small" else "nesterov")
-    adam = opt in ("adamw", "adam")
-    lr = args.lr if args.lr is not None else (1e-3 if adam else 0.1 * args.batch_size / 256)
-    wd = args.weight_decay if args.weight_decay is not None else (1e-4 if adam else 5e-5)
-    params = model.parameters()
-    if opt == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd), lr
-    if opt == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd), lr
-    momentum = 0.0 if opt == "sgd" else (0.9 if args.momentum is None else args.momentum)
-    sgd = torch.optim.SGD(
-        params, lr=lr, momentum=momentum, weight_decay=wd, nesterov=opt == "nesterov"
-    )
-    return sgd, lr
-
-
-def _schedule(args: argparse.Namespace, lr: float, steps_per_epoch: int) -> Any:
-    """The learning rate of each update: linear warm-up over ``--warmup-epochs``, then cosine
-    to ``--min-lr`` at the end of ``--epochs``; the lr changes once per epoch (timm's default)
-    or, with ``--sched-on-updates``, at every update."""
-    from dali_aug.train import WarmupCosine
-
-    warmup = args.warmup_epochs or 0.0
-    if warmup >= args.epochs:
-        raise SystemExit(
-            f"error: --warmup-epochs {warmup:g} covers the whole run of --epochs {args.epochs}; "
-            "use fewer warm-up epochs"
-        )
-    per_update = bool(args.sched_on_updates)
-    unit = max(1, steps_per_epoch) if per_update else 1
-    sched = WarmupCosine(
-        base_lr=lr,
-        total=args.epochs * unit,
-        warmup=warmup * unit,
-        warmup_lr=1e-6 if args.warmup_lr is None else args.warmup_lr,
-        min_lr=args.min_lr or 0.0,
-    )
-    if per_update:
-        return sched
-    return lambda step: sched(step // max(1, steps_per_epoch))
-
-
 def _check_steps(train: Any, world: int) -> None:
     """Refuses a run whose epochs would take no step (each rank's share of the training data
     is smaller than the batch, with the incomplete last batch dropped)."""
@@ -725,10 +502,6 @@ def _show(args: argparse.Namespace, train: Any) -> Path:
     return save_grid(denormalize(batch.images), caps, out / "samples.png")
 
 
-def _mixing(args: argparse.Namespace) -> bool:
-    return (args.mixup or 0) > 0 or (args.cutmix or 0) > 0
-
-
 def _reschedule(trainer: Any) -> None:
     """After a resume: the schedule is this run's (built from its ``--epochs`` and ``--lr``,
     continued at the checkpoint's update count); an interrupted epoch's row logs this run's
@@ -738,127 +511,8 @@ def _reschedule(trainer: Any) -> None:
         progress.lr = trainer.lr_at(trainer.global_step - progress.steps)
 
 
-def _trim_history(path: Path, epochs_done: int) -> None:
-    """Drops the rows of ``history.jsonl`` at or after the resumed epoch (1-based ``epoch``
-    > ``epochs_done``): written before a checkpoint that then failed, they are run again."""
-    if not path.is_file():
-        return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by a crash
-        if isinstance(row, dict) and int(row.get("epoch", 0)) <= epochs_done:
-            kept.append(line)
-    path.write_text("".join(f"{x}\n" for x in kept))
-
-
 def _run_args(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in sorted(vars(args).items()) if k not in RESUMABLE}
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    except OSError:
-        return False
-    return True
-
-
-def _lock(out: Path) -> Path:
-    """Takes the run folder's lock (a file holding this process's pid); a lock whose process
-    is gone (a killed run) is taken over.
-
-    Raises:
-        SystemExit: a live process holds the lock.
-    """
-    out.mkdir(parents=True, exist_ok=True)
-    lock = out / LOCK_NAME
-    for _ in range(3):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            text = lock.read_text().strip() if lock.is_file() else ""
-            pid = int(text) if text.isdigit() else None
-            if pid is not None and _pid_alive(pid):
-                raise SystemExit(
-                    f"error: --out {out} is in use by another dali-aug train (pid {pid}, lock "
-                    f"{lock}); wait for it, use another --out, or delete {lock} if that "
-                    "process is not a dali-aug run"
-                ) from None
-            lock.unlink(missing_ok=True)  # stale: its process is gone
-            continue
-        with os.fdopen(fd, "w") as fh:
-            fh.write(f"{os.getpid()}\n")
-        return lock
-    raise SystemExit(f"error: could not take the lock {lock}; try again")
-
-
-def _unlock(lock: Path) -> None:
-    try:
-        if lock.read_text().strip() == str(os.getpid()):
-            lock.unlink()
-    except OSError:
-        pass
-
-
-def _check_run_folder(args: argparse.Namespace, out: Path) -> None:
-    """Refuses to start a new run over an existing one unless ``--overwrite`` (whose old
-    files are replaced only once the new run has started: after its setup)."""
-    if args.resume:
-        return
-    found = [n for n in RUN_FILES if (out / n).exists()]
-    if not found:
-        return
-    if not args.overwrite:
-        raise SystemExit(
-            f"error: --out {out} already holds a run ({', '.join(found)}); continue it with "
-            "--resume, replace it with --overwrite, or start a new run in another --out"
-        )
-
-
-def _fingerprint(source: Any) -> dict[str, Any]:
-    """What identifies the training data on ``--resume``: the sample count and a hash of the
-    samples' names (relative to the data folder, so a relative and an absolute ``--data``
-    agree) and file sizes."""
-    root = getattr(source, "root", None)
-    prefix = f"{root}/" if root is not None else ""
-    digest = hashlib.sha256()
-    for i in range(len(source)):
-        name = str(source.name(i))
-        rel = name[len(prefix) :] if prefix and name.startswith(prefix) else name
-        try:
-            size = os.stat(name).st_size if root is not None else -1
-        except OSError:
-            size = -1
-        digest.update(f"{rel}\t{size}\n".encode())
-    return {"count": len(source), "sha256": digest.hexdigest()}
-
-
-def _check_resume_run(saved: dict[str, Any], current: dict[str, Any], data: str | None) -> None:
-    """The run-defining flags must match; the data is compared by its fingerprint (a
-    checkpoint from before fingerprints: by the ``--data`` string)."""
-    from dali_aug.train import check_resume
-
-    saved, current = dict(saved), dict(current)
-    new = current.pop("data_fingerprint")
-    if "data_fingerprint" in saved:
-        old = saved.pop("data_fingerprint")
-        saved.pop("data", None)
-        current.pop("data", None)
-        if old != new:
-            raise ValueError(
-                f"--resume: the training data of --data {data} is not the data the checkpoint "
-                f"was trained on ({old['count']} samples then, {new['count']} now, or other "
-                "file names or sizes); resume with the same data, or start a new run "
-                "(--overwrite, or another --out)"
-            )
-    check_resume(saved, current)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -877,50 +531,6 @@ def _train(args: argparse.Namespace) -> int:
     finally:
         if lock is not None:
             _unlock(lock)
-
-
-def _epoch_outputs(trainer: Any, out: Path, multi_label: bool) -> Any:
-    """After each epoch: ``summary.csv`` and ``curves.png`` (the whole history so far),
-    ``last.pt`` (the exported model) and ``best.pt`` (the exported model of the best epoch
-    by the main validation metric: ``val_acc`` or ``mAP``; with a model EMA, the EMA's
-    weights and metric, as timm does)."""
-    from dali_aug.train._summary import draw_curves, write_summary
-
-    key = "mAP" if multi_label else "val_acc"
-
-    def score(row: dict[str, Any]) -> float | None:
-        value = row.get(f"ema_{key}" if trainer.ema is not None else key)
-        return None if value is None else float(value)
-
-    def weights() -> dict[str, torch.Tensor]:
-        if trainer.ema is not None:
-            return trainer.ema.module.state_dict()
-        return trainer.export()
-
-    def on_epoch(row: dict[str, Any]) -> None:
-        history = trainer.history
-        write_summary(out / "summary.csv", history)
-        draw_curves(out / "curves.png", history, title=str(out))
-        _save_atomic(weights(), out / "last.pt")
-        current = score(row)
-        earlier = [v for v in (score(r) for r in history[:-1]) if v is not None]
-        if current is not None and (not earlier or current > max(earlier)):
-            _save_atomic(weights(), out / "best.pt")
-            (out / "best.json").write_text(
-                json.dumps({"epoch": row["epoch"], "metric": key, "value": current})
-            )
-
-    return on_epoch
-
-
-def _save_atomic(state: dict[str, torch.Tensor], path: Path) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(state, tmp)
-        tmp.replace(path)
-    except (OSError, RuntimeError) as err:
-        tmp.unlink(missing_ok=True)
-        raise SystemExit(f"error: could not write {path} ({err}); disk full?") from None
 
 
 def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dali_aug.cli import LOCK_NAME, _lock, _unlock, main
+from dali_aug._run_folder import LOCK_NAME
+from dali_aug.cli import _lock, _unlock, main
 
 FAST = ["--size", "32", "--batch-size", "16", "--no-progress"]
 
