@@ -25,7 +25,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 
 from dali_aug.ops._torch_kernels import box_mask
-from dali_aug.train._generators import DeviceGenerators
+from dali_aug.train._generators import (
+    DeviceGenerators,
+    generators_state,
+    load_generators_state,
+)
 from dali_aug.train._method import Method, Step
 
 if TYPE_CHECKING:
@@ -136,11 +140,7 @@ class RandomErasingMethod(Method):
         return dataclasses.replace(batch, images=self.erase(batch.images))
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "generator": self.generator.get_state(),
-            "fill_generators": self._fill_generators.state_dict(),
-        }
+        return generators_state(self.generator, self._fill_generators)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
-        self._fill_generators.load_state_dict(state.get("fill_generators", {}))
+        load_generators_state(self.generator, self._fill_generators, state)

@@ -3,6 +3,8 @@ device (a CUDA generator for CUDA tensors), checkpointed with the method."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 __all__ = ["DeviceGenerators"]
@@ -33,3 +35,16 @@ class DeviceGenerators:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         for name, st in state.items():
             self(name).set_state(st)
+
+
+def generators_state(generator: torch.Generator, fills: DeviceGenerators) -> dict[str, Any]:
+    """The checkpoint state of a method's draw generator and its fill generators."""
+    return {"generator": generator.get_state(), "fill_generators": fills.state_dict()}
+
+
+def load_generators_state(
+    generator: torch.Generator, fills: DeviceGenerators, state: dict[str, Any]
+) -> None:
+    """Restores :func:`generators_state` (a state without fill generators leaves them fresh)."""
+    generator.set_state(state["generator"])
+    fills.load_state_dict(state.get("fill_generators", {}))

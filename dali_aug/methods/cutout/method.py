@@ -10,6 +10,7 @@ import torch
 
 from dali_aug.methods.keep._augment import DEFAULT_BOX_FRACTION, FillMode, box_size, fill_boxes
 from dali_aug.train import DeviceGenerators, Method, Step
+from dali_aug.train._generators import generators_state, load_generators_state
 
 if TYPE_CHECKING:
     from dali_aug.batch import Batch
@@ -49,11 +50,7 @@ class CutoutMethod(Method):
         return dataclasses.replace(batch, images=fill_boxes(x, boxes, self.fill, generator=gen))
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "generator": self.generator.get_state(),
-            "fill_generators": self._fill_generators.state_dict(),
-        }
+        return generators_state(self.generator, self._fill_generators)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
-        self._fill_generators.load_state_dict(state.get("fill_generators", {}))
+        load_generators_state(self.generator, self._fill_generators, state)

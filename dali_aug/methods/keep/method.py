@@ -31,6 +31,7 @@ from dali_aug.methods.keep._augment import (
 )
 from dali_aug.methods.keep._saliency import EarlyHead, NormMode, SaliencyMode, saliency
 from dali_aug.train import DeviceGenerators, Forward, LoaderNeeds, Loss, Method, Step
+from dali_aug.train._generators import generators_state, load_generators_state
 from dali_aug.viz import normalize
 
 if TYPE_CHECKING:
@@ -157,14 +158,10 @@ class KeepMethod(Method):
         return LoaderNeeds(op_record=paste, clean=paste)
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "generator": self.generator.get_state(),
-            "fill_generators": self._fill_generators.state_dict(),
-        }
+        return generators_state(self.generator, self._fill_generators)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
-        self._fill_generators.load_state_dict(state.get("fill_generators", {}))
+        load_generators_state(self.generator, self._fill_generators, state)
 
     def augment(self, step: Step, batch: Batch) -> Batch:
         return self.select(batch, model=step.model).batch
