@@ -62,15 +62,17 @@ def _harmonic(p: float, r: float) -> float:
     return 2 * p * r / (p + r) if p + r != 0 else 0.0
 
 
-def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """Top-1 accuracy of single-label logits.
+def accuracy(logits: torch.Tensor, labels: torch.Tensor, *, k: int = 1) -> float:
+    """Top-k accuracy of single-label logits (top-1 by default).
 
     Args:
         logits: class scores.
         labels: class indices.
+        k: a sample counts when its label is among its ``k`` highest logits.
 
     Returns:
-        The fraction of samples whose highest logit is their label; NaN for an empty batch.
+        The fraction of samples whose label is among their ``k`` highest logits; NaN for an
+        empty batch.
 
     Raises:
         ValueError: for shapes other than ``[N, C]`` and ``[N]``, or NaN logits.
@@ -86,7 +88,10 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     if len(labels) == 0:
         return float("nan")
     _check_no_nan(logits, "accuracy")
-    return float((logits.argmax(1) == labels).double().mean())
+    if k == 1:
+        return float((logits.argmax(1) == labels).double().mean())
+    top = logits.topk(min(k, logits.shape[1]), dim=1).indices
+    return float((top == labels.view(-1, 1)).any(1).double().mean())
 
 
 def average_precision(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

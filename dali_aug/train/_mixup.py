@@ -152,24 +152,14 @@ class MixupMethod(Method):
                 f"multi-hot labels have {labels.shape[1]} columns but num_classes is "
                 f"{self.num_classes}; build the method with the data's number of labels"
             )
-        groups = {"batch": 1, "pair": (n + 1) // 2, "elem": n}[c.mode]
-        lam_g, cut_g = self._draw(groups)
-        if c.mode == "batch":
-            lam, cut = np.full(n, lam_g[0]), np.full(n, cut_g[0])
-        elif c.mode == "pair":  # sample i and its partner B-1-i share one draw
-            index = np.minimum(np.arange(n), n - 1 - np.arange(n))
-            lam, cut = lam_g[index], cut_g[index]
-        else:
-            lam, cut = lam_g, cut_g
+        # each sample's draw: the batch's one, its pair's (i and B-1-i share it), or its own
+        rows = np.arange(n)
+        group = {"batch": 0 * rows, "pair": np.minimum(rows, n - 1 - rows), "elem": rows}[c.mode]
+        lam_g, cut_g = self._draw(int(group.max()) + 1)
+        lam, cut = lam_g[group], cut_g[group]
         boxes = np.zeros((n, 4), dtype=np.int64)
         if cut.any():
-            if c.mode == "batch":
-                boxes[:] = self._boxes(lam[:1], h, w)
-            elif c.mode == "pair":
-                half = self._boxes(lam_g, h, w)
-                boxes[:] = half[np.minimum(np.arange(n), n - 1 - np.arange(n))]
-            else:
-                boxes[:] = self._boxes(lam, h, w)
+            boxes[:] = self._boxes(lam_g, h, w)[group]
             boxes[~cut] = 0
             if c.correct_lam:
                 area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])

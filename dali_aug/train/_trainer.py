@@ -259,17 +259,15 @@ class Trainer:
             lr = self.lr_at(self.global_step)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-        if self.scaler is not None:
-            self.scaler.scale(total).backward()
-            if self.clip_grad is not None:
+        (total if self.scaler is None else self.scaler.scale(total)).backward()
+        if self.clip_grad is not None:
+            if self.scaler is not None:  # clip the true gradients, not the scaled ones
                 self.scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(self.network.parameters(), self.clip_grad)
+            nn.utils.clip_grad_norm_(self.network.parameters(), self.clip_grad)
+        if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
-            total.backward()
-            if self.clip_grad is not None:
-                nn.utils.clip_grad_norm_(self.network.parameters(), self.clip_grad)
             self.optimizer.step()
         if self.ema is not None:
             self.ema.update(self.model)
@@ -301,8 +299,7 @@ class Trainer:
         else:
             out["val_acc"] = accuracy(logits, labels)
             if logits.shape[1] > 5:
-                top5 = logits.topk(5, dim=1).indices
-                out["val_top5"] = float((top5 == labels.view(-1, 1)).any(1).float().mean())
+                out["val_top5"] = accuracy(logits, labels, k=5)
         return out
 
     # -- checkpoints --------------------------------------------------------------------
