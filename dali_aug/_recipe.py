@@ -8,22 +8,24 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from dali_aug.models import TIMM_PREFIX
+
 __all__ = [
     "OPTIMIZERS",
     "add_recipe",
     "check_recipe",
+    "erasing",
     "epoch_outputs",
     "mixing",
     "optimizer",
+    "optimizer_name",
     "positive",
     "recipe_methods",
-    "save_atomic",
     "schedule",
 ]
 
@@ -126,24 +128,38 @@ def add_recipe(t: argparse.ArgumentParser) -> None:
     )
 
 
+def mixing(args: argparse.Namespace) -> bool:
+    """Whether mixup or CutMix is on."""
+    return (args.mixup or 0) > 0 or (args.cutmix or 0) > 0
+
+
+def erasing(args: argparse.Namespace) -> bool:
+    """Whether random erasing is on."""
+    return (args.reprob or 0) > 0
+
+
+def optimizer_name(args: argparse.Namespace) -> str:
+    """``--opt``, else adamw for the small model (Adam learns it in a few hundred steps) and
+    SGD + Nesterov (the ImageNet recipe) for the others."""
+    return str(args.opt or ("adamw" if args.model == "small" else "nesterov"))
+
+
 def check_recipe(fail: Any, args: argparse.Namespace) -> None:
     """Recipe flags that are given but would not be applied are errors."""
 
     def given(*names: str) -> list[str]:
         return ["--" + n.replace("_", "-") for n in names if getattr(args, n) is not None]
 
-    mixing = (args.mixup or 0) > 0 or (args.cutmix or 0) > 0
     unused = []
-    if not mixing:
+    if not mixing(args):
         unused += given("mixup_prob", "mixup_switch_prob", "mixup_mode")
-    if not (args.reprob or 0) > 0:
+    if not erasing(args):
         unused += given("remode", "recount")
     if not args.model_ema:
         unused += given("model_ema_decay")
     if not (args.warmup_epochs or 0) > 0:
         unused += given("warmup_lr")
-    opt = args.opt or ("adamw" if args.model == "small" else "nesterov")
-    if opt in ("adamw", "adam", "sgd"):
+    if optimizer_name(args) in ("adamw", "adam", "sgd"):
         unused += given("momentum")
     if unused:
         fail(
@@ -184,12 +200,8 @@ def check_recipe(fail: Any, args: argparse.Namespace) -> None:
         fail("--scale", args.scale, "use 0 < LO <= HI <= 1, e.g. --scale 0.08 1")
     if args.smoothing and args.multi_label:
         fail("--smoothing", args.smoothing, "label smoothing is for single-label data")
-    if args.pretrained and not args.model.startswith("timm:"):
+    if args.pretrained and not args.model.startswith(TIMM_PREFIX):
         fail("--pretrained", True, "only timm:NAME models have pretrained weights")
-
-
-def mixing(args: argparse.Namespace) -> bool:
-    return (args.mixup or 0) > 0 or (args.cutmix or 0) > 0
 
 
 def recipe_methods(args: argparse.Namespace, num_classes: int) -> list[Any]:
@@ -198,13 +210,13 @@ def recipe_methods(args: argparse.Namespace, num_classes: int) -> list[Any]:
     from dali_aug.train import ErasingConfig, MixupConfig, MixupMethod, RandomErasingMethod
 
     out: list[Any] = []
-    if (args.reprob or 0) > 0:
-        erasing = ErasingConfig(
+    if erasing(args):
+        config = ErasingConfig(
             prob=args.reprob, mode=args.remode or "pixel", max_count=args.recount or 1
         )
-        out.append(RandomErasingMethod(erasing, seed=args.seed + 7919))
-    if (args.mixup or 0) > 0 or (args.cutmix or 0) > 0:
-        mixing = MixupConfig(
+        out.append(RandomErasingMethod(config, seed=args.seed + 7919))
+    if mixing(args):
+        mix = MixupConfig(
             mixup_alpha=args.mixup or 0.0,
             cutmix_alpha=args.cutmix or 0.0,
             prob=1.0 if args.mixup_prob is None else args.mixup_prob,
@@ -212,7 +224,7 @@ def recipe_methods(args: argparse.Namespace, num_classes: int) -> list[Any]:
             mode=args.mixup_mode or "batch",
             smoothing=args.smoothing or 0.0,
         )
-        out.append(MixupMethod(mixing, num_classes, seed=args.seed + 104729))
+        out.append(MixupMethod(mix, num_classes, seed=args.seed + 104729))
     return out
 
 
@@ -220,7 +232,7 @@ def optimizer(args: argparse.Namespace, model: torch.nn.Module) -> tuple[Any, fl
     """``--opt`` (default: adamw for the small model, SGD + Nesterov for the others) with
     ``--lr`` (default: 1e-3 for adam(w); 0.1 x batch / 256 for SGD), ``--weight-decay``
     (1e-4 adam(w); 5e-5 SGD) and ``--momentum`` (0.9)."""
-    opt = args.opt or ("adamw" if args.model == "small" else "nesterov")
+    opt = optimizer_name(args)
     adam = opt in ("adamw", "adam")
     lr = args.lr if args.lr is not None else (1e-3 if adam else 0.1 * args.batch_size / 256)
     wd = args.weight_decay if args.weight_decay is not None else (1e-4 if adam else 5e-5)
@@ -267,6 +279,7 @@ def epoch_outputs(trainer: Any, out: Path, multi_label: bool) -> Any:
     ``last.pt`` (the exported model) and ``best.pt`` (the exported model of the best epoch
     by the main validation metric: ``val_acc`` or ``mAP``; with a model EMA, the EMA's
     weights and metric, as timm does)."""
+    from dali_aug.train._checkpoint import save_checkpoint
     from dali_aug.train._summary import draw_curves, write_summary
 
     key = "mAP" if multi_label else "val_acc"
@@ -284,23 +297,13 @@ def epoch_outputs(trainer: Any, out: Path, multi_label: bool) -> Any:
         history = trainer.history
         write_summary(out / "summary.csv", history)
         draw_curves(out / "curves.png", history, title=str(out))
-        save_atomic(weights(), out / "last.pt")
+        save_checkpoint(weights(), out / "last.pt", what="the model weights")
         current = score(row)
         earlier = [v for v in (score(r) for r in history[:-1]) if v is not None]
         if current is not None and (not earlier or current > max(earlier)):
-            save_atomic(weights(), out / "best.pt")
+            save_checkpoint(weights(), out / "best.pt", what="the model weights")
             (out / "best.json").write_text(
                 json.dumps({"epoch": row["epoch"], "metric": key, "value": current})
             )
 
     return on_epoch
-
-
-def save_atomic(state: dict[str, torch.Tensor], path: Path) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(state, tmp)
-        tmp.replace(path)
-    except (OSError, RuntimeError) as err:
-        tmp.unlink(missing_ok=True)
-        raise SystemExit(f"error: could not write {path} ({err}); disk full?") from None

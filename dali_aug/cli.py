@@ -293,9 +293,9 @@ def _check_train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
     if not 0 <= args.seed <= MAX_SEED:
         fail("--seed", args.seed, f"use a seed from 0 to {MAX_SEED}")
     _check_recipe(fail, args)
-    if args.model.startswith("timm:"):  # before any data is generated or read
-        from dali_aug.models import timm_import_error
+    from dali_aug.models import TIMM_PREFIX, timm_import_error
 
+    if args.model.startswith(TIMM_PREFIX):  # before any data is generated or read
         problem = timm_import_error()
         if problem is not None:
             fail("--model", args.model, problem)
@@ -358,10 +358,8 @@ def _setup(args: argparse.Namespace, method_names: list[str]) -> _Setup:
             source = open_source(train_dir)
     except ValueError as err:
         raise SystemExit(f"error: {err}") from None
-    if args.data == FASHION_MNIST:
-        size = args.size or 28  # the images' own side
-    else:
-        size = args.size or (DEMO_SIZE if args.data is None else 224)
+    default_size = {None: DEMO_SIZE, FASHION_MNIST: 28}.get(args.data, 224)  # F-MNIST: 28 px
+    size = args.size or default_size
     device = _device(args.device)
     try:
         model = build_model(
@@ -515,7 +513,8 @@ def _run_args(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in sorted(vars(args).items()) if k not in RESUMABLE}
 
 
-def _train(args: argparse.Namespace) -> int:
+def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``dali-aug train``; ``parser`` is the one ``args`` came from (for ``args.yaml``)."""
     method_names = [m for m in args.method if m != "none"]
     try:
         rank, world = init_from_env(
@@ -527,7 +526,7 @@ def _train(args: argparse.Namespace) -> int:
     lock = _lock(out) if rank == 0 else None
     try:
         _check_run_folder(args, out)
-        return _train_run(args, method_names, rank, world)
+        return _train_run(args, method_names, rank, world, _subparser(parser, "train"))
     finally:
         if lock is not None:
             _unlock(lock)
@@ -558,7 +557,13 @@ def _expand_config(argv: list[str], command: str, parser: argparse.ArgumentParse
     return [*argv[:at], *tokens, *argv[at:]]
 
 
-def _train_run(args: argparse.Namespace, method_names: list[str], rank: int, world: int) -> int:
+def _train_run(
+    args: argparse.Namespace,
+    method_names: list[str],
+    rank: int,
+    world: int,
+    train_parser: argparse.ArgumentParser,
+) -> int:
     from dali_aug.train import (
         CheckpointWriteError,
         ModelEma,
@@ -621,7 +626,7 @@ def _train_run(args: argparse.Namespace, method_names: list[str], rank: int, wor
         )
         record = {"args": vars(args), "world_size": world, "started": time.time()}
         (out / "run.json").write_text(json.dumps(record, indent=2, default=str))
-        write_args_yaml(out / "args.yaml", args, _subparser(_parser("train"), "train"))
+        write_args_yaml(out / "args.yaml", args, train_parser)
         if not args.resume:  # a new run (--overwrite: the old one's files go now)
             for name in ("checkpoint.pt", "model.pt", "last.pt", "best.pt", "best.json"):
                 (out / name).unlink(missing_ok=True)
@@ -693,7 +698,6 @@ def _train_run(args: argparse.Namespace, method_names: list[str], rank: int, wor
                 for j, name in enumerate(train.classes)
             }
         write_metrics(out / "metrics.json", payload)
-        last = trainer.history[-1] if trainer.history else {}
         key = "mAP" if train.multi_label else "val_acc"
         if key in last:
             chance = "" if train.multi_label else f" (chance {1 / len(train.classes):.3f})"
@@ -742,7 +746,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "show":
         return _show_verb(args)
-    return _train(args)
+    return _train(args, parser)
 
 
 if __name__ == "__main__":

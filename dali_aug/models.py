@@ -27,6 +27,7 @@ __all__ = [
     "TimmClassifier",
     "build_model",
     "timm_import_error",
+    "timm_pre_logits",
 ]
 
 #: a model name of :func:`build_model` (the ``--model`` choices of the CLIs)
@@ -202,6 +203,13 @@ def build_model(name: str, num_classes: int, *, pretrained: bool = False) -> nn.
     )
 
 
+def timm_pre_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A timm model's penultimate features [B, D]:
+    ``forward_head(forward_features(x), pre_logits=True)``."""
+    timm_model: Any = model
+    return timm_model.forward_head(timm_model.forward_features(x), pre_logits=True)
+
+
 class TimmClassifier(nn.Module):
     """A timm model in the trainer's protocol: ``features(x)`` is
     ``forward_head(forward_features(x), pre_logits=True)`` and ``head`` maps them to the
@@ -226,8 +234,7 @@ class TimmClassifier(nn.Module):
         self.head = head
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        timm_model: Any = self.model
-        return timm_model.forward_head(timm_model.forward_features(x), pre_logits=True)
+        return timm_pre_logits(self.model, x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))

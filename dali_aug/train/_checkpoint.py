@@ -7,6 +7,7 @@ ValueError).
 
 from __future__ import annotations
 
+import os
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,11 +15,36 @@ from typing import Any
 
 import torch
 
-__all__ = ["CheckpointWriteError", "check_resume", "load_checkpoint"]
+__all__ = ["CheckpointWriteError", "check_resume", "load_checkpoint", "save_checkpoint"]
 
 
 class CheckpointWriteError(OSError):
     """A checkpoint could not be written (its partial temporary file is removed)."""
+
+
+def save_checkpoint(obj: Any, path: str | Path, *, what: str = "the checkpoint") -> None:
+    """Writes ``obj`` with ``torch.save`` atomically: through a temporary file of this process
+    (``<name>.<pid>.tmp``), renamed into place, and removed if the write fails.
+
+    Raises:
+        CheckpointWriteError: the file could not be written (e.g. the disk is full), naming
+            ``what`` and the path; the previous file is left as it was.
+    """
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(obj, tmp)
+        tmp.replace(path)
+    except (OSError, RuntimeError) as err:
+        tmp.unlink(missing_ok=True)
+        # torch's zip writer reports a full disk as a RuntimeError ("file write failed")
+        if isinstance(err, RuntimeError) and "writ" not in str(err).lower():
+            raise
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointWriteError(
+            f"could not write {what} {path} ({reason}); disk full? free space or write to "
+            "another folder, then resume from the last checkpoint"
+        ) from None
 
 
 def load_checkpoint(path: str | Path, *, map_location: Any = "cpu") -> dict[str, Any]:

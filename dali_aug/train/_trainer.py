@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -25,7 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from dali_aug._dist import rank_world
-from dali_aug.train._checkpoint import CheckpointWriteError, load_checkpoint
+from dali_aug.models import timm_pre_logits
+from dali_aug.train._checkpoint import load_checkpoint, save_checkpoint
 from dali_aug.train._ema import ModelEma
 from dali_aug.train._method import Forward, Loss, Method, Step, method_key
 from dali_aug.train._metrics import accuracy, multilabel_metrics
@@ -56,13 +56,11 @@ def model_parts(
     if callable(parts) and isinstance(head, nn.Module):
         features, early = parts(x)
         return head(features), features, early
-    timm_model: Any = model
-    if all(
-        callable(getattr(model, a, None))
-        for a in ("forward_features", "forward_head", "get_classifier")
-    ):
-        features = timm_model.forward_head(timm_model.forward_features(x), pre_logits=True)
-        return timm_model.get_classifier()(features), features, None
+    timm_api = ("forward_features", "forward_head", "get_classifier")
+    if all(callable(getattr(model, a, None)) for a in timm_api):
+        features = timm_pre_logits(model, x)
+        classifier = model.get_classifier()  # type: ignore[operator]
+        return classifier(features), features, None
     feats = getattr(model, "features", None)
     if callable(feats) and isinstance(head, nn.Module):
         features = feats(x)
@@ -378,21 +376,7 @@ class Trainer:
             CheckpointWriteError: the file could not be written (e.g. the disk is full); the
                 previous checkpoint is left as it was.
         """
-        path = Path(path)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        try:
-            torch.save({**self.state_dict(), **(extra or {})}, tmp)
-            tmp.replace(path)
-        except (OSError, RuntimeError) as err:
-            tmp.unlink(missing_ok=True)
-            # torch's zip writer reports a full disk as a RuntimeError ("file write failed")
-            if isinstance(err, RuntimeError) and "writ" not in str(err).lower():
-                raise
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise CheckpointWriteError(
-                f"could not write the checkpoint {path} ({reason}); disk full? free space or "
-                "write to another folder, then resume from the last checkpoint"
-            ) from None
+        save_checkpoint({**self.state_dict(), **(extra or {})}, path)
 
     def load(self, path: str | Path) -> dict[str, Any]:
         """Loads a checkpoint written by :meth:`save` (safely: ``weights_only=True``);
