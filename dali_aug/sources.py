@@ -225,8 +225,7 @@ class FolderSource:
                 + (f", e.g. {shown}" if shown else "")
                 + "; put the images in root/<class>/"
             )
-        _warn_not_decoded(root, ignored)
-        _warn_unreadable(root, ignored)
+        _warn_ignored(root, ignored)
         targets = torch.tensor(labels, dtype=torch.int64)
         return cls(root, tuple(paths), targets, names, ignored=tuple(ignored))
 
@@ -268,28 +267,28 @@ def _known_classes(
     return names
 
 
-def _warn_unreadable(root: Path, ignored: list[Ignored]) -> None:
-    bad = [i.path for i in ignored if i.reason is IgnoreReason.UNREADABLE]
-    if bad:
-        warnings.warn(
-            f"data folder {str(root)!r}: {len(bad)} folder(s) could not be read and were not "
-            f"loaded (fix their permissions): {', '.join(bad[:5])}"
-            f"{' ...' if len(bad) > 5 else ''} (see source.ignored)",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+#: the ignored entries a folder scan warns about: reason -> what happened and the fix
+_WARNED: dict[IgnoreReason, str] = {
+    IgnoreReason.NOT_DECODED: (
+        "GIF file(s) ignored (DALI's decoder cannot decode GIF; convert them to PNG)"
+    ),
+    IgnoreReason.UNREADABLE: (
+        "folder(s) could not be read and were not loaded (fix their permissions)"
+    ),
+}
 
 
-def _warn_not_decoded(root: Path, ignored: list[Ignored]) -> None:
-    gifs = [i.path for i in ignored if i.reason is IgnoreReason.NOT_DECODED]
-    if gifs:
-        warnings.warn(
-            f"data folder {str(root)!r}: {len(gifs)} GIF file(s) ignored (DALI's decoder cannot "
-            f"decode GIF; convert them to PNG): {', '.join(gifs[:5])}"
-            f"{' ...' if len(gifs) > 5 else ''} (see source.ignored)",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+def _warn_ignored(root: Path, ignored: list[Ignored]) -> None:
+    """One warning per kind of ignored entry the user should act on (see ``_WARNED``)."""
+    for reason, what in _WARNED.items():
+        paths = [i.path for i in ignored if i.reason is reason]
+        if paths:
+            warnings.warn(
+                f"data folder {str(root)!r}: {len(paths)} {what}: {', '.join(paths[:5])}"
+                f"{' ...' if len(paths) > 5 else ''} (see source.ignored)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
 
 def _read_utf8(csv_file: Path) -> str:
