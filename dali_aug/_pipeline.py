@@ -1,5 +1,9 @@
 """The DALI graph of the Loader: decode -> crop/flip -> policy -> normalize.
 
+Two training crops: ``rrc`` (random-resized crop, ImageNet's) and ``pad`` (small images'
+pad-and-random-crop: the image resized to the output side, shifted by up to ``pad`` pixels
+each way with zero fill, as torchvision's ``RandomCrop(size, padding)``).
+
 All per-sample randomness comes from the host through ``external_source``: the flip and the
 policy ops (which the provenance records) and the uniforms of the random-resized crop. The
 graph draws no random numbers, so for a folder or array source the Loader builds it once and
@@ -34,6 +38,7 @@ except ImportError as _err:
         alternative=" (the ops, policies, trainer and methods work without it, on tensors)",
     ) from _err
 
+from dali_aug._crop import Crop
 from dali_aug.ops._dali import NUM_LAYER_INPUTS, LayerNodes, apply_layers
 from dali_aug.ops._normalize import IMAGENET_MEAN, IMAGENET_STD
 from dali_aug.shards._format import IMAGE_EXTS
@@ -52,7 +57,6 @@ __all__ = [
 
 #: Tries at an (area, aspect ratio) pair that fits the image before the centre-crop fallback.
 CROP_ATTEMPTS = 10
-_RATIO = (3 / 4, 4 / 3)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,28 +88,40 @@ class PipelineSpec:
     clean: bool = False  # also return the pre-policy uint8 images (provenance replay)
     prefetch: int = 2  # DALI's prefetch_queue_depth: batches fed ahead of the one output
     reader: ShardReader | None = None  # read packed shards (else the host feeds the bytes)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)  # rrc: aspect-ratio range
+    crop: Crop = "rrc"  # the training crop
+    pad: int = 4  # pad: the most pixels an image shifts each way
+    crop_pct: float = 0.875  # evaluation: the centre crop's share of the resized shorter side
 
 
-def crop_uniforms(n: int, scale: tuple[float, float], generator: torch.Generator) -> np.ndarray:
+def crop_uniforms(
+    n: int,
+    scale: tuple[float, float],
+    generator: torch.Generator,
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> np.ndarray:
     """The host's draws for ``n`` random-resized crops as one float32 array [n, 22] (a dense
     batch for ``external_source``; row ``i`` is sample ``i``): ``CROP_ATTEMPTS`` area
     fractions (uniform in ``scale``), as many log aspect ratios (uniform in
-    [log 3/4, log 4/3]) and the (y, x) position of the window, uniform in [0, 1)."""
+    [log ratio[0], log ratio[1]]) and the (y, x) position of the window, uniform in [0, 1).
+    The pad crop reads the position alone (the same draws: its batches share the layout)."""
     u = torch.rand((n, 2 * CROP_ATTEMPTS + 2), generator=generator, dtype=torch.float64)
     lo, hi = scale
-    log_lo, log_hi = math.log(_RATIO[0]), math.log(_RATIO[1])
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
     k = CROP_ATTEMPTS
     u[:, :k] = lo + (hi - lo) * u[:, :k]
     u[:, k : 2 * k] = log_lo + (log_hi - log_lo) * u[:, k : 2 * k]
     return u.float().numpy()
 
 
-def _crop_window(hwc: DataNode, uniforms: DataNode) -> tuple[DataNode, DataNode]:
+def _crop_window(
+    hwc: DataNode, uniforms: DataNode, ratio_range: tuple[float, float]
+) -> tuple[DataNode, DataNode]:
     """torchvision ``RandomResizedCrop.get_params`` as DALI arithmetic on one sample's shape.
 
     The first of the ``CROP_ATTEMPTS`` (area, ratio) pairs whose window fits the image wins;
     if none fits, the centre crop of the whole image with its aspect ratio clamped to
-    [3/4, 4/3]. Returns the window's int32 (y, x) start and (h, w) shape.
+    ``ratio_range``. Returns the window's int32 (y, x) start and (h, w) shape.
     """
     k = CROP_ATTEMPTS
     h_img, w_img = hwc[0], hwc[1]
@@ -121,9 +137,9 @@ def _crop_window(hwc: DataNode, uniforms: DataNode) -> tuple[DataNode, DataNode]
     lost = found ^ True
     # fallback (torchvision): the whole image, cut to the nearest admissible aspect ratio
     in_ratio = w_img / h_img
-    wide, tall = in_ratio > _RATIO[1], in_ratio < _RATIO[0]
-    w_fb = wide * dmath.floor(h_img * _RATIO[1] + 0.5) + (wide ^ True) * w_img
-    h_fb = tall * dmath.floor(w_img / _RATIO[0] + 0.5) + (tall ^ True) * h_img
+    wide, tall = in_ratio > ratio_range[1], in_ratio < ratio_range[0]
+    w_fb = wide * dmath.floor(h_img * ratio_range[1] + 0.5) + (wide ^ True) * w_img
+    h_fb = tall * dmath.floor(w_img / ratio_range[0] + 0.5) + (tall ^ True) * h_img
     w_win = found * fn.reductions.sum(w * pick) + lost * w_fb
     h_win = found * fn.reductions.sum(h * pick) + lost * h_fb
     y_pos, x_pos = uniforms[2 * k], uniforms[2 * k + 1]
@@ -136,6 +152,24 @@ def _crop_window(hwc: DataNode, uniforms: DataNode) -> tuple[DataNode, DataNode]
     start = fn.cast(fn.stack(y0, x0), dtype=types.INT32)
     shape = fn.cast(fn.stack(h_win, w_win), dtype=types.INT32)
     return start, shape
+
+
+def _pad_crop(images: DataNode, uniforms: DataNode, side: int, pad: int) -> DataNode:
+    """The pad crop of images already resized to ``side`` on their shorter side: the centred
+    ``side`` x ``side`` window shifted by ``floor(u * (2 pad + 1)) - pad`` pixels on each axis
+    (``u``: the position uniforms of :func:`crop_uniforms`), zeros outside the image."""
+    hwc = images.shape(dtype=types.FLOAT)
+    k, span = CROP_ATTEMPTS, float(2 * pad + 1)
+    y0 = dmath.floor((hwc[0] - side) * 0.5) + dmath.floor(uniforms[2 * k] * span) - pad
+    x0 = dmath.floor((hwc[1] - side) * 0.5) + dmath.floor(uniforms[2 * k + 1] * span) - pad
+    return fn.slice(
+        images,
+        start=fn.cast(fn.stack(y0, x0), dtype=types.INT32),
+        shape=[side, side],
+        axis_names="HW",
+        out_of_bounds_policy="pad",
+        fill_values=0,
+    )
 
 
 def build_pipeline(spec: PipelineSpec, source: Callable[[], Any]) -> Any:
@@ -185,10 +219,22 @@ def build_pipeline(spec: PipelineSpec, source: Callable[[], Any]) -> Any:
         else:
             data = fn.external_source(source=source, batch=True)
         s = spec.size
-        if spec.train:
+
+        def whole() -> DataNode:  # the whole image, decoded (files) or as given (arrays)
+            if spec.encoded:
+                return fn.decoders.image(
+                    data, device="mixed" if gpu else "cpu", output_type=types.RGB
+                )
+            raw = fn.reshape(data, layout="HWC")
+            return raw.gpu() if gpu else raw
+
+        if spec.train and spec.crop == "pad":
+            images = fn.resize(whole(), resize_shorter=s, antialias=True)
+            images = _pad_crop(images, uniforms, s, spec.pad)
+        elif spec.train:
             if spec.encoded:
                 hwc = fn.peek_image_shape(data, dtype=types.FLOAT)
-                start, shape = _crop_window(hwc, uniforms)
+                start, shape = _crop_window(hwc, uniforms, spec.ratio)
                 images = fn.decoders.image_slice(
                     data,
                     device="mixed" if gpu else "cpu",
@@ -199,11 +245,12 @@ def build_pipeline(spec: PipelineSpec, source: Callable[[], Any]) -> Any:
                 )
             else:
                 raw = fn.reshape(data, layout="HWC")
-                start, shape = _crop_window(raw.shape(dtype=types.FLOAT), uniforms)
+                start, shape = _crop_window(raw.shape(dtype=types.FLOAT), uniforms, spec.ratio)
                 images = fn.slice(
                     raw.gpu() if gpu else raw, start=start, shape=shape, axis_names="HW"
                 )
             images = fn.resize(images, size=[s, s], antialias=True)
+        if spec.train:
             images = fn.flip(images, horizontal=flip)
             clean = images
             per_layer = [
@@ -212,14 +259,7 @@ def build_pipeline(spec: PipelineSpec, source: Callable[[], Any]) -> Any:
             ]
             images = apply_layers(images, per_layer, size=(s, s))
         else:
-            if spec.encoded:
-                images = fn.decoders.image(
-                    data, device="mixed" if gpu else "cpu", output_type=types.RGB
-                )
-            else:
-                images = fn.reshape(data, layout="HWC")
-                images = images.gpu() if gpu else images
-            images = fn.resize(images, resize_shorter=round(s / 0.875), antialias=True)
+            images = fn.resize(whole(), resize_shorter=round(s / spec.crop_pct), antialias=True)
             images = fn.crop(images, crop=[s, s], out_of_bounds_policy="pad", fill_values=0)
             clean = images
         out = fn.crop_mirror_normalize(

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from dali_aug._crop import CROPS
 from dali_aug.models import TIMM_PREFIX
 
 __all__ = [
@@ -107,12 +108,39 @@ def add_recipe(t: argparse.ArgumentParser) -> None:
     g.add_argument("--model-ema", action="store_true", default=None, help="keep a model EMA")
     g.add_argument("--model-ema-decay", type=float, default=None, help="the EMA's decay (0.9998)")
     g.add_argument(
+        "--crop",
+        choices=CROPS,
+        default=None,
+        help="training crop: rrc (random-resized crop, ImageNet's) or pad (pad-and-random-"
+        "crop, small images': the image shifted by up to --pad px; ours, not a timm flag) "
+        "(default rrc)",
+    )
+    g.add_argument(
         "--scale",
         type=float,
         nargs=2,
         default=None,
         metavar=("LO", "HI"),
-        help="area range of the random-resized crop (default: 0.5 1 demo, 0.08 1)",
+        help="rrc: area range of the random-resized crop (default: 0.5 1 demo and "
+        "fashion-mnist, 0.08 1)",
+    )
+    g.add_argument(
+        "--ratio",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("LO", "HI"),
+        help="rrc: aspect-ratio range of the random-resized crop (default 0.75 1.3333)",
+    )
+    g.add_argument(
+        "--pad", type=int, default=None, help="pad: the largest shift in pixels (default 4)"
+    )
+    g.add_argument(
+        "--crop-pct",
+        type=float,
+        default=None,
+        help="evaluation: centre crop of side SIZE from the image resized to SIZE / CROP_PCT "
+        "(default: 0.875 with rrc, 1 with pad)",
     )
     g.add_argument(
         "--pretrained",
@@ -161,6 +189,7 @@ def check_recipe(fail: Any, args: argparse.Namespace) -> None:
         unused += given("warmup_lr")
     if optimizer_name(args) in ("adamw", "adam", "sgd"):
         unused += given("momentum")
+    unused += given("scale", "ratio") if args.crop == "pad" else given("pad")
     if unused:
         fail(
             unused[0],
@@ -168,7 +197,8 @@ def check_recipe(fail: Any, args: argparse.Namespace) -> None:
             "it would not be "
             "applied: set the flag it belongs to (e.g. --mixup/--cutmix for --mixup-*, "
             "--reprob for --remode/--recount, --model-ema for its decay, --warmup-epochs for "
-            "--warmup-lr, a momentum optimizer for --momentum) or drop it",
+            "--warmup-lr, a momentum optimizer for --momentum, --crop pad for --pad, --crop "
+            "rrc for --scale/--ratio) or drop it",
         )
     checks = [
         ("smoothing", 0, 1, False),
@@ -198,6 +228,14 @@ def check_recipe(fail: Any, args: argparse.Namespace) -> None:
         fail("--recount", args.recount, "use at least 1 box")
     if args.scale is not None and not 0 < args.scale[0] <= args.scale[1] <= 1:
         fail("--scale", args.scale, "use 0 < LO <= HI <= 1, e.g. --scale 0.08 1")
+    if args.ratio is not None and not (
+        math.isfinite(args.ratio[1]) and 0 < args.ratio[0] <= args.ratio[1]
+    ):
+        fail("--ratio", args.ratio, "use 0 < LO <= HI, e.g. --ratio 0.75 1.3333")
+    if args.pad is not None and args.pad < 0:
+        fail("--pad", args.pad, "use a shift of 0 or more pixels, e.g. --pad 4")
+    if args.crop_pct is not None and not (math.isfinite(args.crop_pct) and 0 < args.crop_pct <= 1):
+        fail("--crop-pct", args.crop_pct, "use a share in (0, 1], e.g. 0.875")
     if args.smoothing and args.multi_label:
         fail("--smoothing", args.smoothing, "label smoothing is for single-label data")
     if args.pretrained and not args.model.startswith(TIMM_PREFIX):

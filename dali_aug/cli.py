@@ -69,6 +69,7 @@ RESUMABLE = frozenset(
         "max_epochs_this_run",
         "max_steps_this_run",
         "checkpoint_every",
+        "eval_every",
         "overwrite",
         "dist_timeout",
         "config",
@@ -258,6 +259,14 @@ def _add_train(t: argparse.ArgumentParser) -> None:
         "with the same batches); default: after every epoch only",
     )
     t.add_argument(
+        "--eval-every",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="evaluate on the validation data every N epochs and after the last (default 1; "
+        "ours, as Lightning's check_val_every_n_epoch)",
+    )
+    t.add_argument(
         "--dist-timeout",
         type=_positive,
         default=int(DEFAULT_TIMEOUT_S),
@@ -403,7 +412,7 @@ def _loaders(args: argparse.Namespace, setup: _Setup, world: int) -> _Loaders:
         seed=args.seed,
         num_threads=args.threads,
         drop_last=world > 1,
-        scale=_scale(args),
+        **_crop(args),
         flip=not args.no_flip,
         op_record=needs.op_record,
         clean=needs.clean,
@@ -440,13 +449,21 @@ def _loaders(args: argparse.Namespace, setup: _Setup, world: int) -> _Loaders:
     return _Loaders(train, val, meta_val)
 
 
-def _scale(args: argparse.Namespace) -> tuple[float, float]:
-    """The random-resized crop's area range: ``--scale``, else (0.5, 1) on the demo data
-    (small shapes a crop of 8 % would lose) and torchvision's (0.08, 1) elsewhere."""
-    given = getattr(args, "scale", None)
-    if given is not None:
-        return (float(given[0]), float(given[1]))
-    return (0.5, 1.0) if args.data in (None, FASHION_MNIST) else (0.08, 1.0)
+def _crop(args: argparse.Namespace) -> dict[str, Any]:
+    """The LoaderConfig's crop fields from ``--crop``, ``--scale``, ``--ratio``, ``--pad`` and
+    ``--crop-pct`` (commands without them: the defaults). The random-resized crop's area
+    range defaults to (0.5, 1) on the demo data and Fashion-MNIST (small images a crop of
+    8 % would lose) and to torchvision's (0.08, 1) elsewhere."""
+    fields: dict[str, Any] = {"crop": getattr(args, "crop", None) or "rrc"}
+    scale = getattr(args, "scale", None)
+    if scale is None:
+        scale = (0.5, 1.0) if args.data in (None, FASHION_MNIST) else (0.08, 1.0)
+    fields["scale"] = (float(scale[0]), float(scale[1]))
+    for name in ("ratio", "pad", "crop_pct"):
+        value = getattr(args, name, None)
+        if value is not None:
+            fields[name] = tuple(value) if name == "ratio" else value
+    return fields
 
 
 def _check_steps(train: Any, world: int) -> None:
@@ -664,6 +681,7 @@ def _train_run(
             progress=rank == 0 and not args.no_progress,
             log=print if rank == 0 else (lambda *_: None),
             log_every=args.log_interval,
+            eval_every=args.eval_every,
             on_epoch=_epoch_outputs(trainer, out, train.multi_label) if rank == 0 else None,
         )
     except CheckpointWriteError as err:

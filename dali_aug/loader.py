@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dali_aug._crop import CROPS, Crop
 from dali_aug._dist import DEVICES, Device, local_cuda_index, rank_world, resolve_device
 from dali_aug._pipeline import (
     DecodeProbe,
@@ -105,7 +106,16 @@ class LoaderConfig:
             float32 after it.
         channels_last: images in the channels-last memory format (NCHW shape, NHWC strides),
             written so by the pipeline (an HWC output viewed as NCHW), not converted after.
-        scale: area range of the random-resized crop.
+        crop: the training crop: ``rrc`` (random-resized crop: ``scale``, ``ratio``; ImageNet's)
+            or ``pad`` (pad-and-random-crop: the image resized to ``size`` on its shorter side,
+            its centred ``size`` window shifted by up to ``pad`` pixels each way, zeros
+            outside; CIFAR's and Fashion-MNIST's, as torchvision's ``RandomCrop(size, pad)``).
+        scale: ``rrc``: area range of the random-resized crop.
+        ratio: ``rrc``: aspect-ratio range of the random-resized crop (torchvision's).
+        pad: ``pad``: the largest shift in pixels (0: the centred window, no crop at all).
+        crop_pct: evaluation: the image is resized to ``size / crop_pct`` on its shorter side
+            and centre-cropped to ``size``; default (None) 0.875 under ``rrc`` (timm's) and 1
+            under ``pad`` (the whole image, the training crop's scale).
         flip: random horizontal flip in the train transform; turn it off when labels are not
             flip-invariant (e.g. left/right attributes). The policy's draws do not depend on it.
         copies: every sample appears ``copies`` times in its batch (consecutively), each copy
@@ -134,7 +144,11 @@ class LoaderConfig:
     provenance: bool = False
     num_threads: int = 2
     dtype: torch.dtype = torch.float32
+    crop: Crop = "rrc"
     scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    pad: int = 4
+    crop_pct: float | None = None
     flip: bool = True
     op_record: bool = False
     clean: bool = False
@@ -163,6 +177,22 @@ class LoaderConfig:
         lo, hi = self.scale
         if not 0 < lo <= hi <= 1:
             raise ValueError(f"scale={self.scale} must satisfy 0 < lo <= hi <= 1")
+        lo, hi = self.ratio
+        if not (math.isfinite(hi) and 0 < lo <= hi):
+            raise ValueError(f"ratio={self.ratio} must satisfy 0 < lo <= hi (e.g. (3/4, 4/3))")
+        if self.crop not in CROPS:
+            raise ValueError(f"crop={self.crop!r}; use one of {', '.join(CROPS)}")
+        if not 0 <= self.pad < self.size:
+            raise ValueError(f"pad={self.pad} must be in [0, size={self.size})")
+        if self.crop_pct is not None and not 0 < self.crop_pct <= 1:
+            raise ValueError(f"crop_pct={self.crop_pct} must be in (0, 1] (timm: 0.875)")
+
+    @property
+    def eval_crop_pct(self) -> float:
+        """The evaluation crop's share: ``crop_pct``, else 0.875 (rrc) or 1 (pad)."""
+        if self.crop_pct is not None:
+            return self.crop_pct
+        return 1.0 if self.crop == "pad" else 0.875
 
     @property
     def wants_op_record(self) -> bool:
@@ -478,7 +508,7 @@ class Loader:
                 continue
             flips = (torch.rand(m, generator=g) < 0.5) & cfg.flip
             params = policy.sample(m, generator=g)
-            uniforms = crop_uniforms(m, cfg.scale, g_crop)
+            uniforms = crop_uniforms(m, cfg.scale, g_crop, cfg.ratio)
             draws = (
                 flips.numpy().astype(np.int32),
                 uniforms,
@@ -497,6 +527,10 @@ class Loader:
             num_threads=cfg.num_threads if reader is not None else self._lane_threads(),
             device_id=self._cuda_index,
             scale=cfg.scale,
+            ratio=cfg.ratio,
+            crop=cfg.crop,
+            pad=cfg.pad,
+            crop_pct=cfg.eval_crop_pct,
             half=cfg.dtype == torch.float16,
             channels_last=cfg.channels_last,
             clean=cfg.wants_clean,

@@ -174,6 +174,16 @@ def test_without_a_terminal_the_progress_is_log_lines() -> None:
     assert lines[-1].startswith("epoch=1")
 
 
+def test_eval_every_evaluates_on_its_epochs_and_after_the_last() -> None:
+    model = _net()
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    batches = _Batches([_batch(seed=k) for k in range(2)])
+    rows = trainer.fit(batches, batches, 5, progress=False, log=lambda *_: None, eval_every=2)
+    assert ["val_acc" in r for r in rows] == [False, True, False, True, True]
+    with pytest.raises(ValueError, match="eval_every=0"):
+        trainer.fit(batches, batches, 6, eval_every=0)
+
+
 # -- the command line --------------------------------------------------------------------------
 
 

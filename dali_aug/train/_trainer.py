@@ -399,6 +399,7 @@ class Trainer:
         progress: bool = True,
         log: Any = print,
         log_every: int = 50,
+        eval_every: int = 1,
         on_epoch: Callable[[dict[str, Any]], None] | None = None,
     ) -> list[dict[str, Any]]:
         """Trains from ``self.epoch`` to ``epochs`` (so a resumed trainer continues), with a
@@ -419,11 +420,15 @@ class Trainer:
         ``progress``: a progress bar on a terminal; without one (a log file, CI) a line every
         ``log_every`` steps and at the epoch's end instead. ``on_epoch(row)`` runs after each
         epoch's row is recorded and its checkpoint written (summaries, best checkpoints).
+        ``val`` is evaluated every ``eval_every`` epochs and after the last (``epochs``); the
+        rows of the other epochs hold no evaluation metrics.
         """
         from tqdm import tqdm
 
         if checkpoint_every is not None and checkpoint_every < 1:
             raise ValueError(f"checkpoint_every={checkpoint_every} must be >= 1 (steps)")
+        if eval_every < 1:
+            raise ValueError(f"eval_every={eval_every} must be >= 1 (epochs)")
 
         def save() -> None:
             if checkpoint is not None:
@@ -481,7 +486,7 @@ class Trainer:
                 self.scheduler.step()
             row = run.row(self.epoch, time.perf_counter() - t0)
             row["skipped"] = len(getattr(train, "skipped", ()))
-            if val is not None:
+            if val is not None and ((self.epoch + 1) % eval_every == 0 or self.epoch + 1 >= epochs):
                 row.update(self.evaluate(val))
                 if self.ema is not None:
                     ema = self.evaluate(val, self.ema.module)
