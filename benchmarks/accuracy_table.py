@@ -12,14 +12,22 @@ From the repository root:
         --config "KeepCutout=--policy none --method keep --keep-mode cutout"
 
 Writes a record (settings, every run's command and history, the commit) to ``--out``, by
-default ``runs/bench/accuracy/<name>.json`` (scratch, not tracked); a curated record goes to
+default ``runs/bench/accuracy/<name>.json`` (scratch, not tracked), rewritten after every
+finished run (a cut-short table keeps what it has); a curated record goes to
 ``benchmarks/<topic>/results/`` (``benchmarks/RESULTS.md``).
+
+``--jobs N`` runs N trainings side by side, each on one thread (``OMP_NUM_THREADS=1``, and
+``--threads 1`` unless the flags set it): the accuracies do not depend on it, the seconds
+per run do. The table's last column is each configuration's mean difference to the first
+configuration, in points and in units of the larger of the two standard deviations.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
+import os
 import shlex
 import statistics
 import subprocess
@@ -31,11 +39,22 @@ from typing import Any
 from benchmarks._record import provenance
 
 
-def _run(flags: list[str], seed: int, epochs: int, out: Path, extra: list[str]) -> dict[str, Any]:
+def _run(
+    flags: list[str], seed: int, epochs: int, out: Path, extra: list[str], single: bool
+) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "dali_aug.cli", "train", *flags, *extra]
     cmd += ["--seed", str(seed), "--epochs", str(epochs), "--out", str(out), "--no-progress"]
+    cmd += ["--overwrite"] if (out / "args.yaml").exists() else []
+    env = dict(os.environ)
+    if single:
+        env["OMP_NUM_THREADS"] = "1"
+        cmd += [] if "--threads" in cmd else ["--threads", "1"]
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    done = subprocess.run(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{shlex.join(cmd[2:])} failed:\n{done.stderr[-2000:]}")
     metrics = json.loads((out / "metrics.json").read_text())
     return {"command": shlex.join(cmd[2:]), "seconds": time.perf_counter() - start, **metrics}
 
@@ -69,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default="keep")
     p.add_argument("--workdir", default="runs/accuracy", help="the runs' output folders")
     p.add_argument("--out", default=None, help="default: runs/bench/accuracy/<name>.json")
+    p.add_argument("--jobs", type=int, default=1, help="runs side by side (one thread each)")
     args = p.parse_args(argv)
     configs = {}
     for item in args.config:
@@ -78,28 +98,77 @@ def main(argv: list[str] | None = None) -> int:
         configs[name] = shlex.split(flags) + (["--multi-label"] if args.multi_label else [])
     keys = ["mAP", "mA"] if args.multi_label else ["val_acc"]
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in configs}
-    for seed in args.seeds:  # seeds outermost: a cut-short run still has every config
-        for name, flags in configs.items():
-            out = Path(args.workdir) / f"{name}-s{seed}"
-            runs[name].append(_run(flags, seed, args.epochs, out, shlex.split(args.extra)))
-            last = runs[name][-1]["history"][-1]
-            print(f"{name} seed {seed}: " + ", ".join(f"{k} {last[k]:.4f}" for k in keys))
-    print(f"\n{'config':<20}" + "".join(f"{k + ' (%)':>18}" for k in keys) + f"{'s/run':>8}")
-    for name, rs in runs.items():
-        cells = "".join(f"{_stat([r['history'][-1][k] for r in rs]):>18}" for k in keys)
-        print(f"{name:<20}{cells}{statistics.mean(r['seconds'] for r in rs):>8.0f}")
     extra = shlex.split(args.extra)
     devices = {_device([*flags, *extra]) for flags in configs.values()}
-    record = {
-        "provenance": provenance("cuda" if "cuda" in devices else "cpu"),
-        "settings": vars(args),
-        "runs": runs,
-    }
     out = Path(args.out or f"runs/bench/accuracy/{args.name}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2))
+
+    def write() -> None:
+        ordered = {n: sorted(rs, key=lambda r: r["seed"]) for n, rs in runs.items()}
+        record = {
+            "provenance": provenance("cuda" if "cuda" in devices else "cpu"),
+            "settings": vars(args),
+            "runs": ordered,
+        }
+        out.write_text(json.dumps(record, indent=2))
+
+    # seeds outermost: a cut-short table still has every config
+    work = [(name, seed) for seed in args.seeds for name in configs]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = {
+            pool.submit(
+                _run,
+                configs[name],
+                seed,
+                args.epochs,
+                Path(args.workdir) / f"{name}-s{seed}",
+                extra,
+                args.jobs > 1,
+            ): (name, seed)
+            for name, seed in work
+        }
+        for future in concurrent.futures.as_completed(futures):
+            name, seed = futures[future]
+            result = {"seed": seed, **future.result()}
+            runs[name].append(result)
+            last = result["history"][-1]
+            print(
+                f"{name} seed {seed}: "
+                + ", ".join(f"{k} {last[k]:.4f}" for k in keys)
+                + f" ({result['seconds']:.0f} s)",
+                flush=True,
+            )
+            write()
+    print(table(runs, keys))
     print(f"wrote {out}")
     return 0
+
+
+def table(runs: dict[str, list[dict[str, Any]]], keys: list[str]) -> str:
+    """The table of a record's runs: mean +- std per configuration and metric, the seeds, the
+    seconds per run, and the first metric's difference to the first configuration."""
+    lines = [
+        f"{'config':<28}"
+        + "".join(f"{k + ' (%)':>16}" for k in keys)
+        + f"{'n':>4}{'s/run':>7}  vs {next(iter(runs), '')}"
+    ]
+    ref = None
+    for name, rs in runs.items():
+        if not rs:
+            continue
+        cells = "".join(f"{_stat([r['history'][-1][k] for r in rs]):>16}" for k in keys)
+        values = [100 * r["history"][-1][keys[0]] for r in rs]
+        mean = statistics.mean(values)
+        sd = statistics.stdev(values) if len(values) > 1 else 0.0
+        diff = ""
+        if ref is None:
+            ref = (mean, sd)
+        else:
+            delta, unit = mean - ref[0], max(sd, ref[1])
+            diff = f"{delta:+.2f} ({delta / unit:+.1f} sd)" if unit > 0 else f"{delta:+.2f}"
+        secs = statistics.mean(r["seconds"] for r in rs)
+        lines.append(f"{name:<28}{cells}{len(rs):>4}{secs:>7.0f}  {diff}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""The Fashion-MNIST regime: the training settings under which the method tables are run."""
