@@ -484,6 +484,58 @@ def test_sampler_refreshes_in_the_step_and_stays_above_the_floor() -> None:
     assert int(method.pair_table()["count"].sum()) == 4 * 16
 
 
+class _ScaledPolicy(nn.Module):
+    """The method's policy net with its outputs times ``scale`` (set per step, so that the
+    batch sums of the raw outputs differ from step to step); keeps its last output."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner, self.scale = inner, 1.0
+        self.last = torch.zeros(0)
+
+    def forward(self, features: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        out = self.inner(features, embedding) * self.scale
+        self.last = out.detach().double().clone()
+        return out
+
+
+def test_the_sampler_averages_the_raw_policy_outputs_not_the_normalised_weights() -> None:
+    """Eq. 5's v_jk is the mean *raw* output P_i of each pair, not the normalised weight
+    P~_i = P_i / sum_j P_j the real step uses: the sampler's totals, its window means, its
+    refresh and the magnitude statistics follow the raw outputs of each step's final policy
+    call (the one after the meta step, whose normalisation gives the real step's weights)."""
+    trainer, method = _trainer(MetaConfig(mode="exact", every=3, history=8))
+    policy = _ScaledPolicy(method.policy)
+    method.policy = policy  # type: ignore[assignment]
+    sums = torch.zeros(K * K, dtype=torch.float64)
+    counts = torch.zeros(K * K, dtype=torch.float64)
+    batch_sums = []
+    for i, (n, scale) in enumerate([(8, 1.0), (12, 0.3), (6, 0.7)]):
+        policy.scale = scale
+        loss = trainer._step(_batch(n, i))
+        pending, raw = method._pending, policy.last
+        assert pending is not None and raw.shape == (n,)
+        assert loss.weight is not None  # the real step's weights are the normalised raw outputs
+        torch.testing.assert_close(loss.weight.double(), raw / raw.sum(), rtol=1e-5, atol=1e-7)
+        flat = pending.first * K + pending.second
+        sums += torch.bincount(flat, weights=raw, minlength=K * K)
+        counts += torch.bincount(flat, minlength=K * K).double()
+        batch_sums.append(float(raw.sum()))
+    assert max(batch_sums) - min(batch_sums) > 1.0  # normalising would change the ratios
+    torch.testing.assert_close(method.sampler.totals[:, 0], sums, rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(method.sampler.totals[:, 1], counts)
+    seen = counts > 0
+    v = torch.where(seen, sums / counts, (sums[seen] / counts[seen]).mean())
+    eps = method.config.eps
+    expected = ((1 - eps) * v / v.sum() + eps / K**2).view(K, K)
+    assert method.sampler.iteration == 3  # refreshed after the third step
+    torch.testing.assert_close(method.sampler.probs, expected, rtol=1e-6, atol=1e-12)
+    # each sample counts once for each of its two functions
+    torch.testing.assert_close(
+        method.magnitude_stats[..., 0].sum(), 2 * sums.sum(), rtol=1e-6, atol=1e-9
+    )
+
+
 def test_fast_gradient_is_close_to_exact_on_the_small_model() -> None:
     trainer, method = _trainer(MetaConfig(mode="fast"))
     for i in range(3):  # a previous real-step gradient exists
