@@ -37,6 +37,7 @@ from dali_aug._run_folder import fingerprint as _fingerprint
 from dali_aug._run_folder import lock as _lock
 from dali_aug._run_folder import trim_history as _trim_history
 from dali_aug._run_folder import unlock as _unlock
+from dali_aug.datasets import FASHION_MNIST, default_size
 from dali_aug.methods import BuildContext, cli_module, names
 
 __all__ = ["main"]
@@ -51,9 +52,6 @@ MIN_SIZE_LOWRES = 32
 #: ``--seed`` lies in [0, MAX_SEED]
 MAX_SEED = 2**32 - 1
 
-#: ``--data fashion-mnist``: the IDX files of Debian's dataset-fashion-mnist (see
-#: :mod:`dali_aug.datasets`), the official test split as the validation set
-FASHION_MNIST = "fashion-mnist"
 
 #: flags that may change on ``--resume`` (the rest define the run and must match)
 RESUMABLE = frozenset(
@@ -308,15 +306,15 @@ def _check_train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
         problem = timm_import_error()
         if problem is not None:
             fail("--model", args.model, problem)
+    keep_lowres = "keep" in args.method and getattr(args, "saliency", None) == "lowres"
+    if keep_lowres and (args.size or default_size(args.data)) < MIN_SIZE_LOWRES:
+        fail(
+            "--size" if args.size is not None else "--saliency",
+            args.size or "lowres",
+            f"--method keep with --saliency lowres needs at least {MIN_SIZE_LOWRES} px "
+            f"(--size {MIN_SIZE_LOWRES} or more, or --saliency full or early)",
+        )
     if args.size is not None:
-        keep_lowres = "keep" in args.method and getattr(args, "saliency", None) == "lowres"
-        if keep_lowres and args.size < MIN_SIZE_LOWRES:
-            fail(
-                "--size",
-                args.size,
-                f"--method keep with --saliency lowres needs at least {MIN_SIZE_LOWRES} px "
-                f"(--size {MIN_SIZE_LOWRES} or more, or --saliency full)",
-            )
         if args.size < MIN_SIZE:
             fail(
                 "--size",
@@ -345,7 +343,7 @@ class _Setup:
 
 
 def _setup(args: argparse.Namespace, method_names: list[str]) -> _Setup:
-    from dali_aug.datasets import DEMO_SIZE, resolve_data
+    from dali_aug.datasets import resolve_data
     from dali_aug.models import build_model
     from dali_aug.sources import open_source
 
@@ -367,8 +365,7 @@ def _setup(args: argparse.Namespace, method_names: list[str]) -> _Setup:
             source = open_source(train_dir)
     except ValueError as err:
         raise SystemExit(f"error: {err}") from None
-    default_size = {None: DEMO_SIZE, FASHION_MNIST: 28}.get(args.data, 224)  # F-MNIST: 28 px
-    size = args.size or default_size
+    size = args.size or default_size(args.data)
     device = _device(args.device)
     try:
         model = build_model(

@@ -1,7 +1,9 @@
 """Tests for the AWS search loop (``dali_aug.methods.aws._search``) and its command line
 (``dali-aug search aws``): outputs, counts from the Loader's op record, resume, determinism,
-``dali-aug train --policy DIR/policy.json``, and a 2-rank torchrun search (CPU, gloo) with
-theta bitwise equal on both ranks after every update."""
+``dali-aug train --policy DIR/policy.json``, the search-time pad crop and Cutout (config
+checks, both Loaders, Cutout in every training step, the resume check), ``--data
+fashion-mnist`` on small IDX files, and a 2-rank torchrun search (CPU, gloo) with theta bitwise
+equal on both ranks after every update. The loop's mechanics: ``tests/test_aws_loop.py``."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -163,3 +166,131 @@ def test_torchrun_two_ranks_theta_identical(tmp_path: Path) -> None:
         assert a["theta_sha256"] == b["theta_sha256"]  # bitwise equal after every update
         assert len(a["rewards"]) == 2 and a["rewards"] == b["rewards"]  # both ranks' rewards
     assert torch.equal(torch.load(out / "theta0.pt"), torch.load(out / "theta1.pt"))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("crop", "centre", r"AWSConfig.crop='centre'; use one of rrc, pad"),
+        ("pad", -1, r"AWSConfig.pad=-1 must be an int in \[0, size=16\)"),
+        ("pad", 16, r"AWSConfig.pad=16 must be an int in \[0, size=16\)"),
+        ("pad", 2.0, r"AWSConfig.pad=2.0 must be an int"),
+        ("pad", True, r"AWSConfig.pad=True must be an int"),
+        ("cutout", 0.0, r"AWSConfig.cutout=0.0 must be None \(no Cutout\) or a box side"),
+        ("cutout", 1.5, r"AWSConfig.cutout=1.5 must be None"),
+        ("cutout", True, r"AWSConfig.cutout=True must be None"),
+        ("cutout", "0.5", r"AWSConfig.cutout='0.5' must be None"),
+    ],
+)
+def test_config_rejects_bad_crop_pad_and_cutout(field: str, value: object, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        dataclasses.replace(TINY, **{field: value})
+
+
+def test_pad_crop_and_cutout_in_stage_1_and_every_finetune(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """crop='pad' reaches both Loaders (the evaluation one takes the whole image) and Cutout
+    runs on every training batch of stage 1 and of each fine-tune, with its own boxes per
+    fine-tune; a resume with another crop or Cutout is refused, naming the flag."""
+    from dali_aug.methods.aws._search import PairCounter
+    from dali_aug.methods.cutout.method import CutoutMethod
+    from dali_aug.train import Trainer
+
+    config = dataclasses.replace(TINY, crop="pad", pad=2, cutout=0.5, batch_size=8)
+    fits: list[dict[str, Any]] = []
+    boxed: list[float] = []
+    fit, augment, evaluate = Trainer.fit, CutoutMethod.augment, Trainer.evaluate
+    evaluated: list[Any] = []
+
+    def spy_fit(trainer: Trainer, train: Any, *args: Any, **kw: Any) -> Any:
+        cut = [m for m in trainer.methods if isinstance(m, CutoutMethod)]
+        gen = cut[0].generator.get_state() if cut else None
+        fits.append({"types": [type(m) for m in trainer.methods], "loader": train.loader,
+                     "gen": gen})  # fmt: skip
+        return fit(trainer, train, *args, **kw)
+
+    def spy_augment(method: CutoutMethod, step: Any, batch: Any) -> Any:
+        out = augment(method, step, batch)
+        zero = (out.images == 0).all(1).flatten(1).float().mean(1)  # box: 8x8 of 16x16
+        boxed.append(float(zero.min()))
+        return out
+
+    def spy_evaluate(trainer: Trainer, loader: Any, model: Any = None) -> Any:
+        evaluated.append(loader)
+        return evaluate(trainer, loader, model)
+
+    monkeypatch.setattr(Trainer, "fit", spy_fit)
+    monkeypatch.setattr(CutoutMethod, "augment", spy_augment)
+    monkeypatch.setattr(Trainer, "evaluate", spy_evaluate)
+    source = halves_task(64, seed=4)  # 48 fine-tuned on: 6 batches of 8 per epoch
+    search(source, config, tmp_path, progress=False, log=lambda _: None)
+    assert len(fits) == 1 + config.steps
+    for f in fits:
+        assert f["types"] == [PairCounter, CutoutMethod]
+        cfg = f["loader"].config
+        assert (cfg.crop, cfg.pad, cfg.train) == ("pad", 2, True)
+    assert len({bytes(f["gen"].numpy()) for f in fits}) == len(fits)  # own boxes per fit
+    for loader in evaluated:
+        cfg = loader.config
+        assert (cfg.crop, cfg.train, cfg.eval_crop_pct) == ("pad", False, 1.0)
+    assert len(boxed) == 6 * len(fits)  # every training batch, stage 1 and fine-tunes
+    assert min(boxed) >= 0.25  # each image holds its zeroed box
+    for field, value, flag in (("cutout", 0.25, "--cutout"), ("crop", "rrc", "--crop")):
+        other = dataclasses.replace(config, **{field: value})
+        with pytest.raises(ValueError, match=flag):  # the search state's settings
+            search(source, other, tmp_path, resume=True, progress=False, log=lambda _: None)
+    (tmp_path / "aws_state.pt").unlink()  # only stage 1 done: its checkpoint's settings
+    with pytest.raises(ValueError, match="--pad"):
+        search(source, dataclasses.replace(config, pad=3), tmp_path, resume=True,
+               progress=False, log=lambda _: None)  # fmt: skip
+
+
+def _fashion_mnist(root: Path) -> Path:
+    """Small Fashion-MNIST IDX files (100 train, 20 test images, labels cycling 0..9)."""
+    import numpy as np
+
+    from dali_aug.datasets._fashion_mnist import write_idx
+
+    g = np.random.default_rng(0)
+    for stem, n in (("train", 100), ("t10k", 20)):
+        write_idx(root / f"{stem}-images-idx3-ubyte", g.integers(0, 256, (n, 28, 28), np.uint8))
+        write_idx(root / f"{stem}-labels-idx1-ubyte", (np.arange(n) % 10).astype(np.uint8))
+    return root
+
+
+def test_cli_search_on_fashion_mnist_with_pad_crop_and_cutout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dali_aug.cli import main
+
+    monkeypatch.setenv("DALI_AUG_FASHION_MNIST", str(_fashion_mnist(tmp_path)))
+    out = tmp_path / "aws"
+    argv = ["search", "aws", "--data", "fashion-mnist", "--train-size", "60", "--out", str(out),
+            "--share-epochs", "1", "--finetune-epochs", "1", "--steps", "1", "--batch-size",
+            "8", "--crop", "pad", "--pad", "2", "--cutout", "0.5", "--device", "cpu",
+            "--threads", "1", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    payload = json.loads((out / "policy.json").read_text())
+    cfg = payload["search_config"]
+    assert (cfg["size"], cfg["crop"], cfg["pad"], cfg["cutout"]) == (28, "pad", 2, 0.5)
+    assert cfg["scale"] == [0.5, 1.0] and payload["data"] == "fashion-mnist train"
+    (row,) = _rows(out)
+    assert row["applied"] == [50]  # 60 images, round(20 % of 6) = 1 per class held out
+    with pytest.raises(SystemExit, match="train_size=35"):
+        main([*argv[:5], "35", *argv[6:]])
+    with pytest.raises(SystemExit, match="--train-size is for --data fashion-mnist"):
+        main(["search", "aws", "--train-size", "60", "--out", str(tmp_path / "x")])
+
+
+def test_cli_rejects_bad_crop_pad_and_cutout(tmp_path: Path) -> None:
+    from dali_aug.cli import main
+
+    base = ["search", "aws", "--out", str(tmp_path), "--size", "16"]
+    with pytest.raises(SystemExit, match="AWSConfig.cutout=2.0"):
+        main([*base, "--cutout", "2"])
+    with pytest.raises(SystemExit, match=r"AWSConfig.pad=16 must be an int in \[0, size=16\)"):
+        main([*base, "--crop", "pad", "--pad", "16"])
+    with pytest.raises(SystemExit) as info:
+        main([*base, "--crop", "centre"])
+    assert info.value.code == 2  # argparse: not one of the choices

@@ -146,3 +146,17 @@ def test_train_on_fashion_mnist_with_a_balanced_subset_and_the_test_split(
         main(["train", "--train-size", "40", "--out", str(tmp_path / "x")])
     with pytest.raises(SystemExit, match="single-label"):
         main([*argv, "--multi-label", "--out", str(tmp_path / "y")])
+
+
+def test_lowres_saliency_at_the_native_28_px_is_refused_before_any_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dali_aug.cli import main
+
+    monkeypatch.setenv("DALI_AUG_FASHION_MNIST", str(tmp_path / "absent"))
+    argv = ["train", "--data", "fashion-mnist", "--method", "keep", "--out", str(tmp_path / "r")]
+    with pytest.raises(SystemExit) as exc:
+        main(argv)  # the default saliency is lowres: 14 px, which the small model cannot take
+    assert exc.value.code == 2
+    assert "--saliency" in capsys.readouterr().err.splitlines()[-1]
+    assert not (tmp_path / "r").exists()

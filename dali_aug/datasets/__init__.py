@@ -12,18 +12,20 @@ from ._fashion_mnist import (
     fashion_mnist_source,
     load_fashion_mnist,
 )
-from ._folders import DEMO_SIZE, cache_dir, demo_data, resolve_data
+from ._folders import DEMO_SIZE, FASHION_MNIST, cache_dir, default_size, demo_data, resolve_data
 from ._shapes import MULTI_LABELS, SHAPE_CLASSES, ShapesSpec, make_shapes
 from ._split import holdout, stratified_holdout, subset
 
 __all__ = [
     "DEMO_SIZE",
+    "FASHION_MNIST",
     "FASHION_MNIST_CLASSES",
     "FASHION_MNIST_DIR",
     "MULTI_LABELS",
     "SHAPE_CLASSES",
     "ShapesSpec",
     "cache_dir",
+    "default_size",
     "demo_data",
     "fashion_mnist_source",
     "holdout",

@@ -6,10 +6,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["DEMO_SIZE", "cache_dir", "demo_data", "resolve_data"]
+__all__ = ["DEMO_SIZE", "FASHION_MNIST", "cache_dir", "default_size", "demo_data", "resolve_data"]
 
 #: Image side of the generated demo shapes.
 DEMO_SIZE = 64
+#: the ``--data`` name of Fashion-MNIST in the CLIs (the IDX files of Debian's
+#: dataset-fashion-mnist, :mod:`dali_aug.datasets._fashion_mnist`; its test split validates)
+FASHION_MNIST = "fashion-mnist"
+
+
+def default_size(data: str | None) -> int:
+    """The image side of a ``--data`` argument without ``--size``: 64 on the demo data (None),
+    28 on Fashion-MNIST (its native side), 224 elsewhere."""
+    return {None: DEMO_SIZE, FASHION_MNIST: 28}.get(data, 224)
 
 
 def cache_dir() -> Path:

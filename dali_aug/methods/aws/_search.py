@@ -20,11 +20,20 @@ the unofficial reimplementation's, github.com/tgisaturday/aws_autoaugment): poli
 0.1, betas (0.5, 0.999), PPO clip 0.2, 10 PPO epochs per update, entropy weight 1e-5; the
 first update's baseline is the mean of its rewards (ours).
 
+Search-time augmentation besides the pairs (the paper's search trains with pad-and-random-
+crop, flip and Cutout): ``crop="pad"`` with ``pad`` pixels (the Loader's pad-and-random-crop;
+default ``"rrc"``, the random-resized crop of area ``scale``), ``flip``, and ``cutout`` (a box
+of that fraction of the image side, :class:`~dali_aug.methods.cutout.method.CutoutMethod`, in
+the training step of stage 1 and of every fine-tune; default off). The defaults are the
+searches of before these options.
+
 Randomness: the data order, crops, flips and pair draws come from the Loader's seeded
 generators; fine-tune ``g`` (counted over all ranks and steps) runs the Loader's epochs
-``(g + 1) * (share_epochs + finetune_epochs) + e``, so no two fine-tunes share draws. Network
-initialisation uses torch's global RNG inside :func:`torch.random.fork_rng` seeded from
-``seed``. Same seed, same device, same world size: same search.
+``(g + 1) * (share_epochs + finetune_epochs) + e``, so no two fine-tunes share draws; the
+Cutout boxes come from a generator seeded with ``seed`` in stage 1 and re-seeded from ``seed``
+and ``g`` for fine-tune ``g``. Network initialisation uses torch's global RNG inside
+:func:`torch.random.fork_rng` seeded from ``seed``. Same seed, same device, same world size:
+same search.
 """
 
 from __future__ import annotations
@@ -42,11 +51,13 @@ from typing import Any, Literal
 
 import torch
 
+from dali_aug._crop import CROPS, Crop
 from dali_aug._dist import DEVICES, Device, collective_device, rank_world, resolve_device
 from dali_aug.batch import Batch
 from dali_aug.methods.aws._policy import PairPolicy
 from dali_aug.methods.aws._ppo import check_reward, ema_baseline, ppo_loss
 from dali_aug.methods.aws._space import AWS_ELEMENTS, Element, elements_of
+from dali_aug.methods.cutout.method import CutoutMethod
 from dali_aug.models import ModelName, build_model
 from dali_aug.sources import Source
 from dali_aug.train import (
@@ -91,7 +102,14 @@ class AWSConfig:
             moves with the label noise a policy adds even where the argmax, and so the
             accuracy, does not; see ``docs/methods/aws.md``).
         elements: the search space (default: the paper's 36).
-        scale, flip: the Loader's crop area range and horizontal flip.
+        crop: the Loader's training crop: ``"rrc"`` (random-resized crop of area ``scale``)
+            or ``"pad"`` (pad-and-random-crop by up to ``pad`` pixels, the paper's search-time
+            crop on CIFAR; evaluation then takes the whole image).
+        pad: ``crop="pad"``: the largest shift in pixels, in [0, size) (default 4).
+        scale, flip: the random-resized crop's area range and the horizontal flip.
+        cutout: Cutout's box side as a fraction of the image side, in (0, 1] (the paper's
+            search uses Cutout; 0.5 is 16 px at 32 px), applied in the training step of stage
+            1 and every fine-tune; None (default): no Cutout.
         device: where the network trains.
         seed: everything derives from it.
         num_threads: DALI CPU threads.
@@ -116,6 +134,9 @@ class AWSConfig:
     elements: tuple[Element, ...] = AWS_ELEMENTS
     scale: tuple[float, float] = (0.08, 1.0)
     flip: bool = True
+    crop: Crop = "rrc"
+    pad: int = 4
+    cutout: float | None = None
     device: Device = "auto"
     seed: int = 0
     num_threads: int = 2
@@ -141,6 +162,24 @@ class AWSConfig:
             )
         if not self.policy_lr > 0:
             raise ValueError(f"AWSConfig.policy_lr={self.policy_lr} must be > 0, e.g. 0.1")
+        if self.crop not in CROPS:
+            raise ValueError(
+                f"AWSConfig.crop={self.crop!r}; use one of {', '.join(CROPS)} (pad: the "
+                "paper's pad-and-random-crop)"
+            )
+        pad = self.pad
+        if isinstance(pad, bool) or not isinstance(pad, int) or not 0 <= pad < self.size:
+            raise ValueError(
+                f"AWSConfig.pad={pad!r} must be an int in [0, size={self.size}), e.g. 4"
+            )
+        cut = self.cutout
+        if cut is not None and (
+            isinstance(cut, bool) or not isinstance(cut, (int, float)) or not 0 < cut <= 1
+        ):
+            raise ValueError(
+                f"AWSConfig.cutout={cut!r} must be None (no Cutout) or a box side fraction in "
+                "(0, 1], e.g. 0.5"
+            )
         PairPolicy(elements=self.elements)  # validates the elements
 
     @property
@@ -257,8 +296,15 @@ def _gather(rewards: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, 
     return torch.cat(r_all).cpu(), torch.cat(c_all).cpu()
 
 
+def _cutout_seed(seed: int, finetune: int | None) -> int:
+    """The Cutout generator's seed: ``seed`` in stage 1, one of its own per fine-tune."""
+    return seed if finetune is None else (seed << 24) + finetune + 1
+
+
 def _trainer(config: AWSConfig, classes: int, counter: PairCounter) -> Trainer:
-    """A fresh network, optimizer and cosine schedule over ``total_epochs``."""
+    """A fresh network, optimizer and cosine schedule over ``total_epochs``; its methods are
+    ``counter`` and, with ``config.cutout``, a :class:`CutoutMethod` (seeded from
+    ``config.seed``)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = build_model(config.model, classes).to(resolve_device(config.device))
@@ -272,7 +318,11 @@ def _trainer(config: AWSConfig, classes: int, counter: PairCounter) -> Trainer:
             model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-5, nesterov=True
         )
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.total_epochs)
-    return Trainer(model, opt, methods=(counter,), scheduler=sched, distributed=False)
+    methods: tuple[Method, ...] = (counter,)
+    if config.cutout is not None:
+        seed = _cutout_seed(config.seed, None)
+        methods += (CutoutMethod(box_fraction=float(config.cutout), seed=seed),)
+    return Trainer(model, opt, methods=methods, scheduler=sched, distributed=False)
 
 
 def _loaders(source: Source, config: AWSConfig) -> tuple[Any, Any]:
@@ -288,6 +338,8 @@ def _loaders(source: Source, config: AWSConfig) -> tuple[Any, Any]:
         shard_id=0,  # every rank fine-tunes on the whole training part
         num_shards=1,
         num_threads=config.num_threads,
+        crop=config.crop,
+        pad=config.pad,
         scale=config.scale,
         flip=config.flip,
         op_record=True,
@@ -398,6 +450,8 @@ def search(
         kept = [x for x in log_path.read_text().splitlines() if json.loads(x)["step"] <= start]
         log_path.write_text("".join(x + "\n" for x in kept))
     shared_state = load_checkpoint(shared, map_location=trainer.device)
+    if "aws_config" in shared_state:  # a stage 1 of other settings (e.g. --cutout) is refused
+        check_resume(_run_config(shared_state["aws_config"]), _run_config(config.to_dict()))
     per = config.finetunes_per_step
     bar = tqdm(
         total=config.steps, initial=start, desc="aws stage 2", disable=not (progress and lead)
@@ -411,6 +465,9 @@ def search(
             g = (step * world + rank) * per + j
             trainer.load_state_dict(copy.deepcopy(shared_state))  # the optimizer steps in place
             counter.reset()
+            for m in trainer.methods:  # Cutout: this fine-tune's own boxes
+                if isinstance(m, CutoutMethod):
+                    m.generator.manual_seed(_cutout_seed(config.seed, g))
             offset = (g + 1) * config.total_epochs
             trainer.fit(
                 _Epochs(train, offset), None, config.total_epochs, progress=False, log=_silent

@@ -25,20 +25,37 @@ SEARCH_HELP = (
 
 def add_search_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of ``dali-aug search aws``."""
+    from dali_aug._crop import CROPS
     from dali_aug._dist import DEVICES
+    from dali_aug._recipe import positive
+    from dali_aug.datasets import FASHION_MNIST
     from dali_aug.models import MODEL_NAMES
 
     p.add_argument(
         "--data",
-        help="training folder (ImageFolder, or DIR/train); only its training part is used, "
-        "split into fine-tune and reward data (default: the demo shapes)",
+        help="training folder (ImageFolder, or DIR/train), or fashion-mnist (its training "
+        "split); only the training part is used, split into fine-tune and reward data "
+        "(default: the demo shapes)",
+    )
+    p.add_argument(
+        "--train-size",
+        type=positive,
+        default=None,
+        metavar="N",
+        help=f"with --data {FASHION_MNIST}: a seeded, class-balanced training subset of N "
+        "images (a multiple of 10); default: all 60,000",
     )
     p.add_argument("--out", default="runs/aws", help="output folder")
     p.add_argument("--share-epochs", type=int, default=10, help="stage 1 epochs (uniform)")
     p.add_argument("--finetune-epochs", type=int, default=1, help="epochs per fine-tune")
     p.add_argument("--steps", type=int, default=40, help="policy updates")
     p.add_argument("--model", choices=MODEL_NAMES, default="small")
-    p.add_argument("--size", type=int, default=None, help="image side (default: 64 demo, 224)")
+    p.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help=f"image side (default: 64 demo, 28 {FASHION_MNIST}, 224)",
+    )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=None, help="network peak lr (as dali-aug train)")
     p.add_argument("--holdout", type=float, default=0.2, help="held-out reward fraction")
@@ -59,6 +76,24 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
         "cross-entropy (ours: smoother, moves with the label noise a policy adds)",
     )
     p.add_argument("--no-flip", action="store_true", help="no random horizontal flip")
+    p.add_argument(
+        "--crop",
+        choices=CROPS,
+        default="rrc",
+        help="training crop: rrc (random-resized crop) or pad (pad-and-random-crop by up to "
+        "--pad px, the paper's search-time crop) (default rrc)",
+    )
+    p.add_argument(
+        "--pad", type=int, default=4, metavar="N", help="pad: the largest shift in px (4)"
+    )
+    p.add_argument(
+        "--cutout",
+        type=float,
+        default=None,
+        metavar="F",
+        help="Cutout in stage 1 and every fine-tune, a box of side F x the image side, e.g. "
+        "0.5 (the paper's search uses Cutout); default: none",
+    )
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="DALI CPU threads")
@@ -71,20 +106,25 @@ def run_search(args: argparse.Namespace) -> int:
     import torch
 
     from dali_aug._dist import init_from_env, resolve_device
-    from dali_aug.datasets import DEMO_SIZE, resolve_data
+    from dali_aug.datasets import (
+        FASHION_MNIST,
+        default_size,
+        fashion_mnist_source,
+        resolve_data,
+    )
     from dali_aug.methods.aws._report import write_outputs
     from dali_aug.methods.aws._search import AWSConfig, search
     from dali_aug.sources import open_source
 
+    small = args.data in (None, FASHION_MNIST)  # small images: a milder random-resized crop
     try:
-        folder, _ = resolve_data(args.data, multi_label=False)  # the evaluation set is unused
         config = AWSConfig(
             share_epochs=args.share_epochs,
             finetune_epochs=args.finetune_epochs,
             steps=args.steps,
             model=args.model,
             batch_size=args.batch_size,
-            size=args.size or (DEMO_SIZE if args.data is None else 224),
+            size=args.size or default_size(args.data),
             lr=args.lr,
             holdout=args.holdout,
             policy_lr=args.policy_lr,
@@ -92,15 +132,26 @@ def run_search(args: argparse.Namespace) -> int:
             ppo_epochs=args.ppo_epochs,
             finetunes_per_step=args.finetunes_per_step,
             reward=args.reward,
-            scale=(0.5, 1.0) if args.data is None else (0.08, 1.0),
+            scale=(0.5, 1.0) if small else (0.08, 1.0),
             flip=not args.no_flip,
+            crop=args.crop,
+            pad=args.pad,
+            cutout=args.cutout,
             device=args.device,
             seed=args.seed,
             num_threads=args.threads,
         )
-        source = open_source(folder)
-        if source.multi_label:
-            raise ValueError(f"{folder} is multi-label; AWS rewards single-label accuracy")
+        if args.data == FASHION_MNIST:
+            data = f"{FASHION_MNIST} train"
+            source = fashion_mnist_source("train", train_size=args.train_size, seed=args.seed)
+        else:
+            if args.train_size is not None:
+                raise ValueError(f"--train-size is for --data {FASHION_MNIST}; drop it")
+            folder, _ = resolve_data(args.data, multi_label=False)  # the evaluation set unused
+            data = str(folder)
+            source = open_source(folder)
+            if source.multi_label:
+                raise ValueError(f"{folder} is multi-label; AWS rewards single-label accuracy")
     except (TypeError, ValueError) as err:
         raise SystemExit(f"error: AWS: {err}") from None
     try:  # the process group on the device the search itself resolves
@@ -110,7 +161,7 @@ def run_search(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if rank == 0:
         print(
-            f"aws search: {folder} ({len(source)} images, {len(source.classes)} classes, "
+            f"aws search: {data} ({len(source)} images, {len(source.classes)} classes, "
             f"{config.size} px), {int(config.holdout * 100)}% held out for the reward; "
             f"{config.share_epochs} shared + {config.steps} x {config.finetunes_per_step * world} "
             f"fine-tunes of {config.finetune_epochs} epoch(s), {config.model}, {world} rank(s)"
@@ -123,7 +174,7 @@ def run_search(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise SystemExit(f"error: AWS: {err}") from None
     if rank == 0:
-        extra = {"search_config": config.to_dict(), "data": str(folder), "world_size": world}
+        extra = {"search_config": config.to_dict(), "data": data, "world_size": world}
         paths = write_outputs(policy, out, {**extra, "seconds": time.perf_counter() - t0})
         top = policy.top_pairs(1)[0]
         print(
