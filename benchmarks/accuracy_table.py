@@ -16,6 +16,9 @@ default ``runs/bench/accuracy/<name>.json`` (scratch, not tracked), rewritten af
 finished run (a cut-short table keeps what it has); a curated record goes to
 ``benchmarks/<topic>/results/`` (``benchmarks/RESULTS.md``).
 
+A ``{seed}`` in a configuration's flags becomes the run's seed (e.g. a policy searched per
+seed: ``--policy runs/aws/s{seed}/policy.json``).
+
 ``--jobs N`` runs N trainings side by side, each on one thread (``OMP_NUM_THREADS=1``, and
 ``--threads 1`` unless the flags set it): the accuracies do not depend on it, the seconds
 per run do. The table's last column is each configuration's mean difference to the first
@@ -42,6 +45,7 @@ from benchmarks._record import provenance
 def _run(
     flags: list[str], seed: int, epochs: int, out: Path, extra: list[str], single: bool
 ) -> dict[str, Any]:
+    flags = [f.replace("{seed}", str(seed)) for f in flags]  # per-seed inputs (a searched policy)
     cmd = [sys.executable, "-m", "dali_aug.cli", "train", *flags, *extra]
     cmd += ["--seed", str(seed), "--epochs", str(epochs), "--out", str(out), "--no-progress"]
     cmd += ["--overwrite"] if (out / "args.yaml").exists() else []
