@@ -38,8 +38,8 @@ CONFIGS = {
     "MetaAugment-exact+Cutout": f"{BASE} {META} --meta-mode exact",
 }
 ATTEMPT2 = {
-    "MetaAugment-fast+Cutout alpha0=0.1": f"{BASE} {META} --meta-mode fast --meta-alpha-init 0.1",
-    "MetaAugment-exact+Cutout alpha0=0.1": f"{BASE} {META} --meta-mode exact --meta-alpha-init 0.1",
+    "MetaAugment-fast+Cutout alpha0 0.1": f"{BASE} {META} --meta-mode fast --meta-alpha-init 0.1",
+    "MetaAugment-exact+Cutout alpha0 0.1": f"{BASE} {META} --meta-mode exact --meta-alpha-init 0.1",
 }
 
 
