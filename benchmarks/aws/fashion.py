@@ -49,7 +49,7 @@ CUT = f"--method cutout --keep-box {CUTOUT}"
 CONFIGS = {
     "baseline": f"{BASE} --policy none",
     "uniform pairs+Cutout": f"{BASE} --policy {ROOT}/uniform/policy.json {CUT}",
-    "RandAugment-m9-n2+Cutout": f"{BASE} --policy rand-m9-n2 {CUT}",
+    "RandAugment-m9-n2+Cutout": f"{BASE} --policy ra-m9-n2 {CUT}",
     "AWS+Cutout": f"{BASE} --policy {ROOT}/search-s{{seed}}/policy.json {CUT}",
 }
 

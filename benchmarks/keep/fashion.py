@@ -21,7 +21,8 @@ import argparse
 from benchmarks.fashion.regime import BASE, SEEDS, run
 
 #: the RandAugment of the paste rows (the regime table's stronger of the two)
-RAND = "rand-m5-n1"
+RAND = "ra-m5-n1"  # dali-aug's RandAugment (every op applied), the former rand-m5-n1
+RAND_LABEL = RAND.split("-", 1)[1]
 
 CONFIGS = {
     "baseline": f"{BASE} --policy none",
@@ -35,8 +36,8 @@ CONFIGS = {
     "--saliency lowres --keep-box 0.5",
     "KeepCutout-early-14px": f"{BASE} --policy none --method keep --keep-mode cutout "
     "--saliency early --keep-box 0.5",
-    f"RandAugment-{RAND[5:]}": f"{BASE} --policy {RAND}",
-    f"Keep+RandAugment-{RAND[5:]}": f"{BASE} --policy {RAND} --method keep --keep-mode paste",
+    f"RandAugment-{RAND_LABEL}": f"{BASE} --policy {RAND}",
+    f"Keep+RandAugment-{RAND_LABEL}": f"{BASE} --policy {RAND} --method keep --keep-mode paste",
 }
 
 
