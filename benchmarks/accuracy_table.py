@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         configs[name] = shlex.split(flags) + (["--multi-label"] if args.multi_label else [])
     keys = ["mAP", "mA"] if args.multi_label else ["val_acc"]
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in configs}
+    failures: list[dict[str, Any]] = []
     extra = shlex.split(args.extra)
     devices = {_device([*flags, *extra]) for flags in configs.values()}
     out = Path(args.out or f"runs/bench/accuracy/{args.name}.json")
@@ -113,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             "provenance": provenance("cuda" if "cuda" in devices else "cpu"),
             "settings": vars(args),
             "runs": ordered,
+            "failures": failures,
         }
         out.write_text(json.dumps(record, indent=2))
 
@@ -133,7 +135,13 @@ def main(argv: list[str] | None = None) -> int:
         }
         for future in concurrent.futures.as_completed(futures):
             name, seed = futures[future]
-            result = {"seed": seed, **future.result()}
+            try:
+                result = {"seed": seed, **future.result()}
+            except RuntimeError as err:  # one failed run does not end the table
+                print(f"{name} seed {seed}: FAILED\n{err}", flush=True)
+                failures.append({"config": name, "seed": seed, "error": str(err)[-2000:]})
+                write()
+                continue
             runs[name].append(result)
             last = result["history"][-1]
             print(
@@ -145,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             write()
     print(table(runs, keys))
     print(f"wrote {out}")
-    return 0
+    return 1 if failures else 0
 
 
 def table(runs: dict[str, list[dict[str, Any]]], keys: list[str]) -> str:

@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adamw", "adam")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adamw", "adam", "lamb")
 
 
 def positive(text: str) -> int:
@@ -66,7 +66,7 @@ def add_recipe(t: argparse.ArgumentParser) -> None:
         "--weight-decay",
         type=float,
         default=None,
-        help="default: 1e-4 (adamw, adam), 5e-5 (sgd, momentum, nesterov)",
+        help="default: 1e-4 (adamw, adam), 0.01 (lamb), 5e-5 (sgd, momentum, nesterov)",
     )
     g.add_argument("--momentum", type=float, default=None, help="momentum / nesterov (0.9)")
     g.add_argument("--clip-grad", type=float, default=None, help="clip the gradient L2 norm")
@@ -187,7 +187,7 @@ def check_recipe(fail: Any, args: argparse.Namespace) -> None:
         unused += given("model_ema_decay")
     if not (args.warmup_epochs or 0) > 0:
         unused += given("warmup_lr")
-    if optimizer_name(args) in ("adamw", "adam", "sgd"):
+    if optimizer_name(args) in ("adamw", "adam", "lamb", "sgd"):
         unused += given("momentum")
     unused += given("scale", "ratio") if args.crop == "pad" else given("pad")
     if unused:
@@ -268,13 +268,20 @@ def recipe_methods(args: argparse.Namespace, num_classes: int) -> list[Any]:
 
 def optimizer(args: argparse.Namespace, model: torch.nn.Module) -> tuple[Any, float]:
     """``--opt`` (default: adamw for the small model, SGD + Nesterov for the others) with
-    ``--lr`` (default: 1e-3 for adam(w); 0.1 x batch / 256 for SGD), ``--weight-decay``
-    (1e-4 adam(w); 5e-5 SGD) and ``--momentum`` (0.9)."""
+    ``--lr`` (default: 1e-3 for adam(w) and lamb; 0.1 x batch / 256 for SGD),
+    ``--weight-decay`` (1e-4 adam(w); 0.01 lamb, timm's; 5e-5 SGD) and ``--momentum`` (0.9).
+    ``lamb`` is :class:`dali_aug.train.Lamb` (timm's form, with its global gradient clipping
+    at 1.0)."""
     opt = optimizer_name(args)
-    adam = opt in ("adamw", "adam")
+    adam = opt in ("adamw", "adam", "lamb")
     lr = args.lr if args.lr is not None else (1e-3 if adam else 0.1 * args.batch_size / 256)
-    wd = args.weight_decay if args.weight_decay is not None else (1e-4 if adam else 5e-5)
+    default_wd = {"lamb": 0.01}.get(opt, 1e-4 if adam else 5e-5)
+    wd = args.weight_decay if args.weight_decay is not None else default_wd
     params = model.parameters()
+    if opt == "lamb":
+        from dali_aug.train import Lamb
+
+        return Lamb(params, lr=lr, weight_decay=wd), lr
     if opt == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=wd), lr
     if opt == "adam":

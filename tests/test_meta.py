@@ -779,6 +779,23 @@ def test_cli_refuses_a_val_fraction_that_leaves_a_class_without_validation(
         main([*argv, "--out", str(tmp_path), "--no-progress", "--val-fraction", "0.01"])
 
 
+def test_cli_alpha_init_sets_the_virtual_step_and_a_bad_one_is_an_error(
+    shapes64: str, tmp_path: object
+) -> None:
+    from pathlib import Path
+
+    from dali_aug.cli import main
+
+    out = Path(str(tmp_path)) / "run"
+    argv = ["train", "--method", "meta", "--data", shapes64, "--size", "32", "--epochs", "1"]
+    argv += ["--batch-size", "16", "--no-progress", "--val-fraction", "0.25", "--out", str(out)]
+    assert main([*argv, "--meta-alpha-init", "0.3"]) == 0
+    alpha = json.loads((out / "metrics.json").read_text())["history"][0]["stat/alpha"]
+    assert 0.25 < alpha < 0.35  # starts at 0.3 (Adam on log alpha moves it by ~1e-3 a step)
+    with pytest.raises(SystemExit, match="alpha_init"):
+        main([*argv, "--overwrite", "--meta-alpha-init", "0"])
+
+
 def test_cli_trains_and_writes_the_pairs_and_the_policy(shapes64: str, tmp_path: object) -> None:
     from pathlib import Path
 

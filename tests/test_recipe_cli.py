@@ -198,6 +198,7 @@ def test_eval_every_evaluates_on_its_epochs_and_after_the_last() -> None:
         (["--warmup-lr", "0.01"], "--warmup-lr"),
         (["--momentum", "0.8"], "--momentum"),  # the small model's default optimizer is adamw
         (["--opt", "sgd", "--momentum", "0.8"], "--momentum"),
+        (["--opt", "lamb", "--momentum", "0.8"], "--momentum"),
         (["--pretrained"], "--pretrained"),
         (["--multi-label", "--smoothing", "0.1"], "--smoothing"),
         (["--reprob", "1.5"], "--reprob"),

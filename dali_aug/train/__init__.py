@@ -7,6 +7,7 @@ from dali_aug.train._checkpoint import CheckpointWriteError, check_resume, load_
 from dali_aug.train._ema import ModelEma
 from dali_aug.train._erasing import ErasingConfig, RandomErasingMethod
 from dali_aug.train._generators import DeviceGenerators
+from dali_aug.train._lamb import Lamb
 from dali_aug.train._method import (
     Forward,
     LoaderNeeds,
@@ -22,6 +23,7 @@ from dali_aug.train._schedule import WarmupCosine
 from dali_aug.train._trainer import Trainer, model_parts, write_metrics
 
 __all__ = [
+    "Lamb",
     "CheckpointWriteError",
     "DeviceGenerators",
     "ErasingConfig",

@@ -46,6 +46,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--meta-lr", type=float, default=1e-3, help="Adam lr of the policy net")
     p.add_argument("--meta-alpha-lr", type=float, default=1e-3, help="Adam lr of log(alpha)")
     p.add_argument(
+        "--meta-alpha-init",
+        type=float,
+        default=None,
+        help="the virtual step's initial learning rate alpha (default: the task optimizer's "
+        "lr at the first step; with AdamW that is an SGD step of 1e-3, nearly inert)",
+    )
+    p.add_argument(
         "--meta-val-samples",
         type=int,
         default=None,
@@ -80,6 +87,7 @@ def build(args: argparse.Namespace, ctx: BuildContext) -> MetaAugmentMethod:
             every=args.meta_every,
             meta_lr=args.meta_lr,
             alpha_lr=args.meta_alpha_lr,
+            alpha_init=args.meta_alpha_init,
             val_samples=args.meta_val_samples,
             val_share=args.meta_val_share,
             export_levels=args.meta_export_levels,
