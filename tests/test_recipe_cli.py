@@ -123,10 +123,13 @@ def test_ema_follows_each_update_is_evaluated_and_checkpointed(tmp_path: Path) -
 
 def test_top5_counts_a_hit_among_the_five_best() -> None:
     model = nn.Identity()
-    logits = torch.tensor([[9.0, 8, 7, 6, 5, 4, 0], [0.0, 1, 2, 3, 4, 5, 9]])
-    batch = Batch(logits, torch.tensor([4, 0]), torch.arange(2))
+    # labels ranked 5th (a hit), 7th and 6th (misses: a top-6 would count the third)
+    logits = torch.tensor(
+        [[9.0, 8, 7, 6, 5, 4, 0], [0.0, 1, 2, 3, 4, 5, 9], [0.0, 1, 2, 3, 4, 5, 9]]
+    )
+    batch = Batch(logits, torch.tensor([4, 0, 1]), torch.arange(3))
     out = Trainer(model, torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)).evaluate([batch])
-    assert out["val_top5"] == 0.5 and out["val_acc"] == 0.0
+    assert out["val_top5"] == pytest.approx(1 / 3) and out["val_acc"] == 0.0
 
 
 class _TimmLike(nn.Module):
