@@ -19,10 +19,11 @@ finished run (a cut-short table keeps what it has); a curated record goes to
 A ``{seed}`` in a configuration's flags becomes the run's seed (e.g. a policy searched per
 seed: ``--policy runs/aws/s{seed}/policy.json``).
 
-``--jobs N`` runs N trainings side by side, each on one thread (``OMP_NUM_THREADS=1``, and
-``--threads 1`` unless the flags set it): the accuracies do not depend on it, the seconds
-per run do. The table's last column is each configuration's mean difference to the first
-configuration, in points and in units of the larger of the two standard deviations.
+Every run trains on one thread (``OMP_NUM_THREADS=1``, and ``--threads 1`` unless the flags
+set it: the accuracies depend on the thread count, through the order of floating-point
+sums); ``--jobs N`` runs N of them side by side, which changes the seconds per run only.
+The table's last column is each configuration's mean difference to the first configuration,
+in points and in units of the larger of the two standard deviations.
 """
 
 from __future__ import annotations
@@ -42,17 +43,13 @@ from typing import Any
 from benchmarks._record import provenance
 
 
-def _run(
-    flags: list[str], seed: int, epochs: int, out: Path, extra: list[str], single: bool
-) -> dict[str, Any]:
+def _run(flags: list[str], seed: int, epochs: int, out: Path, extra: list[str]) -> dict[str, Any]:
     flags = [f.replace("{seed}", str(seed)) for f in flags]  # per-seed inputs (a searched policy)
     cmd = [sys.executable, "-m", "dali_aug.cli", "train", *flags, *extra]
     cmd += ["--seed", str(seed), "--epochs", str(epochs), "--out", str(out), "--no-progress"]
     cmd += ["--overwrite"] if (out / "args.yaml").exists() else []
-    env = dict(os.environ)
-    if single:
-        env["OMP_NUM_THREADS"] = "1"
-        cmd += [] if "--threads" in cmd else ["--threads", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd += [] if "--threads" in cmd else ["--threads", "1"]
     start = time.perf_counter()
     done = subprocess.run(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
@@ -129,7 +126,6 @@ def main(argv: list[str] | None = None) -> int:
                 args.epochs,
                 Path(args.workdir) / f"{name}-s{seed}",
                 extra,
-                args.jobs > 1,
             ): (name, seed)
             for name, seed in work
         }

@@ -11,7 +11,12 @@ training data of the MetaAugment rows only (the others train on all 500).
 
 From the repository root:
 
-    python -m benchmarks.meta.fashion      # writes benchmarks/meta/results/fashion.json
+    python -m benchmarks.meta.fashion              # writes benchmarks/meta/results/fashion.json
+    python -m benchmarks.meta.fashion --attempt 2  # writes .../fashion_alpha0.1.json
+
+Attempt 2 (after attempt 1, where alpha stayed at about 1e-3): MetaAugment with the virtual
+step's learning rate starting at 0.1 (``--meta-alpha-init 0.1``, an SGD-sized look-ahead)
+instead of AdamW's 1e-3.
 
 Seeds: :data:`benchmarks.fashion.regime.SEEDS` (held out), written before the first run.
 """
@@ -32,17 +37,28 @@ CONFIGS = {
     "MetaAugment-fast+Cutout": f"{BASE} {META} --meta-mode fast",
     "MetaAugment-exact+Cutout": f"{BASE} {META} --meta-mode exact",
 }
+ATTEMPT2 = {
+    "MetaAugment-fast+Cutout alpha0=0.1": f"{BASE} {META} --meta-mode fast --meta-alpha-init 0.1",
+    "MetaAugment-exact+Cutout alpha0=0.1": f"{BASE} {META} --meta-mode exact --meta-alpha-init 0.1",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--out", default="benchmarks/meta/results/fashion.json")
+    p.add_argument("--attempt", type=int, choices=[1, 2], default=1)
+    p.add_argument("--out", default=None, help="default: by attempt, in benchmarks/meta/results/")
     p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     p.add_argument("--only", nargs="+", default=None, help="a subset of the rows, by name")
     args = p.parse_args(argv)
-    configs = {k: v for k, v in CONFIGS.items() if args.only is None or k in args.only}
-    return run("meta", configs, args.out, seeds=args.seeds, jobs=args.jobs)
+    rows = CONFIGS if args.attempt == 1 else ATTEMPT2
+    configs = {k: v for k, v in rows.items() if args.only is None or k in args.only}
+    out = args.out or (
+        "benchmarks/meta/results/"
+        + ("fashion.json" if args.attempt == 1 else "fashion_alpha0.1.json")
+    )
+    name = "meta" if args.attempt == 1 else "meta-a2"
+    return run(name, configs, out, seeds=args.seeds, jobs=args.jobs)
 
 
 if __name__ == "__main__":
