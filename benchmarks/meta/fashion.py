@@ -16,7 +16,9 @@ From the repository root:
 
 Attempt 2 (after attempt 1, where alpha stayed at about 1e-3): MetaAugment with the virtual
 step's learning rate starting at 0.1 (``--meta-alpha-init 0.1``, an SGD-sized look-ahead)
-instead of AdamW's 1e-3.
+instead of AdamW's 1e-3. Attempt 3 (a diagnostic, after attempt 2): the policy net frozen at
+its initialisation (``--meta-lr 1e-9``): the same held-out split, sampler and weighting
+machinery, without learned weights (``--attempt 3``, ``.../fashion_frozen_policy.json``).
 
 Seeds: :data:`benchmarks.fashion.regime.SEEDS` (held out), written before the first run.
 """
@@ -37,27 +39,28 @@ CONFIGS = {
     "MetaAugment-fast+Cutout": f"{BASE} {META} --meta-mode fast",
     "MetaAugment-exact+Cutout": f"{BASE} {META} --meta-mode exact",
 }
+ATTEMPT3 = {
+    "MetaAugment-fast+Cutout frozen policy": f"{BASE} {META} --meta-mode fast --meta-lr 1e-9",
+}
 ATTEMPT2 = {
-    "MetaAugment-fast+Cutout alpha0=0.1": f"{BASE} {META} --meta-mode fast --meta-alpha-init 0.1",
-    "MetaAugment-exact+Cutout alpha0=0.1": f"{BASE} {META} --meta-mode exact --meta-alpha-init 0.1",
+    "MetaAugment-fast+Cutout alpha0 0.1": f"{BASE} {META} --meta-mode fast --meta-alpha-init 0.1",
+    "MetaAugment-exact+Cutout alpha0 0.1": f"{BASE} {META} --meta-mode exact --meta-alpha-init 0.1",
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--attempt", type=int, choices=[1, 2], default=1)
+    p.add_argument("--attempt", type=int, choices=[1, 2, 3], default=1)
     p.add_argument("--out", default=None, help="default: by attempt, in benchmarks/meta/results/")
     p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     p.add_argument("--only", nargs="+", default=None, help="a subset of the rows, by name")
     args = p.parse_args(argv)
-    rows = CONFIGS if args.attempt == 1 else ATTEMPT2
+    rows = {1: CONFIGS, 2: ATTEMPT2, 3: ATTEMPT3}[args.attempt]
     configs = {k: v for k, v in rows.items() if args.only is None or k in args.only}
-    out = args.out or (
-        "benchmarks/meta/results/"
-        + ("fashion.json" if args.attempt == 1 else "fashion_alpha0.1.json")
-    )
-    name = "meta" if args.attempt == 1 else "meta-a2"
+    results = {1: "fashion.json", 2: "fashion_alpha0.1.json", 3: "fashion_frozen_policy.json"}
+    out = args.out or "benchmarks/meta/results/" + results[args.attempt]
+    name = "meta" if args.attempt == 1 else f"meta-a{args.attempt}"
     return run(name, configs, out, seeds=args.seeds, jobs=args.jobs)
 
 
