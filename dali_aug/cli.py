@@ -43,7 +43,7 @@ from dali_aug.methods import BuildContext, cli_module, names
 __all__ = ["main"]
 
 #: ``--policy`` when none is given (a method that replaces the policy notes only other ones)
-_DEFAULT_POLICY = "rand-m9-n2"
+_DEFAULT_POLICY = "ra-m9-n2"
 
 #: the smallest ``--size`` every model accepts (tried: the small model needs 15 px)
 MIN_SIZE = 16

@@ -74,7 +74,7 @@ def test_train_writes_metrics_and_samples(
     assert row["images"] == 64 and row["skipped"] == 0 and row["train_loss"] > 0
     assert "val_acc" not in row  # a plain ImageFolder has no val split
     assert len(m["data_order_epoch0"]) == 16
-    assert m["args"]["policy"] == "rand-m9-n2"
+    assert m["args"]["policy"] == "ra-m9-n2"
     assert _is_png(out / "samples.png")
     assert (out / "checkpoint.pt").is_file()
     assert not _cache.exists()  # --data given: no demo data generated
@@ -160,7 +160,9 @@ def test_show_writes_samples(
     assert not (out / "metrics.json").exists()
 
 
-@pytest.mark.parametrize("name", ["bogus", "rand-m11-n2", "aa-mnist", "rand-n2.5"])
+@pytest.mark.parametrize(
+    "name", ["bogus", "ra-m11-n2", "aa-mnist", "rand-n2.5", "rand-m9.5", "ra-m9-inc1"]
+)
 def test_bad_policy_name(
     shapes_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
 ) -> None:
@@ -170,7 +172,8 @@ def test_bad_policy_name(
         assert code == 2
         err = capsys.readouterr().err
         assert f"bad policy name {name!r}" in err
-        assert "Valid forms" in err and "aa-imagenet" in err and "rand-m<0-10>-n<int>" in err
+        assert "Valid forms" in err and "aa-imagenet" in err
+        assert "'rand-m<int>-n<int>" in err and "'ra-m<0-10>-n<int>" in err  # both spellings
     assert not out.exists()
 
 

@@ -24,6 +24,7 @@ from dali_aug.policies import (
     OpSpec,
     Policy,
     RandAugment,
+    TimmRandAugment,
     TrivialAugmentWide,
     auto_augment,
 )
@@ -297,7 +298,8 @@ def _replay_stats(batch: Batch) -> tuple[float, float, int]:
 
 
 POLICIES = {
-    "rand-m9-n2": RandAugment(n=2, m=9),
+    "ra-m9-n2": RandAugment(n=2, m=9),
+    "rand-m9-n2-mstd0.5": TimmRandAugment(n=2, m=9, mstd=0.5),
     "aa-imagenet": auto_augment("imagenet"),
     "ta-wide": TrivialAugmentWide(),
 }

@@ -145,6 +145,16 @@ def test_dali_equalize_is_monotone_and_close_in_mean(photo_batch: np.ndarray) ->
         ("SamplePairing", 10, {}, 0.4),
         ("Equalize", 0, {}, 0.0),
         ("Identity", 0, {}, 0.0),
+        # timm's maps (timm/data/auto_augment.py, LEVEL_TO_ARG): int() truncation
+        ("PosterizeTimm", 9, {}, 3.0),
+        ("PosterizeTimm", 0, {}, 0.0),
+        ("PosterizeIncreasing", 9, {}, 1.0),
+        ("PosterizeIncreasing", 0, {}, 4.0),
+        ("SolarizeTimm", 9, {}, 230.0),
+        ("SolarizeAdd", 9, {}, 99.0),
+        ("SolarizeAdd", 10, {}, 110.0),
+        ("ColorTimm", 9, {}, 1.72),
+        ("ContrastTimm", 0, {}, 0.1),
     ],
     ids=lambda v: repr(v) if not isinstance(v, str) else v,
 )
@@ -189,10 +199,23 @@ def test_opdef_param_on_tensor_equals_resolve(name: str) -> None:
     torch.testing.assert_close(r.value, scalars, rtol=0, atol=1e-5)
 
 
+def test_only_timms_maps_are_not_the_identity_at_level_zero() -> None:
+    not_identity = {op.name for op in CATALOG if not op.zero_is_identity}
+    assert not_identity == {
+        "PosterizeIncreasing",
+        "PosterizeTimm",
+        "SolarizeTimm",
+        "ContrastTimm",
+        "ColorTimm",
+        "BrightnessTimm",
+        "SharpnessTimm",
+    }
+
+
 def test_catalog_level_zero_is_identity(photo_batch: np.ndarray) -> None:
     """Level 0 is the identity parameter of every op with a magnitude (AutoAugment's
     "increasing" mapping)."""
     for op in CATALOG:
-        if op.has_magnitude:
+        if op.has_magnitude and op.zero_is_identity:
             out = ops.apply(op.name, photo_batch, 0.0)
             np.testing.assert_array_equal(out, photo_batch, err_msg=op.name)

@@ -22,6 +22,7 @@ from dali_aug.policies import (
     OpSpec,
     Policy,
     RandAugment,
+    TimmRandAugment,
     TrivialAugmentWide,
     auto_augment,
     parse_policy,
@@ -46,8 +47,10 @@ POLICIES: dict[str, AugmentPolicy] = {
     "aa-imagenet": parse_policy("aa-imagenet"),
     "aa-cifar10": parse_policy("aa-cifar10"),
     "aa-svhn": parse_policy("aa-svhn"),
-    "rand-m9-n2": parse_policy("rand-m9-n2"),
-    "rand-m5-n3-p0.5": parse_policy("rand-m5-n3-p0.5"),
+    "ra-m9-n2": parse_policy("ra-m9-n2"),
+    "ra-m5-n3-p0.5": parse_policy("ra-m5-n3-p0.5"),
+    "rand-m9-n2-mstd0.5": parse_policy("rand-m9-n2-mstd0.5"),
+    "rand-m7-n3-mstd101-inc1-p0.7": parse_policy("rand-m7-n3-mstd101-inc1-p0.7"),
     "ta-wide": parse_policy("ta-wide"),
     "user": USER_POLICY,
 }
@@ -55,7 +58,8 @@ POLICIES: dict[str, AugmentPolicy] = {
 ALL_POLICIES: dict[str, AugmentPolicy] = {
     **POLICIES,
     "none": NoAugment(),
-    "rand-mstd": RandAugment(n=1, m=7.0, mstd=0.5, prob=0.8, ops=("Rotate", "Invert")),
+    "ra-mstd": RandAugment(n=1, m=7.0, mstd=0.5, prob=0.8, ops=("Rotate", "Invert")),
+    "rand-mmax": TimmRandAugment(n=1, m=9.0, mstd=2.0, mmax=8.0, prob=0.9, increasing=True),
     "ta-custom": TrivialAugmentWide(ops=("Rotate", "Posterize", "Identity"), num_bins=11),
 }
 
@@ -225,7 +229,8 @@ def test_parse_every_policy_name(name: str) -> None:
         "aa-cifar10": auto_augment("cifar10"),
         "aa-svhn": auto_augment("svhn"),
         "ta-wide": TrivialAugmentWide(),
-        "rand-m9-n2-mstd0.5": RandAugment(n=2, m=9.0, mstd=0.5),
+        "rand-m9-n2-mstd0.5": TimmRandAugment(n=2, m=9.0, mstd=0.5),
+        "ra-m9-n2-mstd0.5": RandAugment(n=2, m=9.0, mstd=0.5),
     }[name]
     assert policy == expected
 
@@ -233,12 +238,12 @@ def test_parse_every_policy_name(name: str) -> None:
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
-        ("rand-m9-n3-mstd0.5-p0.5", RandAugment(n=3, m=9.0, mstd=0.5, prob=0.5)),
-        ("rand-n3-p0.5-mstd0.5-m9", RandAugment(n=3, m=9.0, mstd=0.5, prob=0.5)),
-        ("rand", RandAugment()),
-        ("rand-m0-n1", RandAugment(n=1, m=0.0)),
-        ("rand-m10", RandAugment(m=10.0)),
-        ("rand-m7.5-n2", RandAugment(n=2, m=7.5)),
+        ("ra-m9-n3-mstd0.5-p0.5", RandAugment(n=3, m=9.0, mstd=0.5, prob=0.5)),
+        ("ra-n3-p0.5-mstd0.5-m9", RandAugment(n=3, m=9.0, mstd=0.5, prob=0.5)),
+        ("ra", RandAugment()),
+        ("ra-m0-n1", RandAugment(n=1, m=0.0)),
+        ("ra-m10", RandAugment(m=10.0)),
+        ("ra-m7.5-n2", RandAugment(n=2, m=7.5)),
     ],
     ids=lambda v: v if isinstance(v, str) else "",
 )
@@ -251,13 +256,13 @@ def test_parse_rand_augment(name: str, expected: RandAugment) -> None:
     [
         ("bogus", "unknown policy"),
         ("aa-imagenett", "unknown AutoAugment table 'imagenett'"),
-        ("rand-m11-n2", r"m=11\.0 must be in \[0, 10\]"),
-        ("rand-n0", "n=0 must be an int >= 1"),
-        ("rand-mX", "cannot read 'mX'"),
-        ("rand-m9-m5", "'m' given twice"),
-        ("rand-n2.5", "n must be an integer"),
-        ("rand-p1.5", r"prob=1\.5 must be in \[0, 1\]"),
-        ("rand-m9-x2", "cannot read 'x2'"),
+        ("ra-m11-n2", r"m=11\.0 must be in \[0, 10\]"),
+        ("ra-n0", "n=0 must be an int >= 1"),
+        ("ra-mX", "cannot read 'mX'"),
+        ("ra-m9-m5", "'m' given twice"),
+        ("ra-n2.5", "n must be an integer"),
+        ("ra-p1.5", r"prob=1\.5 must be in \[0, 1\]"),
+        ("ra-m9-x2", "cannot read 'x2'"),
         ("Rand-m9", "unknown policy"),
         ("", "unknown policy"),
     ],

@@ -285,4 +285,4 @@ def test_check_resume_names_the_flag_that_differs() -> None:
     with pytest.raises(ValueError, match="--batch-size is 16 but the checkpoint was trained"):
         check_resume({"batch_size": 32}, {"batch_size": 16})
     with pytest.raises(ValueError, match="--policy"):
-        check_resume({"policy": "none"}, {"policy": "rand-m9-n2"})
+        check_resume({"policy": "none"}, {"policy": "ra-m9-n2"})

@@ -494,7 +494,7 @@ def test_vfa_trains_from_the_cli(tmp_path_factory: pytest.TempPathFactory, tmp_p
     argv += ["--method", "vfa", "--vfa-beta", "0.5", "--vfa-sub-dim", "16", "--vfa-latent", "8"]
     argv += ["--vfa-vae-reduction", "mean", "--vfa-kl-weight", "0.1", "--vfa-bin-weight", "2"]
     argv += ["--vfa-kl-warmup", "4", "--vfa-aug-start", "1", "--vfa-bin-balance", "propensity"]
-    assert main([*argv, "--policy", "rand-m9-n2"]) == 0
+    assert main([*argv, "--policy", "ra-m9-n2"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     row = metrics["history"][0]
     assert all(math.isfinite(row[f"loss/{t}"]) for t in TERMS)

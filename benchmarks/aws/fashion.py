@@ -69,7 +69,7 @@ def configs(attempt: int) -> dict[str, str]:
     return {
         "baseline": f"{BASE} --policy none",
         "uniform pairs+Cutout": f"{BASE} --policy {ROOT}/uniform/policy.json {CUT}",
-        "RandAugment-m9-n2+Cutout": f"{BASE} --policy rand-m9-n2 {CUT}",
+        "RandAugment-m9-n2+Cutout": f"{BASE} --policy ra-m9-n2 {CUT}",
         "AWS+Cutout": f"{BASE} --policy {folder(attempt, '{seed}')}/policy.json {CUT}",
     }
 

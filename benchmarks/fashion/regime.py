@@ -37,8 +37,8 @@ NONE = "--crop pad --pad 0 --no-flip --policy none"
 CONFIGS = {
     "none": NONE,
     "baseline (flip+crop)": f"{BASE} --policy none",
-    "baseline+RandAugment-m5-n1": f"{BASE} --policy rand-m5-n1",
-    "baseline+RandAugment-m9-n2": f"{BASE} --policy rand-m9-n2",
+    "baseline+RandAugment-m5-n1": f"{BASE} --policy ra-m5-n1",
+    "baseline+RandAugment-m9-n2": f"{BASE} --policy ra-m9-n2",
     "baseline+Cutout-14px": f"{BASE} --policy none --method cutout --keep-box 0.5",
     "baseline+Cutout-8px": f"{BASE} --policy none --method cutout --keep-box 0.3",
 }

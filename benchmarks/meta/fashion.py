@@ -34,7 +34,7 @@ META = f"--policy none --method meta {CUTOUT} --val-fraction 0.1"
 
 CONFIGS = {
     "baseline": f"{BASE} --policy none",
-    "RandAugment-m9-n2+Cutout": f"{BASE} --policy rand-m9-n2 --method {CUTOUT}",
+    "RandAugment-m9-n2+Cutout": f"{BASE} --policy ra-m9-n2 --method {CUTOUT}",
     "uniform pairs+Cutout": f"{BASE} {META} --meta-mode uniform",
     "MetaAugment-fast+Cutout": f"{BASE} {META} --meta-mode fast",
     "MetaAugment-exact+Cutout": f"{BASE} {META} --meta-mode exact",

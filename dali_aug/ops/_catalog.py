@@ -6,8 +6,13 @@ magnitude is signed, and how a magnitude *level* maps to the PIL-level parameter
 
 Magnitude levels follow the AutoAugment convention (arXiv:1805.09501, ``_MAX_LEVEL = 10``):
 a level is a float on the 0-10 scale and the parameter grows linearly with it, so that level 0
-is always the identity and higher levels are always stronger ("increasing" variants, as in
-torchvision's ``AutoAugment`` and timm's ``*Increasing`` ops). For signed ops a negative level
+is the identity and higher levels are stronger ("increasing" variants, as in torchvision's
+``AutoAugment`` and timm's ``*Increasing`` ops). The exceptions are the ops appended for timm's
+RandAugment (``rand-...`` policies, ``timm/data/auto_augment.py``): ``PosterizeTimm``,
+``SolarizeTimm``, ``ColorTimm``, ``ContrastTimm``, ``BrightnessTimm``, ``SharpnessTimm`` (timm's
+default, non-increasing ``Posterize``/``Solarize``/enhance maps) and ``PosterizeIncreasing``
+map levels exactly as timm does, so their level 0 is not the identity
+(``OpDef.zero_is_identity``); ``SolarizeAdd`` is timm's too. For signed ops a negative level
 means the mirrored direction (shear/translate/rotate to the other side, enhancement factor below
 one). Levels above 10 are allowed up to ``OpDef.max_level`` (TrivialAugmentWide uses them).
 
@@ -62,6 +67,7 @@ class Family(enum.IntEnum):
     BLEND_SMOOTH = 10  # Sharpness
     CUTOUT = 11
     SAMPLE_PAIRING = 12
+    SOLARIZE_ADD = 13  # timm's SolarizeAdd
 
 
 class Mapping(enum.Enum):
@@ -70,6 +76,9 @@ class Mapping(enum.Enum):
     NONE = "none"  # no magnitude
     LINEAR = "linear"  # base + level/10 * span (signed ops keep the sign)
     ROUND = "round"  # as LINEAR, then rounded half up to an integer (Posterize bits)
+    #: base + int(level/10 * span): the level term truncated toward zero, as timm's
+    #: ``int((level / 10) * span)`` (its Posterize, Solarize and SolarizeAdd maps)
+    TRUNC = "trunc"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +97,7 @@ class OpDef:
         tolerance: (max abs difference, fraction of pixels allowed above it) of the backends
             against the PIL reference, per backend.
         note: how this op deviates from PIL in some backend, if it does.
+        zero_is_identity: whether level 0 is the identity (False only for the timm maps).
     """
 
     name: str
@@ -102,6 +112,7 @@ class OpDef:
         default_factory=lambda: {"torch": (0, 0.0), "dali": (1, 0.0)}
     )
     note: str = ""
+    zero_is_identity: bool = True
 
     @property
     def has_magnitude(self) -> bool:
@@ -121,6 +132,7 @@ class OpDef:
             span=self.span,
             signed=self.signed,
             rounded=self.mapping is Mapping.ROUND,
+            truncated=self.mapping is Mapping.TRUNC,
         )
 
     def replace(self, **overrides: Any) -> OpDef:
@@ -135,9 +147,18 @@ def _choose(cond: Any, if_true: Any, if_false: Any) -> Any:
     return torch.where(cond, if_true, if_false)
 
 
-def level_to_param(level: Any, *, base: Any, span: Any, signed: Any, rounded: Any) -> Any:
+def _trunc(x: Any) -> Any:
+    """``x`` truncated toward zero (Python's ``int(x)`` as a float), for a float, numpy array
+    or tensor."""
+    return x // 1 + ((x < 0) & (x % 1 != 0))
+
+
+def level_to_param(
+    level: Any, *, base: Any, span: Any, signed: Any, rounded: Any, truncated: Any = False
+) -> Any:
     """The catalog's level -> parameter mapping: ``base + level / 10 * span``, with
-    ``|level|`` for unsigned ops, rounded half up for :attr:`Mapping.ROUND`.
+    ``|level|`` for unsigned ops, rounded half up for :attr:`Mapping.ROUND`, and
+    ``base + int(level / 10 * span)`` (timm's truncation) for :attr:`Mapping.TRUNC`.
 
     The one implementation of the mapping: :meth:`OpDef.param` calls it with one op's
     fields (Python floats and bools), :func:`~dali_aug.ops.resolve` with per-sample columns
@@ -149,11 +170,14 @@ def level_to_param(level: Any, *, base: Any, span: Any, signed: Any, rounded: An
         span: the parameter change from level 0 to level 10 (float or tensor).
         signed: bool or bool tensor: keep the sign of the level (else use ``|level|``).
         rounded: bool or bool tensor: round the parameter half up to an integer.
+        truncated: bool or bool tensor: truncate the level term toward zero before adding
+            ``base`` (timm's ``int(...)``).
 
     Returns:
         the parameter, of the type of ``level`` (promoted with ``base`` and ``span``).
     """
-    value = base + _choose(signed, level, abs(level)) / 10.0 * span
+    term = _choose(signed, level, abs(level)) / 10.0 * span
+    value = base + _choose(truncated, _trunc(term), term)
     return _choose(rounded, (value + 0.5) // 1, value)
 
 
@@ -169,9 +193,13 @@ def _op(name: str, family: Family, **kwargs: Any) -> OpDef:
 _GEOM = {"torch": (0, 0.0), "dali": (255, 0.002)}
 _ROT = {"torch": (255, 0.002), "dali": (255, 0.002)}
 _ENH = dict(signed=True, base=1.0, span=0.9, mapping=Mapping.LINEAR, max_level=11.0)
+#: timm's ``_enhance_level_to_arg``: ``(level / 10) * 1.8 + 0.1``, unsigned (no random sign).
+_ENH_TIMM = dict(base=0.1, span=1.8, mapping=Mapping.LINEAR, zero_is_identity=False)
 
 #: The catalog, in a fixed order: the position is the op id used by every backend and policy.
 #: The first 16 are the AutoAugment search space of LB-Aug/AWS (arXiv:1805.09501, Table 6).
+#: The ops after FlipUD are timm's RandAugment level maps (``timm/data/auto_augment.py``,
+#: ``LEVEL_TO_ARG``), appended so that the ids of the others stay as recorded.
 CATALOG: tuple[OpDef, ...] = (
     _op(
         "ShearX",
@@ -274,6 +302,42 @@ CATALOG: tuple[OpDef, ...] = (
     _op("Identity", Family.IDENTITY),
     _op("FlipLR", Family.AFFINE),
     _op("FlipUD", Family.AFFINE),
+    _op(
+        "SolarizeAdd",
+        Family.SOLARIZE_ADD,
+        span=110.0,
+        mapping=Mapping.TRUNC,
+        unit="added to pixels below 128, saturated at 255 (timm: int(level/10 * 110))",
+    ),
+    _op(
+        "PosterizeIncreasing",
+        Family.POSTERIZE,
+        base=4.0,
+        span=-4.0,
+        mapping=Mapping.TRUNC,
+        unit="bits kept (timm: 4 - int(level/10 * 4); 0 bits = black)",
+        zero_is_identity=False,
+    ),
+    _op(
+        "PosterizeTimm",
+        Family.POSTERIZE,
+        span=4.0,
+        mapping=Mapping.TRUNC,
+        unit="bits kept (timm's Posterize: int(level/10 * 4); 0 bits = black)",
+        zero_is_identity=False,
+    ),
+    _op(
+        "SolarizeTimm",
+        Family.SOLARIZE,
+        span=256.0,
+        mapping=Mapping.TRUNC,
+        unit="threshold (timm's Solarize: int(level/10 * 256))",
+        zero_is_identity=False,
+    ),
+    _op("ContrastTimm", Family.BLEND_MEAN, unit="enhancement factor (timm)", **_ENH_TIMM),  # type: ignore[arg-type]
+    _op("ColorTimm", Family.BLEND_GRAY, unit="enhancement factor (timm)", **_ENH_TIMM),  # type: ignore[arg-type]
+    _op("BrightnessTimm", Family.BLEND_BLACK, unit="enhancement factor (timm)", **_ENH_TIMM),  # type: ignore[arg-type]
+    _op("SharpnessTimm", Family.BLEND_SMOOTH, unit="enhancement factor (timm)", **_ENH_TIMM),  # type: ignore[arg-type]
 )
 
 _BY_NAME = {op.name: i for i, op in enumerate(CATALOG)}

@@ -180,6 +180,9 @@ def _kernel(family: Family, x: DataNode, p: LayerNodes, size: tuple[int, int]) -
         return x ^ ((x >= p.value) * types.Constant(255, dtype=types.UINT8))
     if family is Family.POSTERIZE:
         return x & p.mask
+    if family is Family.SOLARIZE_ADD:
+        # timm's solarize_add: min(255, x + add) below 128 (the add is a whole number)
+        return _to_uint8(x + (x < 128) * p.value)
     if family is Family.BLEND_MEAN:
         mean = dmath.floor(fn.reductions.mean(_luma(x)) + 0.5)
         return _blend(mean, x, p.value)

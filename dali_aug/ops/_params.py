@@ -164,15 +164,31 @@ class Resolved:
 _TABLES: dict[torch.device, dict[str, torch.Tensor]] = {}
 
 
+#: The ops before timm's (``SolarizeAdd`` onwards) keep their constants rounded to float32, as
+#: recorded runs resolved them (bit for bit the same parameters); timm's ops use float64, as
+#: timm's Python floats (``(level / 10) * 1.8 + 0.1`` rounds to another float32 than the sum of
+#: float32 constants, and PIL's blend sees the difference).
+_FLOAT32_CONSTANTS = index("SolarizeAdd")
+
+
+def _constants(values: list[float], device: torch.device) -> torch.Tensor:
+    """float64 [K]: ``values`` per op, the first :data:`_FLOAT32_CONSTANTS` rounded to
+    float32."""
+    out = torch.tensor(values, dtype=torch.float64)
+    out[:_FLOAT32_CONSTANTS] = out[:_FLOAT32_CONSTANTS].float().double()
+    return out.to(device)
+
+
 def _tables(device: torch.device) -> dict[str, torch.Tensor]:
     """Catalog lookup tables on ``device`` (built once per device)."""
     if device not in _TABLES:
         _TABLES[device] = {
             "family": torch.tensor([int(op.family) for op in CATALOG], device=device),
-            "base": torch.tensor([op.base for op in CATALOG], device=device),
-            "span": torch.tensor([op.span for op in CATALOG], device=device),
+            "base": _constants([op.base for op in CATALOG], device),
+            "span": _constants([op.span for op in CATALOG], device),
             "signed": torch.tensor([op.signed for op in CATALOG], device=device),
             "round": torch.tensor([op.mapping is Mapping.ROUND for op in CATALOG], device=device),
+            "trunc": torch.tensor([op.mapping is Mapping.TRUNC for op in CATALOG], device=device),
         }
     return _TABLES[device]
 
@@ -247,17 +263,19 @@ def resolve(
 
     The parameter mapping is :func:`~dali_aug.ops.level_to_param` (what :meth:`OpDef.param`
     evaluates), fed with catalog lookup tables on the ids' device; geometric ops become PIL
-    inverse affine matrices. The tables hold the catalog's ``base`` and ``span`` as float32
-    (widened to float64 for the arithmetic), so values differ from the scalar
-    :meth:`OpDef.param` by float32 rounding of the constants (< 1e-7 relative).
+    inverse affine matrices. The tables hold the catalog's ``base`` and ``span`` as float64,
+    rounded to float32 for the ops before timm's (see :data:`_FLOAT32_CONSTANTS`), so values of
+    those differ from the scalar :meth:`OpDef.param` by float32 rounding of the constants
+    (< 1e-7 relative); timm's ops get exactly :meth:`OpDef.param`'s value.
     """
     t = _tables(op_ids.device)
     value = level_to_param(
         levels.double(),  # double, as PIL's Python floats
-        base=t["base"][op_ids].double(),
-        span=t["span"][op_ids].double(),
+        base=t["base"][op_ids],
+        span=t["span"][op_ids],
         signed=t["signed"][op_ids],
         rounded=t["round"][op_ids],
+        truncated=t["trunc"][op_ids],
     )
 
     n = op_ids.shape[0]

@@ -108,6 +108,12 @@ def _solarize(x: torch.Tensor, r: Resolved, batch: torch.Tensor) -> torch.Tensor
     return _apply_lut(x, lut)
 
 
+def _solarize_add(x: torch.Tensor, r: Resolved, batch: torch.Tensor) -> torch.Tensor:
+    """timm's ``solarize_add``: ``min(255, x + add)`` for pixels below 128, others kept."""
+    add = r.value.reshape(-1, 1, 1, 1).to(torch.int32)
+    return torch.where(x < 128, (x.to(torch.int32) + add).clamp(0, 255).to(torch.uint8), x)
+
+
 def _posterize(x: torch.Tensor, r: Resolved, batch: torch.Tensor) -> torch.Tensor:
     """``ImageOps.posterize``: keep the top ``bits`` bits of each channel."""
     bits = r.value.long().clamp(0, 8)
@@ -202,6 +208,7 @@ KERNELS: dict[Family, Kernel] = {
     Family.EQUALIZE: _equalize,
     Family.SOLARIZE: _solarize,
     Family.POSTERIZE: _posterize,
+    Family.SOLARIZE_ADD: _solarize_add,
     Family.BLEND_MEAN: _contrast,
     Family.BLEND_GRAY: _color,
     Family.BLEND_BLACK: _brightness,

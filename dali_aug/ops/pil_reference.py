@@ -51,15 +51,21 @@ def pil_apply(
         out = ImageOps.equalize(img)
     elif name == "Solarize":
         out = ImageOps.solarize(img, p)  # type: ignore[arg-type]  # float thresholds work
-    elif name == "Posterize":
-        out = ImageOps.posterize(img, int(p))
-    elif name == "Contrast":
+    elif name in ("Posterize", "PosterizeIncreasing", "PosterizeTimm"):
+        # 0 bits (timm's maps reach it) is the all-zero mask; Pillow >= 10.4 refuses bits=0
+        out = ImageOps.posterize(img, int(p)) if p >= 1 else img.point([0] * 768)
+    elif name == "SolarizeTimm":
+        out = ImageOps.solarize(img, int(p))
+    elif name == "SolarizeAdd":  # timm's solarize_add (thresh 128)
+        lut = [min(255, i + int(p)) if i < 128 else i for i in range(256)]
+        out = img.point(lut * 3)
+    elif name in ("Contrast", "ContrastTimm"):
         out = ImageEnhance.Contrast(img).enhance(p)
-    elif name == "Color":
+    elif name in ("Color", "ColorTimm"):
         out = ImageEnhance.Color(img).enhance(p)
-    elif name == "Brightness":
+    elif name in ("Brightness", "BrightnessTimm"):
         out = ImageEnhance.Brightness(img).enhance(p)
-    elif name == "Sharpness":
+    elif name in ("Sharpness", "SharpnessTimm"):
         out = ImageEnhance.Sharpness(img).enhance(p)
     elif name == "Cutout":
         assert box is not None

@@ -11,24 +11,33 @@ from dali_aug.policies._policy import (
     OpSpec,
     Policy,
     RandAugment,
+    TimmRandAugment,
     TrivialAugmentWide,
     auto_augment,
     check_policy,
     policy_from_dict,
 )
-from dali_aug.policies._tables import RAND_OPS, WIDE_MAX_LEVEL
+from dali_aug.policies._tables import (
+    RAND_OPS,
+    TIMM_RAND_INCREASING_TRANSFORMS,
+    TIMM_RAND_TRANSFORMS,
+    WIDE_MAX_LEVEL,
+)
 
 __all__ = [
     "MAX_ENTRIES",
     "MAX_LAYERS",
     "POLICY_NAMES",
     "RAND_OPS",
+    "TIMM_RAND_INCREASING_TRANSFORMS",
+    "TIMM_RAND_TRANSFORMS",
     "WIDE_MAX_LEVEL",
     "AugmentPolicy",
     "NoAugment",
     "OpSpec",
     "Policy",
     "RandAugment",
+    "TimmRandAugment",
     "TrivialAugmentWide",
     "auto_augment",
     "check_policy",

@@ -8,8 +8,11 @@ with an explicit ``torch.Generator``; the backends apply them. Policies never pa
   per sample, uniformly or, with ``weights``, from a weighted categorical distribution (the
   export of a searched distribution: AWS, MetaAugment's sampler), each of its ops applied with
   its probability. User-defined policies and exported learned policies are of this type.
-* :class:`RandAugment` (arXiv:1909.13719): ``n`` ops drawn uniformly, all at level ``m``
-  (optionally jittered by a Gaussian of std ``mstd``, as timm's ``mstd``).
+* :class:`RandAugment` (arXiv:1909.13719, dali-aug's ``ra-...`` names): ``n`` ops drawn
+  uniformly from the paper's 14, all at level ``m`` (optionally jittered by a Gaussian of std
+  ``mstd``), each applied with ``prob`` (1.0 by default).
+* :class:`TimmRandAugment` (timm's ``rand-...`` names): timm's 15-op set, each drawn op
+  applied with ``prob`` 0.5, timm's magnitude rule (``mstd``, ``mstd > 100`` uniform, ``mmax``).
 * :class:`TrivialAugmentWide` (arXiv:2103.10158): one op, a level drawn uniformly from 31
   bins over the op's wide range.
 * :class:`NoAugment`: no op.
@@ -35,7 +38,14 @@ import numpy as np
 import torch
 
 from dali_aug.ops import CATALOG, OpParams, check_level, get, index, random_extras, random_signs
-from dali_aug.policies._tables import RAND_OPS, TABLES, WIDE_MAX_LEVEL
+from dali_aug.policies._tables import (
+    RAND_OPS,
+    TABLES,
+    TIMM_RAND_INCREASING_TRANSFORMS,
+    TIMM_RAND_TRANSFORMS,
+    TIMM_UNIFORM_MSTD,
+    WIDE_MAX_LEVEL,
+)
 
 __all__ = [
     "MAX_ENTRIES",
@@ -45,6 +55,7 @@ __all__ = [
     "OpSpec",
     "Policy",
     "RandAugment",
+    "TimmRandAugment",
     "TrivialAugmentWide",
     "auto_augment",
     "check_policy",
@@ -453,6 +464,124 @@ class RandAugment(_Cached):
 
 
 @dataclasses.dataclass(frozen=True)
+class TimmRandAugment(_Cached):
+    """timm's RandAugment (``timm.data.rand_augment_transform``, the ``rand-...`` names).
+
+    Per image, ``n`` ops are drawn uniformly with replacement from timm's 15-op set
+    (:data:`~dali_aug.policies._tables.TIMM_RAND_TRANSFORMS`, or with ``increasing`` the
+    ``_RAND_INCREASING_TRANSFORMS`` set); each drawn op is applied with probability ``prob``
+    (timm's ``AugmentOp``: ``random() > prob`` skips it), at a magnitude drawn per
+    application: ``m`` if ``mstd == 0``, ``N(m, mstd)`` if ``0 < mstd <= 100``, ``U(0, m)`` if
+    ``mstd > 100`` (timm's ``mstd > 100`` -> inf), then clipped to ``[0, mmax]``. Rotate,
+    ShearX/Y, TranslateX/YRel and the increasing enhance ops get a fair random sign (timm's
+    ``_randomly_negate``). Sampling is vectorised over the batch, as every policy here.
+
+    Args:
+        n: ops per image (timm's ``n``, default 2).
+        m: magnitude (timm's ``m``; its default is 10).
+        mstd: magnitude std (timm's ``mstd``); above 100 the magnitude is uniform in [0, m].
+        mmax: upper clip of the magnitude (timm's ``mmax``, default 10; at most 10 here, as
+            the catalog's timm maps are defined on levels 0-10).
+        prob: the probability of applying each drawn op (timm's ``p``, default 0.5).
+        increasing: timm's ``inc1`` op set (severity increasing with the magnitude).
+    """
+
+    n: int = 2
+    m: float = 10.0
+    mstd: float = 0.0
+    mmax: float = 10.0
+    prob: float = 0.5
+    increasing: bool = False
+    kind: ClassVar[str] = "timm_rand_augment"
+
+    def __post_init__(self) -> None:
+        who = "TimmRandAugment"
+        if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
+            raise ValueError(f"{who}: n={self.n!r} must be an int >= 1 (ops per image)")
+        if self.n > MAX_LAYERS:
+            raise ValueError(
+                f"{who}: n={self.n} exceeds dali-aug's limit of {MAX_LAYERS} ops per image; "
+                f"give n <= {MAX_LAYERS}"
+            )
+        for field in ("m", "mstd", "mmax", "prob"):
+            _check_number(who, field, getattr(self, field))
+        if self.m < 0:
+            raise ValueError(f"{who}: m={self.m} must be >= 0 (timm's 0-10 magnitude scale)")
+        if self.mstd < 0:
+            raise ValueError(f"{who}: mstd={self.mstd} must be >= 0")
+        if not 0.0 < self.mmax <= 10.0:
+            raise ValueError(
+                f"{who}: mmax={self.mmax} must be in (0, 10]: the catalog's timm level maps "
+                "stop at 10 (timm's mmax > 10 is not supported)"
+            )
+        if not 0.0 <= self.prob <= 1.0:
+            raise ValueError(f"{who}: prob={self.prob} must be in [0, 1]")
+        if not isinstance(self.increasing, bool):
+            raise TypeError(f"{who}: increasing={self.increasing!r} must be a bool")
+        self._cache(_ids=torch.tensor([index(o) for o in self.ops]))
+
+    @property
+    def ops(self) -> tuple[str, ...]:
+        """The catalog ops of timm's op set, in timm's order."""
+        table = TIMM_RAND_INCREASING_TRANSFORMS if self.increasing else TIMM_RAND_TRANSFORMS
+        return tuple(op for _, op in table)
+
+    @property
+    def num_layers(self) -> int:
+        return self.n
+
+    @property
+    def uniform(self) -> bool:
+        """Whether the magnitude is uniform in [0, m] (timm's ``mstd > 100``)."""
+        return self.mstd > TIMM_UNIFORM_MSTD
+
+    def sample(self, n: int, *, generator: torch.Generator | None = None) -> OpParams:
+        ids: torch.Tensor = self._ids
+        ops = ids[torch.randint(0, len(ids), (n, self.n), generator=generator)]
+        shape = (n, self.n)
+        if self.uniform:  # random.uniform(0, m)
+            levels = torch.rand(shape, generator=generator, dtype=torch.float64) * self.m
+        elif self.mstd > 0:  # random.gauss(m, mstd)
+            noise = torch.randn(shape, generator=generator, dtype=torch.float64)
+            levels = self.m + noise * self.mstd
+        else:
+            levels = torch.full(shape, float(self.m), dtype=torch.float64)
+        levels = levels.clamp(0.0, float(self.mmax)).float()
+        applied = torch.rand(shape, generator=generator) < self.prob
+        ops = torch.where(applied, ops, torch.full_like(ops, _IDENTITY))
+        return _params(ops, torch.where(applied, levels, 0.0), generator)
+
+    def op_probabilities(self) -> torch.Tensor:
+        out = torch.zeros((self.n, len(CATALOG)))
+        for name in self.ops:
+            out[:, index(name)] += self.prob / len(self.ops)
+        out[:, _IDENTITY] += 1.0 - self.prob
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.kind,
+            "n": self.n,
+            "m": self.m,
+            "mstd": self.mstd,
+            "mmax": self.mmax,
+            "prob": self.prob,
+            "increasing": self.increasing,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TimmRandAugment:
+        return cls(
+            n=d["n"],
+            m=d["m"],
+            mstd=d.get("mstd", 0.0),
+            mmax=d.get("mmax", 10.0),
+            prob=d.get("prob", 0.5),
+            increasing=d.get("increasing", False),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
 class TrivialAugmentWide(_Cached):
     """TrivialAugmentWide: one op drawn uniformly, a level drawn uniformly from ``num_bins``
     bins over the op's wide range (:data:`~dali_aug.policies._tables.WIDE_MAX_LEVEL`)."""
@@ -527,7 +656,9 @@ class NoAugment:
         return cls()
 
 
-_KINDS: dict[str, Any] = {c.kind: c for c in (Policy, RandAugment, TrivialAugmentWide, NoAugment)}
+_KINDS: dict[str, Any] = {
+    c.kind: c for c in (Policy, RandAugment, TimmRandAugment, TrivialAugmentWide, NoAugment)
+}
 
 
 def check_policy(policy: object) -> AugmentPolicy:

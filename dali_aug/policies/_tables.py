@@ -131,3 +131,47 @@ WIDE_MAX_LEVEL: dict[str, float] = {
     "Posterize": 15.0,
     "Solarize": 10.0,
 }
+
+#: timm's RandAugment op sets (``timm/data/auto_augment.py``: ``_RAND_TRANSFORMS`` and
+#: ``_RAND_INCREASING_TRANSFORMS``, timm 1.0), as ``(timm name, catalog op)`` pairs in timm's
+#: order. The catalog op applies timm's level map (``LEVEL_TO_ARG``) exactly: timm's default
+#: Posterize/Solarize/enhance maps are the catalog's ``*Timm`` ops, its ``*Increasing`` enhance
+#: and Solarize maps are the catalog's own increasing ops (``SolarizeIncreasing``'s threshold
+#: ``256 - int(25.6 l)`` inverts the same integer pixels as ``256 - 25.6 l``), its
+#: ``TranslateXRel``/``TranslateYRel`` (``0.45 * l/10`` of the size) are TranslateX/TranslateY.
+TIMM_RAND_TRANSFORMS: tuple[tuple[str, str], ...] = (
+    ("AutoContrast", "AutoContrast"),
+    ("Equalize", "Equalize"),
+    ("Invert", "Invert"),
+    ("Rotate", "Rotate"),
+    ("Posterize", "PosterizeTimm"),
+    ("Solarize", "SolarizeTimm"),
+    ("SolarizeAdd", "SolarizeAdd"),
+    ("Color", "ColorTimm"),
+    ("Contrast", "ContrastTimm"),
+    ("Brightness", "BrightnessTimm"),
+    ("Sharpness", "SharpnessTimm"),
+    ("ShearX", "ShearX"),
+    ("ShearY", "ShearY"),
+    ("TranslateXRel", "TranslateX"),
+    ("TranslateYRel", "TranslateY"),
+)
+TIMM_RAND_INCREASING_TRANSFORMS: tuple[tuple[str, str], ...] = (
+    ("AutoContrast", "AutoContrast"),
+    ("Equalize", "Equalize"),
+    ("Invert", "Invert"),
+    ("Rotate", "Rotate"),
+    ("PosterizeIncreasing", "PosterizeIncreasing"),
+    ("SolarizeIncreasing", "Solarize"),
+    ("SolarizeAdd", "SolarizeAdd"),
+    ("ColorIncreasing", "Color"),
+    ("ContrastIncreasing", "Contrast"),
+    ("BrightnessIncreasing", "Brightness"),
+    ("SharpnessIncreasing", "Sharpness"),
+    ("ShearX", "ShearX"),
+    ("ShearY", "ShearY"),
+    ("TranslateXRel", "TranslateX"),
+    ("TranslateYRel", "TranslateY"),
+)
+#: timm's ``mstd`` above this value means a uniform magnitude in [0, m] (``mstd > 100``).
+TIMM_UNIFORM_MSTD = 100.0
