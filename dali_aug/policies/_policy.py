@@ -79,6 +79,16 @@ class AugmentPolicy(Protocol):
     def to_dict(self) -> dict[str, Any]: ...
 
 
+def _layer_probabilities(n: int, ops: Sequence[str], prob: float) -> torch.Tensor:
+    """[n, len(CATALOG)]: each of ``n`` layers draws one of ``ops`` uniformly and applies it
+    with ``prob`` (else the identity)."""
+    out = torch.zeros((n, len(CATALOG)))
+    for name in ops:
+        out[:, index(name)] += prob / len(ops)
+    out[:, _IDENTITY] += 1.0 - prob
+    return out
+
+
 def _params(ops: torch.Tensor, levels: torch.Tensor, g: torch.Generator | None) -> OpParams:
     n, layers = ops.shape
     levels = random_signs(levels.float(), ops, generator=g)
@@ -436,11 +446,7 @@ class RandAugment(_Cached):
         return _params(ops, levels, generator)
 
     def op_probabilities(self) -> torch.Tensor:
-        out = torch.zeros((self.n, len(CATALOG)))
-        for name in self.ops:
-            out[:, index(name)] += self.prob / len(self.ops)
-        out[:, _IDENTITY] += 1.0 - self.prob
-        return out
+        return _layer_probabilities(self.n, self.ops, self.prob)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -552,11 +558,7 @@ class TimmRandAugment(_Cached):
         return _params(ops, torch.where(applied, levels, 0.0), generator)
 
     def op_probabilities(self) -> torch.Tensor:
-        out = torch.zeros((self.n, len(CATALOG)))
-        for name in self.ops:
-            out[:, index(name)] += self.prob / len(self.ops)
-        out[:, _IDENTITY] += 1.0 - self.prob
-        return out
+        return _layer_probabilities(self.n, self.ops, self.prob)
 
     def to_dict(self) -> dict[str, Any]:
         return {
