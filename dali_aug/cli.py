@@ -37,7 +37,7 @@ from dali_aug._run_folder import fingerprint as _fingerprint
 from dali_aug._run_folder import lock as _lock
 from dali_aug._run_folder import trim_history as _trim_history
 from dali_aug._run_folder import unlock as _unlock
-from dali_aug.datasets import FASHION_MNIST, default_size
+from dali_aug.datasets import FASHION_MNIST, default_scale, default_size
 from dali_aug.methods import BuildContext, cli_module, names
 
 __all__ = ["main"]
@@ -343,28 +343,19 @@ class _Setup:
 
 
 def _setup(args: argparse.Namespace, method_names: list[str]) -> _Setup:
-    from dali_aug.datasets import resolve_data
+    from dali_aug.datasets import training_data
     from dali_aug.models import build_model
-    from dali_aug.sources import open_source
 
-    val_source = None
-    train_size = getattr(args, "train_size", None)
     try:
-        if args.data == FASHION_MNIST:
-            from dali_aug.datasets import fashion_mnist_source
-
-            if args.multi_label:
-                raise ValueError(f"--data {FASHION_MNIST} is single-label; drop --multi-label")
-            source = fashion_mnist_source("train", train_size=train_size, seed=args.seed)
-            val_source = fashion_mnist_source("test")
-            train_dir, val_dir = None, None
-        else:
-            if train_size is not None:
-                raise ValueError(f"--train-size is for --data {FASHION_MNIST}; drop it")
-            train_dir, val_dir = resolve_data(args.data, multi_label=args.multi_label)
-            source = open_source(train_dir)
+        data = training_data(
+            args.data,
+            multi_label=args.multi_label,
+            train_size=getattr(args, "train_size", None),
+            seed=args.seed,
+        )
     except ValueError as err:
         raise SystemExit(f"error: {err}") from None
+    source = data.source
     size = args.size or default_size(args.data)
     device = _device(args.device)
     try:
@@ -375,7 +366,7 @@ def _setup(args: argparse.Namespace, method_names: list[str]) -> _Setup:
         raise SystemExit(f"error: {err}") from None
     ctx = BuildContext(model, source.classes, source.multi_label, device, size, args.seed)
     methods = [cli_module(n).build(args, ctx) for n in method_names]
-    return _Setup(source, val_dir, size, ctx, methods, val_source)
+    return _Setup(source, data.val_dir, size, ctx, methods, data.val_source)
 
 
 @dataclasses.dataclass
@@ -448,13 +439,10 @@ def _loaders(args: argparse.Namespace, setup: _Setup, world: int) -> _Loaders:
 
 def _crop(args: argparse.Namespace) -> dict[str, Any]:
     """The LoaderConfig's crop fields from ``--crop``, ``--scale``, ``--ratio``, ``--pad`` and
-    ``--crop-pct`` (commands without them: the defaults). The random-resized crop's area
-    range defaults to (0.5, 1) on the demo data and Fashion-MNIST (small images a crop of
-    8 % would lose) and to torchvision's (0.08, 1) elsewhere."""
+    ``--crop-pct`` (commands without them: the defaults; the area range without ``--scale``:
+    :func:`dali_aug.datasets.default_scale`)."""
     fields: dict[str, Any] = {"crop": getattr(args, "crop", None) or "rrc"}
-    scale = getattr(args, "scale", None)
-    if scale is None:
-        scale = (0.5, 1.0) if args.data in (None, FASHION_MNIST) else (0.08, 1.0)
+    scale = getattr(args, "scale", None) or default_scale(args.data)
     fields["scale"] = (float(scale[0]), float(scale[1]))
     for name in ("ratio", "pad", "crop_pct"):
         value = getattr(args, name, None)

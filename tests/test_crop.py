@@ -12,7 +12,6 @@ import torch
 from PIL import Image
 
 from dali_aug._pipeline import CROP_ATTEMPTS, crop_uniforms
-from dali_aug.cli import main
 from dali_aug.loader import Loader, LoaderConfig
 from dali_aug.ops._normalize import normalize
 from dali_aug.sources import ArraySource, open_source
@@ -126,26 +125,3 @@ def test_ratio_bounds_the_drawn_aspect_ratios() -> None:
 def test_bad_crop_settings_are_named(kw: dict[str, object], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         _config(**kw)
-
-
-@pytest.mark.parametrize(
-    ("argv", "flag"),
-    [
-        (["--pad", "2"], "--pad"),  # the default crop is rrc
-        (["--crop", "pad", "--scale", "0.5", "1"], "--scale"),
-        (["--crop", "pad", "--ratio", "0.5", "2"], "--ratio"),
-        (["--ratio", "2", "1"], "--ratio"),
-        (["--crop", "pad", "--pad", "-1"], "--pad"),
-        (["--crop-pct", "1.5"], "--crop-pct"),
-        (["--eval-every", "0"], "--eval-every"),
-    ],
-)
-def test_crop_flags_that_would_not_apply_are_errors(
-    argv: list[str], flag: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    with pytest.raises(SystemExit) as exc:
-        main(["train", "--out", str(tmp_path / "run"), *argv])
-    assert exc.value.code == 2
-    message = capsys.readouterr().err.strip().splitlines()[-1]
-    assert flag in message, message
-    assert not (tmp_path / "run").exists()

@@ -206,6 +206,13 @@ def test_eval_every_evaluates_on_its_epochs_and_after_the_last() -> None:
         (["--multi-label", "--smoothing", "0.1"], "--smoothing"),
         (["--reprob", "1.5"], "--reprob"),
         (["--scale", "0.9", "0.5"], "--scale"),
+        (["--pad", "2"], "--pad"),  # the default crop is rrc
+        (["--crop", "pad", "--scale", "0.5", "1"], "--scale"),
+        (["--crop", "pad", "--ratio", "0.5", "2"], "--ratio"),
+        (["--ratio", "2", "1"], "--ratio"),
+        (["--crop", "pad", "--pad", "-1"], "--pad"),
+        (["--crop-pct", "1.5"], "--crop-pct"),
+        (["--eval-every", "0"], "--eval-every"),
     ],
 )
 def test_recipe_flags_that_would_not_apply_are_errors(

@@ -12,7 +12,17 @@ from ._fashion_mnist import (
     fashion_mnist_source,
     load_fashion_mnist,
 )
-from ._folders import DEMO_SIZE, FASHION_MNIST, cache_dir, default_size, demo_data, resolve_data
+from ._folders import (
+    DEMO_SIZE,
+    FASHION_MNIST,
+    TrainingData,
+    cache_dir,
+    default_scale,
+    default_size,
+    demo_data,
+    resolve_data,
+    training_data,
+)
 from ._shapes import MULTI_LABELS, SHAPE_CLASSES, ShapesSpec, make_shapes
 from ._split import holdout, stratified_holdout, subset
 
@@ -24,7 +34,9 @@ __all__ = [
     "MULTI_LABELS",
     "SHAPE_CLASSES",
     "ShapesSpec",
+    "TrainingData",
     "cache_dir",
+    "default_scale",
     "default_size",
     "demo_data",
     "fashion_mnist_source",
@@ -34,4 +46,5 @@ __all__ = [
     "resolve_data",
     "stratified_holdout",
     "subset",
+    "training_data",
 ]

@@ -3,10 +3,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
+from typing import Any
 
-__all__ = ["DEMO_SIZE", "FASHION_MNIST", "cache_dir", "default_size", "demo_data", "resolve_data"]
+__all__ = [
+    "DEMO_SIZE",
+    "FASHION_MNIST",
+    "TrainingData",
+    "cache_dir",
+    "default_scale",
+    "default_size",
+    "demo_data",
+    "resolve_data",
+    "training_data",
+]
 
 #: Image side of the generated demo shapes.
 DEMO_SIZE = 64
@@ -19,6 +31,13 @@ def default_size(data: str | None) -> int:
     """The image side of a ``--data`` argument without ``--size``: 64 on the demo data (None),
     28 on Fashion-MNIST (its native side), 224 elsewhere."""
     return {None: DEMO_SIZE, FASHION_MNIST: 28}.get(data, 224)
+
+
+def default_scale(data: str | None) -> tuple[float, float]:
+    """The random-resized crop's area range of a ``--data`` argument without ``--scale``:
+    (0.5, 1) on the demo data and Fashion-MNIST (small images a crop of 8 % would lose),
+    torchvision's (0.08, 1) elsewhere."""
+    return (0.5, 1.0) if data in (None, FASHION_MNIST) else (0.08, 1.0)
 
 
 def cache_dir() -> Path:
@@ -63,3 +82,40 @@ def resolve_data(data: str | Path | None, *, multi_label: bool) -> tuple[Path, P
     if train != root:
         return train, (root / "val") if (root / "val").is_dir() else None
     return root, None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingData:
+    """The training source of a ``--data`` argument and where its validation data is: a
+    folder (``val_dir``), a source built in memory (``val_source``: Fashion-MNIST's test
+    split), or neither."""
+
+    source: Any
+    val_dir: Path | None = None
+    val_source: Any = None
+
+
+def training_data(
+    data: str | None, *, multi_label: bool, train_size: int | None, seed: int
+) -> TrainingData:
+    """The training data of a ``--data`` argument (the verbs' one reading of it):
+    ``fashion-mnist`` (a seeded, class-balanced ``train_size`` subset of its training split,
+    the test split to validate), else :func:`resolve_data`'s folders.
+
+    Raises:
+        ValueError: ``--train-size`` without Fashion-MNIST, Fashion-MNIST as multi-label, or
+            what :func:`resolve_data` and the source's scan refuse.
+    """
+    from dali_aug.sources import open_source
+
+    if data == FASHION_MNIST:
+        from dali_aug.datasets._fashion_mnist import fashion_mnist_source
+
+        if multi_label:
+            raise ValueError(f"--data {FASHION_MNIST} is single-label; drop --multi-label")
+        source = fashion_mnist_source("train", train_size=train_size, seed=seed)
+        return TrainingData(source, val_source=fashion_mnist_source("test"))
+    if train_size is not None:
+        raise ValueError(f"--train-size is for --data {FASHION_MNIST}; drop it")
+    train_dir, val_dir = resolve_data(data, multi_label=multi_label)
+    return TrainingData(open_source(train_dir), val_dir=val_dir)

@@ -106,17 +106,10 @@ def run_search(args: argparse.Namespace) -> int:
     import torch
 
     from dali_aug._dist import init_from_env, resolve_device
-    from dali_aug.datasets import (
-        FASHION_MNIST,
-        default_size,
-        fashion_mnist_source,
-        resolve_data,
-    )
+    from dali_aug.datasets import FASHION_MNIST, default_scale, default_size, training_data
     from dali_aug.methods.aws._report import write_outputs
     from dali_aug.methods.aws._search import AWSConfig, search
-    from dali_aug.sources import open_source
 
-    small = args.data in (None, FASHION_MNIST)  # small images: a milder random-resized crop
     try:
         config = AWSConfig(
             share_epochs=args.share_epochs,
@@ -132,7 +125,7 @@ def run_search(args: argparse.Namespace) -> int:
             ppo_epochs=args.ppo_epochs,
             finetunes_per_step=args.finetunes_per_step,
             reward=args.reward,
-            scale=(0.5, 1.0) if small else (0.08, 1.0),
+            scale=default_scale(args.data),
             flip=not args.no_flip,
             crop=args.crop,
             pad=args.pad,
@@ -141,17 +134,13 @@ def run_search(args: argparse.Namespace) -> int:
             seed=args.seed,
             num_threads=args.threads,
         )
-        if args.data == FASHION_MNIST:
-            data = f"{FASHION_MNIST} train"
-            source = fashion_mnist_source("train", train_size=args.train_size, seed=args.seed)
-        else:
-            if args.train_size is not None:
-                raise ValueError(f"--train-size is for --data {FASHION_MNIST}; drop it")
-            folder, _ = resolve_data(args.data, multi_label=False)  # the evaluation set unused
-            data = str(folder)
-            source = open_source(folder)
-            if source.multi_label:
-                raise ValueError(f"{folder} is multi-label; AWS rewards single-label accuracy")
+        # only the training part is used (the evaluation set is not)
+        source = training_data(
+            args.data, multi_label=False, train_size=args.train_size, seed=args.seed
+        ).source
+        data = str(getattr(source, "root", f"{FASHION_MNIST} train"))
+        if source.multi_label:
+            raise ValueError(f"{data} is multi-label; AWS rewards single-label accuracy")
     except (TypeError, ValueError) as err:
         raise SystemExit(f"error: AWS: {err}") from None
     try:  # the process group on the device the search itself resolves
