@@ -16,6 +16,7 @@ __all__ = [
     "DEVICES",
     "Device",
     "collective_device",
+    "gather_rows",
     "init_from_env",
     "local_cuda_index",
     "rank_world",
@@ -108,3 +109,17 @@ def collective_device(device: torch.device) -> torch.device:
     if torch.distributed.get_backend() == "nccl" and device.type != "cuda":
         return torch.device("cuda", torch.cuda.current_device())
     return device
+
+
+def gather_rows(rows: torch.Tensor | None) -> torch.Tensor | None:
+    """Every rank's ``rows`` (CPU tensors) concatenated along dim 0 in rank order: ranks may
+    hold different numbers of rows, or None (no rows: a rank whose shard was empty); None if
+    every rank gave None. ``rows`` itself outside a process group. A collective: every rank
+    of the group must call it (the tensors travel pickled, as ``all_gather_object``)."""
+    _, world = rank_world()
+    if world == 1:
+        return rows
+    parts: list[torch.Tensor | None] = [None] * world
+    torch.distributed.all_gather_object(parts, rows)
+    present = [p for p in parts if p is not None]
+    return torch.cat(present) if present else None

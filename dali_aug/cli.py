@@ -425,15 +425,18 @@ def _loaders(args: argparse.Namespace, setup: _Setup, world: int) -> _Loaders:
             raise SystemExit(f"error: {err}") from None
         meta_val = Loader(held, config=dataclasses.replace(plain, shuffle=True))
     train = Loader(source, policy=policy, config=cfg)
+    # every rank evaluates its part of the validation set, each image exactly once, and
+    # Trainer.evaluate gathers the parts
+    val_cfg = dataclasses.replace(plain, shard_id=None, num_shards=None, exact_shards=True)
     val = None
     if setup.val_source is not None:
-        val = Loader(setup.val_source, config=plain)
+        val = Loader(setup.val_source, config=val_cfg)
     elif setup.val_dir is not None:
         try:  # the val labels are indexed by the training class names
             val_src = open_source(setup.val_dir, classes=tuple(setup.source.classes))
         except ValueError as err:
             raise SystemExit(f"error: validation data: {err}") from None
-        val = Loader(val_src, config=plain)
+        val = Loader(val_src, config=val_cfg)
     return _Loaders(train, val, meta_val)
 
 
@@ -656,7 +659,7 @@ def _train_run(
     try:
         trainer.fit(
             train,
-            val if rank == 0 else None,
+            val,
             stop,
             checkpoint=ckpt if rank == 0 else None,
             checkpoint_extra={"run": run},

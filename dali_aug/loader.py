@@ -19,6 +19,16 @@ Like torch's ``DistributedSampler``, each of the ``num_shards`` shards gets
 ``ceil(N / num_shards)`` samples of the epoch's permutation, cut in contiguous slices; the
 permutation is padded by wrapping around to its start, so with ``num_shards > 1`` up to
 ``num_shards - 1`` samples appear twice per epoch (with one shard nothing is padded).
+``exact_shards=True`` (evaluation) gives every sample to exactly one shard instead, the
+shards then differing by up to one sample (:mod:`dali_aug._order`). Without ``shard_id`` and
+``num_shards`` the shard is the process group's rank and world size, read when each epoch
+starts (a Loader built before ``init_process_group`` shards by the group its epochs meet).
+
+DataLoader code: the Loader takes a ``DataLoader(...)`` call's arguments (``num_workers``,
+``pin_memory``, ``sampler=DistributedSampler(...)``, ...; :mod:`dali_aug._protocol`) and a
+torchvision ``ImageFolder`` or ``FakeData`` as its data, and has ``sampler`` (with
+``set_epoch``), ``dataset``, ``batch_size`` and ``drop_last``. A ``sampler`` given decides
+this process's samples and their order, and its ``epoch`` is the Loader's.
 
 Unreadable files: a file that fails the cheap completeness check
 (:func:`~dali_aug.sources.looks_valid`: a complete JPEG, PNG, WebP, BMP or TIFF), or that
@@ -50,13 +60,22 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from dali_aug._crop import CROPS, Crop
 from dali_aug._dist import DEVICES, Device, local_cuda_index, rank_world, resolve_device
+from dali_aug._order import (
+    LastBatch,
+    fill_to_batches,
+    normalize_last_batch,
+    num_batches,
+    run_shuffle,
+    shard_positions,
+    shard_size,
+)
 from dali_aug._pipeline import (
     DecodeProbe,
     PipelineSpec,
@@ -66,16 +85,29 @@ from dali_aug._pipeline import (
     to_numpy_batch,
     to_torch,
 )
+from dali_aug._protocol import (
+    LoaderSampler,
+    SourceView,
+    check_sampler,
+    dataloader_arguments,
+    is_torch_dataset,
+)
 from dali_aug.batch import Batch, apply_flip
 from dali_aug.ops import OpParams, index
 from dali_aug.ops._dali import host_inputs
 from dali_aug.policies import AugmentPolicy, NoAugment, check_policy
 from dali_aug.shards import ShardSource
-from dali_aug.sources import ArraySource, Source, looks_valid, open_source
+from dali_aug.sources import RAW_SOURCES, Source, looks_valid, open_source
+
+if TYPE_CHECKING:
+    from dali_aug.train import ErasingConfig
 
 __all__ = ["Batch", "Loader", "LoaderConfig"]
 
 _FLIP_LR, _IDENTITY = index("FlipLR"), index("Identity")
+#: packed shards: a shard's samples come in at most this many runs of consecutive packed
+#: samples, in a random order every epoch (each run is one sequential read)
+RUNS_PER_SHARD = 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +155,23 @@ class LoaderConfig:
             ``batch_size`` files (AWS's "Enlarge Batch"; ``len(loader)`` does not change).
         shuffle_buffer: packed shards (:mod:`dali_aug.shards`): the samples in DALI's shuffle
             buffer (``initial_fill``); ignored for other sources.
+        exact_shards: every sample of the epoch in exactly one shard, none padded: shard ``r``
+            of ``S`` gets samples ``[r N // S, (r + 1) N // S)`` of the epoch's order, so the
+            shards' sample (and batch) counts may differ by one. For evaluation, where the
+            metrics are gathered after the loop (``Trainer.evaluate`` does); a training loop
+            whose steps are collectives needs the default equal shards. Needs
+            ``last_batch='partial'``.
+        last_batch: the epoch's last, incomplete batch (DALI's ``LastBatchPolicy`` names, or
+            its members): ``partial`` yields it smaller, ``drop`` drops it (as
+            ``drop_last=True``), ``fill`` fills it to ``batch_size`` with the shard's first
+            samples. Default: ``drop`` if ``drop_last`` else ``partial``.
+        prefetch: batches DALI prepares ahead of the one being consumed
+            (``prefetch_queue_depth``; a DataLoader's ``prefetch_factor`` maps here).
+        erasing: Random Erasing (:class:`~dali_aug.train.ErasingConfig`, timm's ``--reprob``,
+            ``--remode``, ``--recount``) on each training batch after the pipeline, on its
+            device, in the normalised space (as timm's prefetcher); the boxes are drawn from
+            the seed, the epoch and the batch's number, so a resumed epoch erases as the
+            uninterrupted one. Not in the op record. Default: none.
         pipelines: folder and array sources: DALI pipelines run side by side, batch ``j`` on
             pipeline ``j % pipelines``, each with ``num_threads // pipelines`` threads (at
             least 1). One pipeline with T threads waits at every operator for its slowest
@@ -156,6 +205,10 @@ class LoaderConfig:
     copies: int = 1
     shuffle_buffer: int = 1024
     pipelines: int = 1
+    exact_shards: bool = False
+    last_batch: LastBatch | None = None
+    prefetch: int = 2
+    erasing: ErasingConfig | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -186,6 +239,29 @@ class LoaderConfig:
             raise ValueError(f"pad={self.pad} must be in [0, size={self.size})")
         if self.crop_pct is not None and not 0 < self.crop_pct <= 1:
             raise ValueError(f"crop_pct={self.crop_pct} must be in (0, 1] (timm: 0.875)")
+        if self.prefetch < 1:
+            raise ValueError(f"prefetch={self.prefetch} must be >= 1 batch")
+        if self.last_batch is not None:
+            last = normalize_last_batch(self.last_batch)
+            object.__setattr__(self, "last_batch", last)
+            if self.drop_last and last != "drop":
+                raise ValueError(
+                    f"drop_last=True but last_batch={last!r}; give one of them (drop_last=True "
+                    "is last_batch='drop')"
+                )
+        if self.exact_shards and self.last_batch_policy != "partial":
+            raise ValueError(
+                f"exact_shards=True evaluates every sample once, but the last batch is "
+                f"{self.last_batch_policy!r}ed; use last_batch='partial' (drop_last=False)"
+            )
+
+    @property
+    def last_batch_policy(self) -> str:
+        """The last batch's policy: ``last_batch``, else ``drop`` (``drop_last``) or
+        ``partial``."""
+        if self.last_batch is not None:
+            return self.last_batch
+        return "drop" if self.drop_last else "partial"
 
     @property
     def eval_crop_pct(self) -> float:
@@ -240,23 +316,35 @@ class Loader:
 
     Args:
         data: a folder (ImageFolder; a folder with ``labels.csv`` for multi-label; the
-            ImageNet layout with ``split``), or a source from :mod:`dali_aug.sources`.
+            ImageNet layout with ``split``; packed shards), a source from
+            :mod:`dali_aug.sources`, or a torchvision ``ImageFolder``/``DatasetFolder`` or
+            ``FakeData`` (read as a source of the same files or noise; its transform is not
+            used).
         policy: the dataset-level policy run in the pipeline (default: none). Replace it
             between epochs with :meth:`set_policy`.
         config: a :class:`LoaderConfig`; keyword overrides are applied on top.
         split: ``"train"``/``"val"`` subfolder for the ImageNet layout.
+        **overrides: LoaderConfig fields, and a ``DataLoader(...)`` call's arguments:
+            ``sampler`` (its indices and its epoch drive the Loader), ``num_workers``
+            (``num_threads``), ``prefetch_factor`` (``prefetch``), ``generator`` (``seed``);
+            ``pin_memory``, ``persistent_workers``, ``timeout``, ``multiprocessing_context``
+            are accepted and have no effect; ``collate_fn``, ``batch_sampler`` and
+            ``worker_init_fn`` are refused (``TypeError``).
     """
 
     def __init__(
         self,
-        data: str | Path | Source,
+        data: str | Path | Source | torch.utils.data.Dataset[Any],
         *,
         policy: AugmentPolicy | None = None,
         config: LoaderConfig | None = None,
         split: str | None = None,
         **overrides: Any,
     ) -> None:
+        overrides, sampler = dataloader_arguments(overrides)
         self.config = dataclasses.replace(config or LoaderConfig(), **overrides)
+        #: the torch dataset the loader was built from (None: a path or a source)
+        self._dataset = data if is_torch_dataset(data) else None
         self.source = open_source(data, split=split)
         self.policy = check_policy(policy if policy is not None else NoAugment())
         self.device = resolve_device(self.config.device).type
@@ -266,9 +354,18 @@ class Loader:
                 f"copies={self.config.copies} is not supported for packed shards yet; use the "
                 "image folder the shards were packed from"
             )
-        self.shard_id, self.num_shards = _default_shard(
-            self.config.shard_id, self.config.num_shards
-        )
+        self._sampler = check_sampler(sampler, self.config, self.source)
+        _default_shard(self.config.shard_id, self.config.num_shards)  # refuse a bad pair now
+        self._world_at_init = rank_world()[1]
+        self._shard_warned = False
+        #: what DataLoader-aware code drives: the ``sampler`` given, else a view of the
+        #: Loader's own order (``set_epoch``, ``len``: this shard's samples per epoch)
+        self.sampler: Any = sampler if sampler is not None else LoaderSampler(self)
+        #: a DataLoader's attribute, read by Lightning and timm: the Loader batches itself
+        self.batch_sampler: None = None
+        #: timm's flag of a loader that mixes in its collate (``--mixup-off-epoch``): the
+        #: Loader never mixes (mix in the training step)
+        self.mixup_enabled = False
         #: the epoch of the last (or current) iteration, or the one pinned for the next
         self.epoch = 0
         self._pinned = True  # the next iteration runs self.epoch (else self.epoch + 1)
@@ -290,11 +387,68 @@ class Loader:
     def multi_label(self) -> bool:
         return self.source.multi_label
 
+    @property
+    def dataset(self) -> Any:
+        """The data as DataLoader-aware code reads it: the torch dataset the loader was built
+        from, else a :class:`~dali_aug._protocol.SourceView` (``len``, ``classes``,
+        ``targets``, ``samples``; indexing gives a sample's name and target, not pixels)."""
+        return self._dataset if self._dataset is not None else SourceView(self.source)
+
+    @property
+    def batch_size(self) -> int:
+        return self.config.batch_size
+
+    @property
+    def drop_last(self) -> bool:
+        return self.config.last_batch_policy == "drop"
+
+    @property
+    def shard_id(self) -> int:
+        """This process's shard (see :attr:`num_shards`)."""
+        return self._shard()[0]
+
+    @property
+    def num_shards(self) -> int:
+        """The shard count: the ``sampler``'s replicas, else ``shard_id``/``num_shards`` as
+        given, else the process group's world size at the time of asking (a Loader built
+        before ``init_process_group`` shards by the group its iterations meet)."""
+        return self._shard()[1]
+
+    def _shard(self) -> tuple[int, int]:
+        if self._sampler is not None:
+            s = self._sampler
+            return int(getattr(s, "rank", 0)), int(getattr(s, "num_replicas", 1))
+        cfg = self.config
+        if cfg.shard_id is not None or cfg.num_shards is not None:
+            return _default_shard(cfg.shard_id, cfg.num_shards)
+        rank, world = rank_world()
+        if world != self._world_at_init and not self._shard_warned:
+            self._shard_warned = True
+            warnings.warn(
+                f"this Loader was built with a world size of {self._world_at_init} and now "
+                f"shards by the process group, rank {rank} of {world}; build it after "
+                "init_process_group, or give shard_id and num_shards, to fix the shard",
+                UserWarning,
+                stacklevel=3,
+            )
+        return rank, world
+
     def set_epoch(self, epoch: int) -> None:
         """Pins the epoch of the next iteration (its order, flips, crops and ops); without a
-        call the next iteration runs the epoch after the last one."""
+        call the next iteration runs the epoch after the last one. With a ``sampler`` that
+        has ``set_epoch``, the sampler's epoch is set too."""
         self.epoch = int(epoch)
         self._pinned = True
+        if self._sampler is not None and callable(getattr(self._sampler, "set_epoch", None)):
+            self._sampler.set_epoch(self.epoch)
+
+    def _next_epoch(self) -> int:
+        """The epoch the next iteration runs: a ``sampler``'s ``epoch`` (its ``set_epoch``
+        drives the Loader), else the pinned one, else the one after the last."""
+        sampler_epoch = getattr(self._sampler, "epoch", None)
+        if sampler_epoch is not None:
+            return int(sampler_epoch)
+        return self.epoch if self._pinned else self.epoch + 1
 
     def state_dict(self) -> dict[str, Any]:
         """Where the loader is: the epoch, the batches of it already yielded (mid-epoch) and
@@ -323,9 +477,15 @@ class Loader:
             "seed": cfg.seed,
             "num_shards": self.num_shards,
             "size": cfg.size,
-            "shuffle": cfg.train if cfg.shuffle is None else cfg.shuffle,
+            "shuffle": self._shuffle,
             "drop_last": cfg.drop_last,
+            "last_batch": cfg.last_batch_policy,
+            "exact_shards": cfg.exact_shards,
         }
+
+    @property
+    def _shuffle(self) -> bool:
+        return self.config.train if self.config.shuffle is None else self.config.shuffle
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resumes from :meth:`state_dict` (see there).
@@ -376,29 +536,54 @@ class Loader:
 
     def shard_indices(self, epoch: int | None = None) -> torch.Tensor:
         """The dataset indices this shard visits in ``epoch`` (default: the epoch the next
-        iteration runs), in order: ``ceil(N / num_shards)`` of them, see the module docstring.
-        For packed shards: the block of the packed order this rank reads, in the packed
-        order (the reader's shuffle buffer decides the order of the epoch)."""
-        n = len(self.source)
-        if epoch is None:
-            epoch = self.epoch if self._pinned else self.epoch + 1
-        if isinstance(self.source, ShardSource):
-            return torch.from_numpy(self.source.block(self.shard_id, self.num_shards, epoch))
-        shuffle = self.config.train if self.config.shuffle is None else self.config.shuffle
-        if shuffle:
-            g = torch.Generator().manual_seed(self._seed(epoch))
-            order = torch.randperm(n, generator=g)
+        iteration runs), in order: its share of the epoch's order (see the module docstring;
+        ``last_batch='fill'`` appends the fill). With a ``sampler``: the indices it yields
+        now (its own epoch). For packed shards: the samples this rank's reader reads, in
+        the order it reads them (its shuffle buffer then mixes them)."""
+        return self._order(self._next_epoch() if epoch is None else epoch, *self._shard())
+
+    def _order(self, epoch: int, shard_id: int, num_shards: int) -> torch.Tensor:
+        cfg = self.config
+        if self._sampler is not None:
+            idx = torch.as_tensor([int(i) for i in self._sampler], dtype=torch.int64)
+            n = len(self.source)
+            outside = idx[(idx < 0) | (idx >= n)]
+            if len(outside):
+                raise ValueError(
+                    f"the sampler yielded index {int(outside[0])}, outside the {n} samples of "
+                    "the data; build the sampler on the same dataset as the Loader"
+                )
         else:
-            order = torch.arange(n)
-        per = -(-n // self.num_shards)
-        if per * self.num_shards > n:  # pad as DistributedSampler: wrap around the order
-            order = order[torch.arange(per * self.num_shards) % n]
-        return order[self.shard_id * per : (self.shard_id + 1) * per]
+            n = len(self.source)
+            g = torch.Generator().manual_seed(self._seed(epoch))
+            if not self._shuffle:
+                order = torch.arange(n)
+            elif isinstance(self.source, ShardSource):  # runs the reader reads in one go
+                run = -(-shard_size(n, 0, num_shards, exact=False) // RUNS_PER_SHARD)
+                order = run_shuffle(n, run, g)
+            else:
+                order = torch.randperm(n, generator=g)
+            idx = order[shard_positions(n, shard_id, num_shards, exact=cfg.exact_shards)]
+        if cfg.last_batch_policy == "fill":
+            idx = fill_to_batches(idx, cfg.batch_size)
+        return idx
 
     def __len__(self) -> int:
-        n = -(-len(self.source) // self.num_shards)
-        b = self.config.batch_size
-        return n // b if self.config.drop_last else math.ceil(n / b)
+        """The batches this shard yields per epoch."""
+        cfg = self.config
+        return num_batches(self._samples_per_epoch(), cfg.batch_size, cfg.last_batch_policy)
+
+    def _samples_per_epoch(self) -> int:
+        """This shard's samples per epoch (``len(loader.sampler)``), the fill included."""
+        cfg = self.config
+        if self._sampler is not None:
+            count = len(self._sampler)
+        else:
+            sid, shards = self._shard()
+            count = shard_size(len(self.source), sid, shards, exact=cfg.exact_shards)
+        if cfg.last_batch_policy == "fill":
+            count = -(-count // cfg.batch_size) * cfg.batch_size
+        return count
 
     def _seed(self, epoch: int, stream: int = 0) -> int:
         return (self.config.seed * 1_000_003 + epoch * 7919 + stream * 104_729) % (2**31 - 1)
@@ -407,7 +592,7 @@ class Loader:
     def _read(self, i: int, skips: dict[str, None]) -> np.ndarray | None:
         """One sample's bytes (or array); None (and recorded in ``skips``) if unreadable."""
         src = self.source
-        if isinstance(src, ArraySource):
+        if isinstance(src, RAW_SOURCES):
             return src.read(i)
         if i in self._bad:
             skips[src.name(i)] = None
@@ -492,14 +677,15 @@ class Loader:
             self._mark_bad(i, skips)
 
     # -- iteration ----------------------------------------------------------------------
-    def _plan(self, epoch: int, policy: AugmentPolicy, n: int) -> Iterator[_Planned]:
-        """The epoch's batches with their draws, in order (drawn lazily, batch after batch);
-        a batch of ``m`` positions has ``m * copies`` slots."""
+    def _plan(self, epoch: int, policy: AugmentPolicy, n: int, steps: int) -> Iterator[_Planned]:
+        """The epoch's ``steps`` batches of its ``n`` positions with their draws, in order
+        (drawn lazily, batch after batch); a batch of ``m`` positions has ``m * copies``
+        slots."""
         cfg = self.config
         b = cfg.batch_size
         g = torch.Generator().manual_seed(self._seed(epoch, stream=1))
         g_crop = torch.Generator().manual_seed(self._seed(epoch, stream=2))
-        for k in range(len(self)):
+        for k in range(steps):
             positions = range(k * b, min((k + 1) * b, n))
             m = len(positions) * cfg.copies
             if not cfg.train:
@@ -522,7 +708,7 @@ class Loader:
             batch_size=cfg.batch_size * cfg.copies,
             size=cfg.size,
             train=cfg.train,
-            encoded=not isinstance(self.source, ArraySource),
+            encoded=not isinstance(self.source, RAW_SOURCES),
             layers=policy.num_layers if cfg.train else 0,
             num_threads=cfg.num_threads if reader is not None else self._lane_threads(),
             device_id=self._cuda_index,
@@ -531,13 +717,14 @@ class Loader:
             crop=cfg.crop,
             pad=cfg.pad,
             crop_pct=cfg.eval_crop_pct,
+            prefetch=cfg.prefetch,
             half=cfg.dtype == torch.float16,
             channels_last=cfg.channels_last,
             clean=cfg.wants_clean,
             reader=reader,
         )
 
-    def _batch(self, outs: Any, p: _Planned, idx: torch.Tensor) -> Batch:
+    def _batch(self, outs: Any, p: _Planned, idx: torch.Tensor, epoch: int) -> Batch:
         """The Batch of one pipeline output: its first ``len(idx)`` samples (the rest, in the
         last batch of packed shards, is the reader's padding)."""
         cfg = self.config
@@ -546,6 +733,8 @@ class Loader:
         if cfg.channels_last:  # HWC from the pipeline: NCHW with channels-last strides
             images = images.permute(0, 3, 1, 2)
         images = images.to(cfg.dtype)
+        if cfg.erasing is not None and cfg.train:
+            images = self._erase(images, epoch, p.positions.start // cfg.batch_size)
         labels = self.source.targets[idx].to(images.device)
         batch = Batch(images=images, labels=labels, indices=idx)
         if cfg.wants_op_record or cfg.wants_clean:
@@ -558,40 +747,43 @@ class Loader:
         return batch
 
     def __iter__(self) -> Iterator[Batch]:
-        if not self._pinned:
-            self.epoch += 1
+        self.epoch = epoch = self._next_epoch()
         self._pinned = False
-        epoch = self.epoch
         start, self._start = self._start, 0
         self._done, self._finished = start, False
+        # the shard is resolved here, once per epoch: the process group the epoch meets
+        order = self._order(epoch, *self._shard())
         if isinstance(self.source, ShardSource):
-            yield from self._iter_shards(epoch, start)
+            yield from self._iter_shards(epoch, start, order.numpy())
         else:
-            yield from self._iter_files(epoch, start)
+            yield from self._iter_files(epoch, start, order.tolist())
 
-    def _iter_shards(self, epoch: int, start: int) -> Iterator[Batch]:
-        """One epoch of packed shards: DALI's WebDataset reader reads this rank's block (see
-        :mod:`dali_aug.shards`); the host feeds the draws. A pipeline per epoch (the reader's
-        index and its shuffle seed are the epoch's); a resumed epoch runs, and drops, the
-        batches before ``start`` (the reader cannot skip without reading)."""
+    def _iter_shards(self, epoch: int, start: int, block: np.ndarray) -> Iterator[Batch]:
+        """One epoch of packed shards: DALI's WebDataset reader reads this rank's samples
+        ``block`` (see :mod:`dali_aug.shards`); the host feeds the draws. A pipeline per
+        epoch (the reader's index and its shuffle seed are the epoch's); a resumed epoch
+        runs, and drops, the batches before ``start`` (the reader cannot skip without
+        reading)."""
         cfg, src = self.config, self.source
         assert isinstance(src, ShardSource)
         policy = self.policy
-        block = src.block(self.shard_id, self.num_shards, epoch)
-        b, steps = cfg.batch_size, len(self)
-        shuffle = cfg.train if cfg.shuffle is None else cfg.shuffle
+        b = cfg.batch_size
+        steps = num_batches(len(block), b, cfg.last_batch_policy)
+        if steps == 0:  # an exact shard without samples
+            self._finished = True
+            return
         with tempfile.TemporaryDirectory(prefix="dali_aug_shards_") as tmp:
             segments = src.segments(block, Path(tmp))
             reader = ShardReader(
                 tars=tuple(s.tar for s in segments),
                 indices=tuple(s.index for s in segments),
-                shuffle=shuffle,
+                shuffle=self._shuffle,
                 buffer=cfg.shuffle_buffer,
                 seed=self._seed(epoch, stream=3),
             )
             source = _Feed()
             pipe = build_pipeline(self._spec(policy, reader), source)
-        plans = self._plan(epoch, policy, steps * b)
+        plans = self._plan(epoch, policy, steps * b, steps)
         pending: collections.deque[_Planned] = collections.deque()
 
         def feed() -> Iterator[Any]:
@@ -624,14 +816,14 @@ class Loader:
             if k < start:  # a resumed epoch: its done batches
                 continue
             self._done += 1
-            yield self._batch(outs, p, keys[: min(b, len(block) - k * b)])
+            yield self._batch(outs, p, keys[: min(b, len(block) - k * b)], epoch)
         self._finished = True
 
-    def _iter_files(self, epoch: int, start: int) -> Iterator[Batch]:
-        """One epoch of a folder or array source: the host reads the bytes and feeds them to
-        ``pipelines`` DALI pipelines (lanes); batch ``j`` runs on lane ``j % pipelines``."""
+    def _iter_files(self, epoch: int, start: int, order: list[int]) -> Iterator[Batch]:
+        """One epoch of a folder or array source, this shard's ``order``: the host reads the
+        bytes and feeds them to ``pipelines`` DALI pipelines (lanes); batch ``j`` runs on lane
+        ``j % pipelines``."""
         cfg = self.config
-        order = self.shard_indices(epoch).tolist()
         policy = self.policy
         skips: dict[str, None] = {}
         spec = self._spec(policy)
@@ -654,7 +846,8 @@ class Loader:
                 lane.source.it = feed(lane, dispatch, w)
             return dispatch
 
-        plan = self._plan(epoch, policy, len(order))
+        steps = num_batches(len(order), cfg.batch_size, cfg.last_batch_policy)
+        plan = self._plan(epoch, policy, len(order), steps)
         for _ in range(start):  # a resumed epoch: the done batches' draws, without reading
             next(plan)
         dispatch = install(plan, 0)
@@ -684,7 +877,7 @@ class Loader:
             p = lane.pending.popleft()
             j += 1
             self._done += 1
-            yield self._batch(outs, p, p.indices)
+            yield self._batch(outs, p, p.indices, epoch)
         self._finished = True
         for lane in lanes:
             lane.pipe.reset()
@@ -698,6 +891,18 @@ class Loader:
                 RuntimeWarning,
                 stacklevel=3,
             )
+
+    def _erase(self, images: torch.Tensor, epoch: int, k: int) -> torch.Tensor:
+        """Batch ``k`` of ``epoch`` with Random Erasing (``erasing``), drawn from a seed of
+        (seed, epoch, k) alone."""
+        from dali_aug.train import RandomErasingMethod
+
+        assert self.config.erasing is not None
+        seed = int(np.random.SeedSequence([self.config.seed, epoch, k, 4]).generate_state(1)[0])
+        out = RandomErasingMethod(self.config.erasing, seed=seed).erase(images)
+        if self.config.channels_last:
+            out = out.contiguous(memory_format=torch.channels_last)
+        return out
 
     def _lane_threads(self) -> int:
         return max(1, self.config.num_threads // self.config.pipelines)

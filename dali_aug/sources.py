@@ -70,7 +70,9 @@ __all__ = [
     "IgnoreReason",
     "Ignored",
     "IMAGE_FORMATS",
+    "RAW_SOURCES",
     "Source",
+    "SyntheticSource",
     "image_format",
     "looks_valid",
     "open_source",
@@ -588,26 +590,81 @@ class ArraySource:
         return f"<array index {i}>"
 
 
-Source = FolderSource | ArraySource
+@dataclasses.dataclass(frozen=True)
+class SyntheticSource:
+    """Random images made on demand, for smoke runs and throughput checks without data (the
+    Loader's ``torchvision.datasets.FakeData``; a FakeData given to the Loader becomes one):
+    sample ``i`` is uniform uint8 noise [H, W, 3] from numpy's generator seeded with
+    ``(seed, i)``, the same every time it is read; the labels are drawn once, uniformly over
+    ``num_classes``, from ``seed``. Nothing is held in memory but the labels.
+
+    Attributes:
+        length: the number of samples.
+        image_size: (height, width) in pixels.
+        num_classes: the classes, named ``"0"``, ``"1"``, ...
+        seed: the pixels' and labels' seed.
+    """
+
+    length: int = 1000
+    image_size: tuple[int, int] = (224, 224)
+    num_classes: int = 10
+    seed: int = 0
+    targets: torch.Tensor = dataclasses.field(init=False, repr=False)
+    classes: tuple[str, ...] = dataclasses.field(init=False, repr=False)
+    multi_label: bool = dataclasses.field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        if self.length < 1:
+            raise ValueError(f"length={self.length} must be >= 1 sample")
+        if len(self.image_size) != 2 or min(self.image_size) < 1:
+            raise ValueError(f"image_size={self.image_size} must be (height, width) >= 1")
+        if self.num_classes < 1:
+            raise ValueError(f"num_classes={self.num_classes} must be >= 1")
+        g = torch.Generator().manual_seed(self.seed)
+        targets = torch.randint(self.num_classes, (self.length,), generator=g)
+        object.__setattr__(self, "targets", targets)
+        object.__setattr__(self, "classes", tuple(str(k) for k in range(self.num_classes)))
+
+    def __len__(self) -> int:
+        return self.length
+
+    def read(self, i: int) -> np.ndarray:
+        h, w = self.image_size
+        rng = np.random.default_rng([self.seed, i])
+        return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+    def name(self, i: int) -> str:
+        return f"<synthetic sample {i}>"
+
+
+Source = FolderSource | ArraySource | SyntheticSource
+#: the sources whose samples are pixels (HWC uint8 arrays), not encoded files
+RAW_SOURCES = (ArraySource, SyntheticSource)
 
 
 def open_source(
-    data: str | Path | Source | ShardSource,
+    data: str | Path | Source | ShardSource | torch.utils.data.Dataset[Any],
     *,
     split: str | None = None,
     classes: tuple[str, ...] | None = None,
 ) -> Any:
     """A source from a folder path (ImageFolder, ImageNet layout ``DIR/train`` + ``DIR/val``
     with ``split``, a folder holding ``labels.csv``, or packed shards: a folder written by
-    ``dali-aug pack``, a :class:`~dali_aug.shards.ShardSource`) or an existing source.
+    ``dali-aug pack``, a :class:`~dali_aug.shards.ShardSource`), a torch dataset that names
+    its files or makes noise (torchvision's ``ImageFolder``/``DatasetFolder``, ``FakeData``:
+    :func:`dali_aug._protocol.source_of_dataset`) or an existing source.
 
     ``classes`` (the training source's ``classes``, for a validation folder) indexes an
     ImageFolder or ``labels.csv`` by those names (see :meth:`FolderSource.scan` and
     :meth:`CsvSource.load`); a source whose classes differ from them is refused."""
     from dali_aug.shards._format import ShardSource, is_shard_folder
 
-    if isinstance(data, (FolderSource, ArraySource, ShardSource)):
+    if isinstance(data, (FolderSource, ArraySource, SyntheticSource, ShardSource)):
         return _same_classes(data, classes)
+    if isinstance(data, torch.utils.data.Dataset):
+        from dali_aug._protocol import source_of_dataset
+
+        return _same_classes(source_of_dataset(data), classes)
     root = Path(data)
     if split is not None and (root / split).is_dir():
         root = root / split

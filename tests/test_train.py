@@ -223,7 +223,8 @@ def test_tiny_training_run_lowers_the_loss(shapes96: Path) -> None:
         assert 0.0 <= row["val_acc"] <= 1.0
         assert row["images"] == 96 and row["skipped"] == 0
     result = trainer.evaluate(val)
-    assert set(result) == {"val_loss", "val_acc"}
+    assert set(result) == {"val_loss", "val_acc", "val_samples"}
+    assert result["val_samples"] == len(val.source)
     assert 0.0 <= result["val_acc"] <= 1.0
     assert result["val_acc"] * 96 == pytest.approx(round(result["val_acc"] * 96))
 

@@ -19,14 +19,11 @@ A folder written by ``dali-aug pack`` (:func:`dali_aug.shards.pack`) holds:
   why), written last.
 
 Reading (:class:`ShardSource`, used by the Loader): DALI reads the tar members in its own
-threads. A shard of ``num_shards`` ranks gets ``ceil(N / num_shards)`` samples, a contiguous
-block of the packed order (the last block wraps around to the start, as the Loader's folder
-shards do, so up to ``num_shards - 1`` samples appear twice per epoch and every rank yields
-the same number of batches). The blocks rotate by one rank every epoch (rank ``r`` reads block
-``(r + epoch) % num_shards``), so over ``num_shards`` epochs every rank sees every sample. The
-reader gets a per-epoch index of just its block (written to a temporary folder), so it reads
-only those samples; the order within the epoch is the block's order through DALI's shuffle
-buffer (``random_shuffle``, ``initial_fill``), not a global permutation.
+threads. The Loader decides which samples a rank reads in an epoch, in which order
+(:mod:`dali_aug._order`: runs of consecutive packed samples in a random order every epoch,
+each rank a slice of it); the reader gets a per-epoch index of just those samples (written
+to a temporary folder, :meth:`ShardSource.segments`), so it reads only them, and its shuffle
+buffer (``random_shuffle``, ``initial_fill``) mixes them.
 
 Damaged shards: the packer checks every image, and :meth:`ShardSource.load` checks, before
 DALI sees anything, that each tar still has the size the manifest records (a truncated or
@@ -218,14 +215,6 @@ class ShardSource:
         """Sample ``i`` as ``<tar>#<key>``."""
         t = int(np.searchsorted(np.cumsum(self.counts), i, side="right"))
         return f"{self.tars[t]}#{i:08d}"
-
-    def block(self, shard_id: int, num_shards: int, epoch: int) -> np.ndarray:
-        """The packed indices rank ``shard_id`` reads in ``epoch``: ``ceil(N / num_shards)`` of
-        them, block ``(shard_id + epoch) % num_shards`` of the packed order, wrapped around."""
-        n = len(self)
-        per = -(-n // num_shards)
-        b = (shard_id + epoch) % num_shards
-        return (np.arange(b * per, (b + 1) * per) % n).astype(np.int64)
 
     def segments(self, indices: np.ndarray, folder: Path) -> tuple[Segment, ...]:
         """Writes, into ``folder``, index files that list exactly ``indices`` (in that order,

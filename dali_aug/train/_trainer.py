@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dali_aug._dist import rank_world
+from dali_aug._dist import gather_rows, rank_world
 from dali_aug.models import timm_pre_logits
 from dali_aug.train._checkpoint import load_checkpoint, save_checkpoint
 from dali_aug.train._ema import ModelEma
@@ -277,7 +277,14 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self, loader: Iterable[Batch], model: nn.Module | None = None) -> dict[str, Any]:
         """Loss and accuracy (single-label; top-5 too with more than 5 classes) or the
-        multi-label metrics over ``loader``, of the trained model or of ``model`` (the EMA)."""
+        multi-label metrics over ``loader``, of the trained model or of ``model`` (the EMA),
+        and ``val_samples``, the number of samples they were computed on.
+
+        Under a process group, a loader sharded by it (``loader.num_shards`` > 1, as a Loader
+        built without ``shard_id``/``num_shards``) gives each rank a part: the logits and
+        labels of all ranks are gathered, so every rank computes the metrics of the whole
+        set (exactly once each with ``exact_shards=True``; the padded repeats included
+        otherwise). Every rank must then call this; any other loader is evaluated as is."""
         # the bare module: a DDP wrapper's forward is a collective (buffer broadcast), and
         # evaluation may run on one rank only
         model = self.model if model is None else model
@@ -290,8 +297,16 @@ class Trainer:
                 logits = model(self._prepare(batch.images))
             all_logits.append(logits.float().cpu())
             all_labels.append(batch.labels.cpu())
-        logits, labels = torch.cat(all_logits), torch.cat(all_labels)
-        out: dict[str, Any] = {"val_loss": float(self.losses(logits, labels).mean())}
+        logits = torch.cat(all_logits) if all_logits else None
+        labels = torch.cat(all_labels) if all_labels else None
+        if getattr(loader, "num_shards", 1) > 1 and rank_world()[1] > 1:
+            logits, labels = gather_rows(logits), gather_rows(labels)
+        if logits is None or labels is None:
+            raise ValueError("the evaluation loader yielded no batch; give it at least one sample")
+        out: dict[str, Any] = {
+            "val_loss": float(self.losses(logits, labels).mean()),
+            "val_samples": len(labels),
+        }
         if self.multi_label:
             out.update(multilabel_metrics(logits, labels))
         else:
