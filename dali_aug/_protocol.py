@@ -207,8 +207,9 @@ class SourceView:
 def source_of_dataset(data: Any) -> Any:
     """The source of a torch dataset the Loader can read without its ``__getitem__``: a
     torchvision ``DatasetFolder`` (``ImageFolder``; anything with ``root``, ``samples`` and
-    ``classes``) becomes a :class:`~dali_aug.sources.FolderSource` of the same files,
-    indices and labels; a ``FakeData`` (``size``, ``image_size``, ``num_classes``) a
+    ``classes`` or ``class_to_idx``) or a timm ``ImageDataset`` of a folder (its ``reader``
+    has them) becomes a :class:`~dali_aug.sources.FolderSource` of the same files, indices
+    and labels; a ``FakeData`` (``size``, ``image_size``, ``num_classes``) a
     :class:`~dali_aug.sources.SyntheticSource` of the same shape and length. The dataset's
     ``transform`` is not used: the Loader's pipeline (crop, flip, policy, normalisation)
     replaces it.
@@ -219,13 +220,29 @@ def source_of_dataset(data: Any) -> Any:
     from dali_aug.sources import FolderSource, SyntheticSource
 
     name = type(data).__name__
-    if all(hasattr(data, a) for a in ("root", "samples", "classes")):
-        root = Path(data.root)
-        paths = tuple(os.path.relpath(p, root) for p, _ in data.samples)
-        targets = torch.tensor([int(t) for _, t in data.samples], dtype=torch.int64)
+    # torchvision's DatasetFolder, or timm's ImageDataset (its reader lists the files)
+    files = next(
+        (
+            d
+            for d in (data, getattr(data, "reader", None))
+            if hasattr(d, "root")
+            and hasattr(d, "samples")
+            and (hasattr(d, "classes") or hasattr(d, "class_to_idx"))
+        ),
+        None,
+    )
+    if files is not None:
+        root = Path(files.root)
+        paths = tuple(os.path.relpath(p, root) for p, _ in files.samples)
+        targets = torch.tensor([int(t) for _, t in files.samples], dtype=torch.int64)
         if not paths:
             raise ValueError(f"the {name} at {str(root)!r} has no samples")
-        return FolderSource(root, paths, targets, tuple(data.classes))
+        if hasattr(files, "classes"):
+            classes = tuple(files.classes)
+        else:
+            by_index = sorted(files.class_to_idx.items(), key=lambda kv: kv[1])
+            classes = tuple(c for c, _ in by_index)
+        return FolderSource(root, paths, targets, classes)
     if all(hasattr(data, a) for a in ("size", "image_size", "num_classes")):
         shape = tuple(data.image_size)
         return SyntheticSource(
