@@ -331,6 +331,40 @@ def test_image_folder_becomes_a_folder_source_of_its_samples(shapes_dir: Path) -
         assert b.labels.tolist() == [ds.targets[i] for i in b.indices.tolist()]
 
 
+class TimmDataset(Dataset[Any]):
+    """timm's ``ImageDataset`` of a folder: the files are its ``reader``'s (``root``,
+    ``samples``, ``class_to_idx``; no ``classes``)."""
+
+    def __init__(self, root: Path) -> None:
+        folder = FolderDataset(root)
+        self.reader = type("Reader", (), {})()
+        self.reader.root = folder.root
+        self.reader.samples = folder.samples
+        # the index order differs from the sorted names: the classes follow the indices
+        self.reader.class_to_idx = {c: len(folder.classes) - 1 - k for c, k in
+                                    folder.class_to_idx.items()}  # fmt: skip
+        self.reader.samples = [(p, len(folder.classes) - 1 - t) for p, t in folder.samples]
+
+    def __len__(self) -> int:
+        return len(self.reader.samples)
+
+
+def test_timm_image_dataset_becomes_a_folder_source_of_its_readers_files(
+    shapes_dir: Path,
+) -> None:
+    ds = TimmDataset(shapes_dir)
+    loader = Loader(ds, batch_size=16, seed=1, **CPU)
+    src = loader.source
+    assert isinstance(src, FolderSource) and loader.dataset is ds
+    assert src.targets.tolist() == [t for _, t in ds.reader.samples]
+    by_index = sorted(ds.reader.class_to_idx, key=ds.reader.class_to_idx.__getitem__)
+    assert src.classes == tuple(by_index) != tuple(sorted(by_index))
+    for i in (0, 17, 63):
+        path, target = ds.reader.samples[i]
+        assert os.path.normpath(src.name(i)) == path
+        assert src.classes[target] == Path(path).parent.name
+
+
 def test_fake_data_becomes_a_synthetic_source() -> None:
     ds = FakeDataset(20, (3, 12, 16), 5)
     loader = Loader(ds, batch_size=8, **CPU)

@@ -415,6 +415,22 @@ def test_step_updates_theta_and_alpha_and_weights_under_the_new_theta(
     assert float((loss.weight - stale).abs().max()) > 1e-7
 
 
+def test_the_equal_weights_ablation_keeps_the_meta_step_and_weighs_the_real_step_equally() -> None:
+    """``real_weights="equal"``: theta and the sampler still learn from the meta step, but
+    the real step weighs every sample 1/N."""
+    trainer, method = _trainer(MetaConfig(mode="exact", real_weights="equal", every=1))
+    before = [p.detach().clone() for p in method.policy.parameters()]
+    probs = method.sampler.probs.clone()
+    for i in range(2):
+        loss = trainer._step(_batch(8, i))
+        assert loss.weight is not None
+        torch.testing.assert_close(loss.weight, torch.full((8,), 1 / 8))
+    moved = [float((p.detach() - b).abs().max()) for p, b in
+             zip(method.policy.parameters(), before, strict=True)]  # fmt: skip
+    assert min(moved) > 0  # the policy net still trains
+    assert not torch.equal(method.sampler.probs, probs)  # and the sampler still refreshes
+
+
 @pytest.mark.parametrize(
     ("share", "samples", "used"), [(0.25, None, 2), (1.0, None, 8), (0.25, 3, 3)]
 )

@@ -52,11 +52,14 @@ def run(
     seeds: Sequence[int] = SEEDS,
     jobs: int = 2,
     extra: str = "",
+    regime: str = REGIME,
 ) -> int:
     """One table of ``configs`` (name -> flags) in the regime, over ``seeds``, written to
-    ``out`` (a record of :mod:`benchmarks.accuracy_table`)."""
+    ``out`` (a record of :mod:`benchmarks.accuracy_table`). ``regime``: the flags after
+    every row's (default :data:`REGIME`; a table whose rows set ``--train-size`` themselves
+    passes it without)."""
     argv = ["--name", name, "--epochs", str(EPOCHS), "--jobs", str(jobs), "--out", out]
-    argv += ["--seeds", *map(str, seeds), "--extra", f"{REGIME} {extra}".strip()]
+    argv += ["--seeds", *map(str, seeds), "--extra", f"{regime} {extra}".strip()]
     argv += ["--workdir", f"runs/fashion/{name}"]
     for label, flags in configs.items():
         argv += ["--config", f"{label}={flags}"]

@@ -20,6 +20,17 @@ instead of AdamW's 1e-3. Attempt 3 (a diagnostic, after attempt 2): the policy n
 its initialisation (``--meta-lr 1e-9``): the same held-out split, sampler and weighting
 machinery, without learned weights (``--attempt 3``, ``.../fashion_frozen_policy.json``).
 
+Attempt 4 (an ablation, written before it ran, after attempt 3): where does the frozen
+policy's 5.8 points go? Two rows, the same seeds: MetaAugment fast with the real step's
+weights equal (``--meta-real-weights equal``: the held-out split, the meta step, the policy's
+training and the sampler as usual; only Eq. 4's weights replaced by 1/N), and the control
+(uniform pairs + Cutout) trained on 450 images instead of 500 (what MetaAugment's 10 %
+holdout leaves; a class-balanced subset of that size, not the same 450). Read, fixed before
+the runs: equal weights within 1 point of the control (80.7) would put the loss on the
+weights; equal weights 4 or more points below it would put it on the rest of the path, and
+the 450-image row says how much of that the smaller training set explains
+(``--attempt 4``, ``.../fashion_ablation.json``).
+
 Seeds: :data:`benchmarks.fashion.regime.SEEDS` (held out), written before the first run.
 """
 
@@ -27,7 +38,7 @@ from __future__ import annotations
 
 import argparse
 
-from benchmarks.fashion.regime import BASE, SEEDS, run
+from benchmarks.fashion.regime import BASE, REGIME, SEEDS, run
 
 CUTOUT = "cutout --keep-box 0.5"
 META = f"--policy none --method meta {CUTOUT} --val-fraction 0.1"
@@ -47,21 +58,36 @@ ATTEMPT2 = {
     "MetaAugment-exact+Cutout alpha0 0.1": f"{BASE} {META} --meta-mode exact --meta-alpha-init 0.1",
 }
 
+#: attempt 4 sets the training set's size per row (the regime's 500 after the flags otherwise)
+REGIME_ANY_SIZE = REGIME.replace("--train-size 500", "").replace("  ", " ").strip()
+ATTEMPT4 = {
+    "MetaAugment-fast+Cutout equal weights": (
+        f"{BASE} {META} --meta-mode fast --meta-real-weights equal --train-size 500"
+    ),
+    "uniform pairs+Cutout 450 images": f"{BASE} {META} --meta-mode uniform --train-size 450",
+}
+
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--attempt", type=int, choices=[1, 2, 3], default=1)
+    p.add_argument("--attempt", type=int, choices=[1, 2, 3, 4], default=1)
     p.add_argument("--out", default=None, help="default: by attempt, in benchmarks/meta/results/")
     p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     p.add_argument("--only", nargs="+", default=None, help="a subset of the rows, by name")
     args = p.parse_args(argv)
-    rows = {1: CONFIGS, 2: ATTEMPT2, 3: ATTEMPT3}[args.attempt]
+    rows = {1: CONFIGS, 2: ATTEMPT2, 3: ATTEMPT3, 4: ATTEMPT4}[args.attempt]
     configs = {k: v for k, v in rows.items() if args.only is None or k in args.only}
-    results = {1: "fashion.json", 2: "fashion_alpha0.1.json", 3: "fashion_frozen_policy.json"}
+    results = {
+        1: "fashion.json",
+        2: "fashion_alpha0.1.json",
+        3: "fashion_frozen_policy.json",
+        4: "fashion_ablation.json",
+    }
     out = args.out or "benchmarks/meta/results/" + results[args.attempt]
     name = "meta" if args.attempt == 1 else f"meta-a{args.attempt}"
-    return run(name, configs, out, seeds=args.seeds, jobs=args.jobs)
+    regime = REGIME_ANY_SIZE if args.attempt == 4 else REGIME
+    return run(name, configs, out, seeds=args.seeds, jobs=args.jobs, regime=regime)
 
 
 if __name__ == "__main__":

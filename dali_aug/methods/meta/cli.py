@@ -67,6 +67,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--meta-export-levels", type=int, default=3, help="level bins per op in meta_policy.json"
     )
+    p.add_argument(
+        "--meta-real-weights",
+        choices=["policy", "equal"],
+        default="policy",
+        help="the real step's sample weights: the policy's (the method) or equal (an "
+        "ablation, ours: everything else of MetaAugment runs as usual)",
+    )
 
 
 def build(args: argparse.Namespace, ctx: BuildContext) -> MetaAugmentMethod:
@@ -91,6 +98,7 @@ def build(args: argparse.Namespace, ctx: BuildContext) -> MetaAugmentMethod:
             val_samples=args.meta_val_samples,
             val_share=args.meta_val_share,
             export_levels=args.meta_export_levels,
+            real_weights=args.meta_real_weights,
         )
         method = MetaAugmentMethod(ctx.model, config, seed=args.seed)
     except (ValueError, TypeError) as err:

@@ -124,6 +124,10 @@ class MetaConfig:
             ResNet-18 1e-2 and 1e-3 give a theta-gradient cosine to exact of 0.72-0.96,
             1e-4 0.99-1.0; the small CNN is at >= 0.999 from 1e-3 down).
         export_levels: level bins per function in :meth:`MetaAugmentMethod.to_policy`.
+        real_weights: the weights of the real step (Eq. 4): ``policy`` (the method) or
+            ``equal`` (an ablation, ours: the meta step, the policy's training and the
+            sampler run as in ``policy``, but the real step weighs every sample equally;
+            it separates the cost of the weights from the cost of the rest of the path).
     """
 
     mode: Mode = "exact"
@@ -143,12 +147,17 @@ class MetaConfig:
     fast_virtual: FastVirtual = "real_step"
     fd_eps: float = 1e-4
     export_levels: int = 3
+    real_weights: Literal["policy", "equal"] = "policy"
 
     def __post_init__(self) -> None:
         if self.mode not in ("exact", "fast", "uniform"):
             raise ValueError(f"MetaConfig: mode={self.mode!r}; use 'exact', 'fast' or 'uniform'")
         if self.exact_form not in ("jvp", "unrolled"):
             raise ValueError(f"MetaConfig: exact_form={self.exact_form!r}; use 'jvp' or 'unrolled'")
+        if self.real_weights not in ("policy", "equal"):
+            raise ValueError(
+                f"MetaConfig: real_weights={self.real_weights!r}; use 'policy' or 'equal'"
+            )
         if self.fd not in ("forward", "central"):
             raise ValueError(f"MetaConfig: fd={self.fd!r}; use 'forward' or 'central'")
         if self.fast_virtual not in ("current", "previous", "real_step"):
@@ -345,6 +354,8 @@ class MetaAugmentMethod(Method):
             loss.stats["meta_val_loss"] = val_loss
         with torch.no_grad():  # Eq. 4: the real step's weights under the updated theta
             raw, weight = self.weights(features, pending.embedding)
+        if self.config.real_weights == "equal":  # the ablation: equal weights
+            weight = torch.full_like(weight, 1.0 / len(weight))
         if loss.weight is not None:  # composed after another weighting method
             weight = normalise_weights(weight * loss.weight.to(weight.dtype))
         loss.weight = weight
