@@ -239,6 +239,14 @@ def _add_train(t: argparse.ArgumentParser) -> None:
         help="M augmented copies of each sample per batch (AWS's Enlarge Batch: batches of "
         "batch-size x M images); default 1",
     )
+    t.add_argument(
+        "--last-batch",
+        choices=["partial", "drop", "fill"],
+        default=None,
+        help="the epoch's last, incomplete training batch: partial (kept smaller), drop, or "
+        "fill (to --batch-size with the first samples); default: partial in one process, "
+        "drop under torchrun",
+    )
     t.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
     t.add_argument("--channels-last", action="store_true")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
@@ -399,7 +407,8 @@ def _loaders(args: argparse.Namespace, setup: _Setup, world: int) -> _Loaders:
         device=setup.ctx.device.type,  # type: ignore[arg-type]
         seed=args.seed,
         num_threads=args.threads,
-        drop_last=world > 1,
+        drop_last=world > 1 and getattr(args, "last_batch", None) is None,
+        last_batch=getattr(args, "last_batch", None),  # train only
         **_crop(args),
         flip=not args.no_flip,
         op_record=needs.op_record,
@@ -411,6 +420,7 @@ def _loaders(args: argparse.Namespace, setup: _Setup, world: int) -> _Loaders:
         cfg,
         train=False,
         drop_last=False,
+        last_batch=None,
         shard_id=0,
         num_shards=1,
         op_record=False,
@@ -470,6 +480,23 @@ def _check_steps(train: Any, world: int) -> None:
     )
 
 
+def _warn_small_last_batch(train: Any) -> None:
+    """Warns when the epoch's last training batch holds under a quarter of the batch: a step
+    on a few samples is noisy, and under batch norm its statistics are the last to enter the
+    running statistics that evaluation uses."""
+    cfg = train.config
+    if cfg.last_batch_policy != "partial":
+        return
+    last = train._samples_per_epoch() % cfg.batch_size
+    if 0 < last < cfg.batch_size / 4:
+        print(
+            f"warning: the last training batch of every epoch holds {last} of "
+            f"{cfg.batch_size} samples (a noisy step; with batch norm it also moves the "
+            "running statistics evaluation uses); --last-batch drop or fill avoids it",
+            file=sys.stderr,
+        )
+
+
 def _preview_loader(train: Any, batch_size: int, *, clean: bool = False) -> Any:
     """The training loader's data and policy, unsharded, with the op record, for pictures
     (at most ``batch_size`` images and never an empty batch: no ``drop_last``, which torchrun
@@ -480,6 +507,7 @@ def _preview_loader(train: Any, batch_size: int, *, clean: bool = False) -> Any:
         clean=clean or train.config.clean,
         batch_size=max(1, min(batch_size, len(train.source))),
         drop_last=False,
+        last_batch=None,
         shard_id=0,
         num_shards=1,
     )
@@ -583,6 +611,7 @@ def _train_run(
     loaders = _loaders(args, setup, world)
     train, val = loaders.train, loaders.val
     _check_steps(train, world)
+    _warn_small_last_batch(train)
     model = setup.ctx.model
     opt, lr = _optimizer(args, model)
     amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.amp]

@@ -134,6 +134,30 @@ def test_imagenet_layout_reports_val_metrics(
     assert row["images"] == 48
 
 
+@pytest.mark.parametrize(
+    ("last", "images", "warned"),
+    [(None, 48, True), ("partial", 48, True), ("drop", 44, False), ("fill", 66, False)],
+)
+def test_last_batch_flag_and_the_small_last_batch_warning(
+    imagenet_layout_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    last: str | None,
+    images: int,
+    warned: bool,
+) -> None:
+    """48 training images in batches of 22: the last batch holds 4 (under a quarter: warned),
+    is dropped (44 images an epoch) or filled (66); the 16 validation images are never
+    dropped or filled."""
+    extra = [] if last is None else ["--last-batch", last]
+    out = tmp_path / "lb"
+    assert _train(imagenet_layout_dir, out, "--epochs", "1", "--batch-size", "22", *extra) == 0
+    err = capsys.readouterr().err
+    assert ("holds 4 of 22 samples" in err) is warned
+    row = _metrics(out)["history"][-1]
+    assert row["images"] == images and row["val_samples"] == 16
+
+
 def test_skipped_files_are_recorded(shapes_dir: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
     shutil.copytree(shapes_dir, data)
