@@ -49,6 +49,9 @@ from the middle (it would cross from level 15, 45 degrees), so Rotate keeps ever
 The colour ops map values monotonically (or blur, Sharpness) and keep every item where it
 was and the background lighter or darker than the items; Solarize at level 10 (threshold 0)
 is Invert, and on an inverted mosaic any Solarize above level 0 turns the background dark.
+Not listed, measured on 500 real test mosaics: Brightness and BrightnessTimm at level 10
+(factor 1.9) saturate faint items of an inverted mosaic into its white background, and
+:func:`read_inverted` reads 0.4 % of them otherwise; every other op and level kept it.
 
 Variant ``vfa``: four presence labels (:data:`VFA_CLASSES`), each item in its own cell. In
 ``train`` and ``val`` the labels :data:`VFA_A` and :data:`VFA_B` co-occur: of the mosaics
