@@ -82,8 +82,10 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
     p.add_argument(
         "--data",
-        help="ImageFolder, ImageNet layout (DIR/train, DIR/val) or a "
-        "folder with labels.csv; default: generated demo shapes",
+        help="ImageFolder, ImageNet layout (DIR/train, DIR/val), a "
+        "folder with labels.csv, fashion-mnist, or its multi-label mosaics "
+        "fashion-mnist-multi-lbaug / fashion-mnist-multi-vfa (with --multi-label); default: "
+        "generated demo shapes",
     )
     p.add_argument(
         "--policy",
@@ -103,7 +105,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N",
         help=f"with --data {FASHION_MNIST}: a seeded, class-balanced training subset of N "
-        "images (a multiple of 10); default: all 60,000",
+        "images (a multiple of 10); default: all 60,000; with fashion-mnist-multi-*: N "
+        "training mosaics (default 2000)",
     )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", choices=DEVICES, default="auto")

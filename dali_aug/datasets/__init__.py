@@ -1,6 +1,7 @@
 """Data without a download, and where data lives: the procedurally drawn demo shapes
 (:func:`make_shapes`, :func:`demo_data`), Fashion-MNIST from its installed IDX files
-(:func:`fashion_mnist_source`), the cache folder, the resolution of a ``--data``
+(:func:`fashion_mnist_source`) and multi-label mosaics of its items
+(:func:`fashion_mnist_multi_source`), the cache folder, the resolution of a ``--data``
 argument (:func:`resolve_data`), and seeded held-out splits of a training set
 (:func:`holdout`, :func:`stratified_holdout`, :func:`subset`)."""
 
@@ -12,9 +13,19 @@ from ._fashion_mnist import (
     fashion_mnist_source,
     load_fashion_mnist,
 )
+from ._fashion_multi import (
+    DESTROYED_BY,
+    LBAUG_CLASSES,
+    VFA_CLASSES,
+    MultiMosaics,
+    fashion_mnist_multi,
+    fashion_mnist_multi_source,
+    read_inverted,
+)
 from ._folders import (
     DEMO_SIZE,
     FASHION_MNIST,
+    FASHION_MNIST_MULTI,
     TrainingData,
     cache_dir,
     default_scale,
@@ -28,21 +39,29 @@ from ._split import holdout, stratified_holdout, subset
 
 __all__ = [
     "DEMO_SIZE",
+    "DESTROYED_BY",
     "FASHION_MNIST",
     "FASHION_MNIST_CLASSES",
     "FASHION_MNIST_DIR",
+    "FASHION_MNIST_MULTI",
+    "LBAUG_CLASSES",
     "MULTI_LABELS",
+    "MultiMosaics",
     "SHAPE_CLASSES",
     "ShapesSpec",
     "TrainingData",
+    "VFA_CLASSES",
     "cache_dir",
     "default_scale",
     "default_size",
     "demo_data",
+    "fashion_mnist_multi",
+    "fashion_mnist_multi_source",
     "fashion_mnist_source",
     "holdout",
     "load_fashion_mnist",
     "make_shapes",
+    "read_inverted",
     "resolve_data",
     "stratified_holdout",
     "subset",

@@ -6,11 +6,12 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 __all__ = [
     "DEMO_SIZE",
     "FASHION_MNIST",
+    "FASHION_MNIST_MULTI",
     "TrainingData",
     "cache_dir",
     "default_scale",
@@ -25,18 +26,29 @@ DEMO_SIZE = 64
 #: the ``--data`` name of Fashion-MNIST in the CLIs (the IDX files of Debian's
 #: dataset-fashion-mnist, :mod:`dali_aug.datasets._fashion_mnist`; its test split validates)
 FASHION_MNIST = "fashion-mnist"
+#: the ``--data`` names of the multi-label Fashion-MNIST mosaics and their variants
+#: (:mod:`dali_aug.datasets._fashion_multi`; the test split validates)
+FASHION_MNIST_MULTI: dict[str, Literal["lbaug", "vfa"]] = {
+    "fashion-mnist-multi-lbaug": "lbaug",
+    "fashion-mnist-multi-vfa": "vfa",
+}
 
 
 def default_size(data: str | None) -> int:
     """The image side of a ``--data`` argument without ``--size``: 64 on the demo data (None),
-    28 on Fashion-MNIST (its native side), 224 elsewhere."""
+    28 on Fashion-MNIST and 56 on its mosaics (their native sides), 224 elsewhere."""
+    if data in FASHION_MNIST_MULTI:
+        return 56
     return {None: DEMO_SIZE, FASHION_MNIST: 28}.get(data, 224)
 
 
 def default_scale(data: str | None) -> tuple[float, float]:
     """The random-resized crop's area range of a ``--data`` argument without ``--scale``:
     (0.5, 1) on the demo data and Fashion-MNIST (small images a crop of 8 % would lose),
-    torchvision's (0.08, 1) elsewhere."""
+    (1, 1) on the Fashion-MNIST mosaics (a smaller crop cuts cells away, and with them
+    labels), torchvision's (0.08, 1) elsewhere."""
+    if data in FASHION_MNIST_MULTI:
+        return (1.0, 1.0)
     return (0.5, 1.0) if data in (None, FASHION_MNIST) else (0.08, 1.0)
 
 
@@ -100,14 +112,29 @@ def training_data(
 ) -> TrainingData:
     """The training data of a ``--data`` argument (the verbs' one reading of it):
     ``fashion-mnist`` (a seeded, class-balanced ``train_size`` subset of its training split,
-    the test split to validate), else :func:`resolve_data`'s folders.
+    the test split to validate), ``fashion-mnist-multi-lbaug`` and ``-vfa`` (the mosaics'
+    train split of ``train_size`` mosaics, default 2000, drawn with ``seed``; their test split
+    to validate), else :func:`resolve_data`'s folders.
 
     Raises:
-        ValueError: ``--train-size`` without Fashion-MNIST, Fashion-MNIST as multi-label, or
-            what :func:`resolve_data` and the source's scan refuse.
+        ValueError: ``--train-size`` without Fashion-MNIST, Fashion-MNIST as multi-label, its
+            mosaics without ``multi_label``, or what :func:`resolve_data` and the source's
+            scan refuse.
     """
     from dali_aug.sources import open_source
 
+    if data in FASHION_MNIST_MULTI:
+        from dali_aug.datasets._fashion_multi import fashion_mnist_multi_source
+
+        if not multi_label:
+            raise ValueError(
+                f"--data {data} is multi-label (multi-hot labels, scored by mAP); add "
+                "--multi-label (verbs that take single-label data only cannot use it)"
+            )
+        variant = FASHION_MNIST_MULTI[data]
+        source = fashion_mnist_multi_source("train", variant, n=train_size, seed=seed)
+        val = fashion_mnist_multi_source("test", variant, seed=seed)
+        return TrainingData(source, val_source=val)
     if data == FASHION_MNIST:
         from dali_aug.datasets._fashion_mnist import fashion_mnist_source
 
@@ -116,6 +143,7 @@ def training_data(
         source = fashion_mnist_source("train", train_size=train_size, seed=seed)
         return TrainingData(source, val_source=fashion_mnist_source("test"))
     if train_size is not None:
-        raise ValueError(f"--train-size is for --data {FASHION_MNIST}; drop it")
+        names = ", ".join([FASHION_MNIST, *FASHION_MNIST_MULTI])
+        raise ValueError(f"--train-size is for --data {names}; drop it")
     train_dir, val_dir = resolve_data(data, multi_label=multi_label)
     return TrainingData(open_source(train_dir), val_dir=val_dir)
