@@ -53,14 +53,18 @@ def run(
     jobs: int = 2,
     extra: str = "",
     regime: str = REGIME,
+    epochs: int = EPOCHS,
+    multi_label: bool = False,
+    workdir: str = "runs/fashion",
 ) -> int:
     """One table of ``configs`` (name -> flags) in the regime, over ``seeds``, written to
     ``out`` (a record of :mod:`benchmarks.accuracy_table`). ``regime``: the flags after
     every row's (default :data:`REGIME`; a table whose rows set ``--train-size`` themselves
-    passes it without)."""
-    argv = ["--name", name, "--epochs", str(EPOCHS), "--jobs", str(jobs), "--out", out]
+    passes it without); ``epochs``, ``multi_label`` (mAP and mA) and the runs' ``workdir``
+    for other data."""
+    argv = ["--name", name, "--epochs", str(epochs), "--jobs", str(jobs), "--out", out]
     argv += ["--seeds", *map(str, seeds), "--extra", f"{regime} {extra}".strip()]
-    argv += ["--workdir", f"runs/fashion/{name}"]
+    argv += ["--workdir", f"{workdir}/{name}", *(["--multi-label"] if multi_label else [])]
     for label, flags in configs.items():
         argv += ["--config", f"{label}={flags}"]
     print("python -m benchmarks.accuracy_table " + shlex.join(argv), flush=True)
