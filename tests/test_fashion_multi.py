@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from dali_aug.datasets._fashion_mnist import write_idx
 from dali_aug.datasets._fashion_multi import (
@@ -357,3 +358,29 @@ def test_train_on_the_mosaics(
     assert "mAP" in metrics["history"][-1]
     with pytest.raises(SystemExit, match="add --multi-label"):
         main([*argv, "--out", str(tmp_path / "y")])
+
+
+def test_lbaug_searches_the_mosaics_training_split_with_the_pad_crop(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``dali-aug search lbaug --data fashion-mnist-multi-lbaug``: the training split's
+    ``--train-size`` mosaics at 56 px with the pad crop, and an actor over their labels."""
+    import json
+
+    from dali_aug.cli import main
+    from dali_aug.datasets import LBAUG_CLASSES
+
+    monkeypatch.setenv("DALI_AUG_FASHION_MNIST", str(root))
+    monkeypatch.setenv("DALI_AUG_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "actor.pt"
+    argv = ["search", "lbaug", "--data", "fashion-mnist-multi-lbaug", "--train-size", "40",
+            "--crop", "pad", "--pad", "2", "--folds", "2", "--critic-epochs", "1",
+            "--search-epochs", "1", "--device", "cpu", "--threads", "1", "--no-progress",
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    assert "fashion-mnist-multi-lbaug (40 images, 10 labels, 56 px)" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "actor_search.json").read_text())
+    assert summary["data"] == "fashion-mnist-multi-lbaug" and summary["size"] == 56
+    assert summary["samples"] == 40
+    payload = torch.load(out, weights_only=False)
+    assert tuple(payload["label_names"]) == tuple(LBAUG_CLASSES)

@@ -428,10 +428,12 @@ def load_images(
     scale: tuple[float, float] = (0.08, 1.0),
     flip: bool = False,
     seed: int = 0,
+    crop: str = "rrc",
+    pad: int = 4,
 ) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
-    """Decodes a multi-label folder (``labels.csv``) once: uint8 images [N, 3, size, size]
-    (in the folder's order) and multi-hot labels [N, C] on the Loader's device, plus the
-    label names.
+    """Decodes a multi-label folder (``labels.csv``) or source once: uint8 images
+    [N, 3, size, size] (in the data's order) and multi-hot labels [N, C] on the Loader's
+    device, plus the label names.
 
     Args:
         transform: ``train`` (default): the training Loader's random-resized crop (area
@@ -440,6 +442,8 @@ def load_images(
             + centre crop.
         flip: with ``train``, the crops after the Loader's random flip (for an actor without
             FlipLR, whose training starts from the flipped crop).
+        crop, pad: the training crop, as ``LoaderConfig`` (``rrc`` with ``scale``, or
+            ``pad`` shifting by up to ``pad`` pixels), what ``dali-aug train --crop`` gives.
     """
     from dali_aug.loader import Loader
 
@@ -458,6 +462,8 @@ def load_images(
         scale=scale,
         flip=flip and train,
         seed=seed,
+        crop=crop,  # type: ignore[arg-type]
+        pad=pad,
     )
     if not loader.multi_label:
         raise ValueError(

@@ -55,9 +55,24 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     defaults = SearchConfig()
     p.add_argument(
         "--data",
-        help="multi-label folder (labels.csv, or DIR/train with one); default: the multi-label "
-        "demo shapes (as `dali-aug train --multi-label`)",
+        help="multi-label folder (labels.csv, or DIR/train with one), or the Fashion-MNIST "
+        "mosaics fashion-mnist-multi-lbaug / -vfa (their training split); default: the "
+        "multi-label demo shapes (as `dali-aug train --multi-label`)",
     )
+    p.add_argument(
+        "--train-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with fashion-mnist-multi-*: N training mosaics (as `dali-aug train`)",
+    )
+    p.add_argument(
+        "--crop",
+        choices=["rrc", "pad"],
+        default="rrc",
+        help="the training crop the critics and rewards see (as `dali-aug train --crop`)",
+    )
+    p.add_argument("--pad", type=int, default=4, help="--crop pad: the largest shift (px)")
     p.add_argument("--out", default="runs/lbaug/actor.pt", help="actor file to write")
     p.add_argument("--folds", type=int, default=defaults.folds, help="K critics/splits (8)")
     # 5 here, 10 in SearchConfig: two defaults, kept as they are (either change alters runs)
@@ -134,15 +149,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_search(args: argparse.Namespace) -> int:
     """``dali-aug search lbaug``: search, then write the actor, the CSV and the PNG."""
-    from dali_aug.datasets import DEMO_SIZE, resolve_data
+    from dali_aug.datasets import (
+        FASHION_MNIST_MULTI,
+        default_scale,
+        default_size,
+        training_data,
+    )
     from dali_aug.methods.lbaug._report import op_table, save_actor, write_heatmap, write_op_table
     from dali_aug.methods.lbaug._search import SearchConfig, load_images, search
 
     try:
-        folder, _ = resolve_data(args.data, multi_label=True)
+        data = training_data(
+            args.data, multi_label=True, train_size=args.train_size, seed=args.seed
+        )
     except ValueError as err:
         raise SystemExit(f"error: LB-Aug: {err}") from None
-    size = args.size or (DEMO_SIZE if args.data is None else 224)
+    mosaics = args.data in FASHION_MNIST_MULTI
+    size = args.size or default_size(args.data)
     try:
         config = SearchConfig(
             ops=_ops(args.ops),
@@ -166,17 +189,20 @@ def run_search(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: {err}") from None
     t0 = time.perf_counter()
     images, labels, names = load_images(
-        folder,
+        data.source,
         size=size,
         device=args.device,
         num_threads=args.threads,
         transform=args.transform,
-        scale=(0.5, 1.0) if args.data is None else (0.08, 1.0),  # as `dali-aug train`
+        scale=default_scale(args.data),  # as `dali-aug train`
         flip="FlipLR" not in config.ops,  # LBAugMethod keeps the Loader's flip then
         seed=args.seed,
+        crop=args.crop,
+        pad=args.pad,
     )
+    where = args.data if mosaics else str(data.source.root)
     print(
-        f"lbaug search: {folder} ({len(labels)} images, {len(names)} labels, {size} px) on "
+        f"lbaug search: {where} ({len(labels)} images, {len(names)} labels, {size} px) on "
         f"{images.device}; K={config.folds} critics ({config.model}, {config.critic_epochs} "
         f"epochs), {config.search_epochs} actor epochs, {len(config.ops)} ops, LB-Aug_"
         f"{config.variant.upper()}, {args.transform} crops"
@@ -185,7 +211,7 @@ def run_search(args: argparse.Namespace) -> int:
     out = Path(args.out)
     summary = {
         "search_config": config.to_dict(),
-        "data": str(folder),
+        "data": where,
         "size": size,
         "transform": args.transform,
         "device": str(images.device),
