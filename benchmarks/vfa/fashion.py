@@ -112,14 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("step", choices=["regime", "table", "decouple"])
     p.add_argument("--jobs", type=int, default=2)
     args = p.parse_args(argv)
-    common = {"jobs": args.jobs, "regime": REGIME, "epochs": EPOCHS, "multi_label": True,
-              "workdir": WORKDIR}  # fmt: skip
+    common: dict[str, Any] = {"jobs": args.jobs, "regime": REGIME, "epochs": EPOCHS,
+                              "multi_label": True, "workdir": WORKDIR}  # fmt: skip
     if args.step == "regime":
         out = str(RESULTS / "fashion_regime.json")
-        return run("vfa-regime", REGIME_ROWS, out, seeds=DEV_SEEDS, **common)  # type: ignore[arg-type]
+        return run("vfa-regime", REGIME_ROWS, out, seeds=DEV_SEEDS, **common)
     if args.step == "table":
         out = str(RESULTS / "fashion.json")
-        return run("vfa-table", TABLE_ROWS, out, seeds=SEEDS, **common)  # type: ignore[arg-type]
+        return run("vfa-table", TABLE_ROWS, out, seeds=SEEDS, **common)
     rows = decouple(RESULTS / "fashion.json", RESULTS / "fashion_decoupling.json")
     for name, runs in rows.items():
         means = {k: sum(r[k] for r in runs) / len(runs) for k in runs[0] if k.endswith("recall")}
