@@ -48,6 +48,7 @@ def _ops(text: str) -> tuple[str, ...]:
 
 def add_search_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of ``dali-aug search lbaug``."""
+    from dali_aug._crop import CROPS
     from dali_aug._dist import DEVICES
     from dali_aug.methods.lbaug._search import SearchConfig
     from dali_aug.models import MODEL_NAMES
@@ -68,7 +69,7 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--crop",
-        choices=["rrc", "pad"],
+        choices=CROPS,
         default="rrc",
         help="the training crop the critics and rewards see (as `dali-aug train --crop`)",
     )
