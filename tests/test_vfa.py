@@ -210,6 +210,17 @@ def test_terms_follow_the_equations(source: str) -> None:
     for name, value in expect.items():
         torch.testing.assert_close(terms[name], value, msg=name)
     assert terms["vfa_kl"] > 0
+    # and the gradients: every term routes to the parameters as its equation does (g's
+    # reconstruction target v is the one constant: the reference detaches it too)
+    expect["vfa_rec"] = (method.net.aggregate(parts) - v.detach()).norm(dim=1).mean()
+    params = [*method.net.parameters(), *model.head.parameters()]
+    for name, value in expect.items():
+        got = torch.autograd.grad(terms[name], params, retain_graph=True, allow_unused=True)
+        want = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
+        for g, w in zip(got, want, strict=True):
+            g = torch.zeros(()) if g is None else g
+            w = torch.zeros(()) if w is None else w
+            torch.testing.assert_close(g.expand_as(w) if g.dim() == 0 else g, w, msg=name)
 
 
 def test_propensity_weights_make_each_label_independent_of_the_others() -> None:
@@ -317,6 +328,50 @@ def test_detach_backbone_keeps_the_vfa_terms_off_the_backbone() -> None:
         assert (grad is None or not grad.any()) == detach
         assert model.head.weight.grad is not None and model.head.weight.grad.any()
         assert all(p.grad is not None for p in method.net.parameters())
+
+
+#: which parameters each term's gradient must reach (True) or must not (False), by the
+#: equations: f = the decoupling MLP, enc/dec/bin = the per-label VAE and classifier, g = the
+#: aggregation, head = the model's classifier
+_ROUTES = {
+    "vfa_aug": {"f": True, "enc": False, "dec": False, "bin": False, "g": True, "head": True},
+    "vfa_kl": {"f": True, "enc": True, "dec": False, "bin": False, "g": False, "head": False},
+    "vfa_vae_rec": {"f": True, "enc": True, "dec": True, "bin": False, "g": False, "head": False},
+    "vfa_bin": {"f": True, "enc": True, "dec": False, "bin": True, "g": False, "head": False},
+    "vfa_rec": {"f": True, "enc": False, "dec": False, "bin": False, "g": True, "head": False},
+}
+
+
+def test_each_term_reaches_the_modules_its_equation_routes_it_to() -> None:
+    """Gradient routing, not just values (``shuffle_source="mlp"``, the paper's): the
+    augmented features reach the head through g and f (not detached before the head); the
+    VAE's reconstruction ``||v^j - d_j(z)||`` trains f as well as the decoder (its target
+    v^j is not detached); KL trains the encoder and f, not the decoder; the latent
+    classifier trains h_j, the encoder and f; g's reconstruction trains g and f."""
+    torch.manual_seed(0)
+    model = build_model("small", 6)
+    cfg = VFAConfig(sub_dim=8, latent_dim=4, hidden=16, shuffle_source="mlp")
+    method = VFAMethod(model, 6, cfg, seed=3)
+    net = method.net
+    groups = {
+        "f": [*net.f1_weights, net.f1_bias, net.f2_weight, net.f2_bias],
+        "enc": [net.enc_weight, net.enc_bias],
+        "dec": [net.dec_weight, net.dec_bias],
+        "bin": [net.bin_weight, net.bin_bias],
+        "g": [net.g1_weight, net.g1_bias, net.g2_weight, net.g2_bias],
+        "head": list(model.head.parameters()),
+    }
+    v = torch.randn(12, 192, generator=_gen(30))
+    y = (torch.rand(12, 6, generator=_gen(31)) < 0.5).float()
+    terms = method.terms(v, y, model.head)
+    for name, routes in _ROUTES.items():
+        params = [p for ps in groups.values() for p in ps]
+        grads = torch.autograd.grad(terms[name], params, retain_graph=True, allow_unused=True)
+        it = iter(grads)
+        for group, ps in groups.items():
+            mine = [next(it) for _ in ps]
+            reached = any(g is not None and bool(g.abs().sum() > 0) for g in mine)
+            assert reached is routes[group], f"{name} -> {group}: {reached}"
 
 
 def _trained(steps: int, cfg: VFAConfig, seed: int = 0) -> tuple[Trainer, list[dict[str, float]]]:
