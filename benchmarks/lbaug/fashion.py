@@ -65,6 +65,13 @@ TABLE_ROWS = {
     "LB-Aug_E": f"{BASE} --method lbaug --actor {ACTORS}/e-s{{seed}}.pt",
     "LB-Aug_H": f"{BASE} --method lbaug --actor {ACTORS}/h-s{{seed}}.pt",
 }
+#: attempt 2 (written after the table, where every row tied and the label-agnostic rows'
+#: spaces turned out to hold none of the destroying ops: TrivialAugment-wide and RandAugment
+#: have no FlipLR, FlipUD or Invert): a random policy over LB-Aug's own space, aa+flips,
+#: each op equally likely, applied with probability 0.5 (the mean of LB-Aug's 11 apply
+#: probabilities) at a uniform level 1-10 (random sign)
+RANDOM_SPACE = ACTORS.parent / "random_space_policy.json"
+TABLE2_ROWS = {"random policy over LB-Aug's space": BASE.replace("none", str(RANDOM_SPACE))}
 RESULTS = Path("benchmarks/lbaug/results")
 WORKDIR = "runs/lbaug-fashion"
 
@@ -89,6 +96,24 @@ def search(seeds: tuple[int, ...], jobs: int) -> int:
     return 1 if failed else 0
 
 
+def random_space_policy(path: Path) -> None:
+    """Writes the attempt-2 policy (see :data:`RANDOM_SPACE`): one sub-policy per op and
+    level, weighted so that every op of the space is drawn equally often."""
+    from dali_aug.methods.lbaug.cli import _ops
+    from dali_aug.ops import get
+    from dali_aug.policies import OpSpec, Policy
+
+    subs, weights = [], []
+    for op in _ops("aa+flips"):  # the searches' space (the CLI's default)
+        levels = range(1, 11) if get(op).has_magnitude else [0]
+        for level in levels:
+            subs.append((OpSpec(op, 0.5, level),))
+            weights.append(1.0 / len(levels))
+    policy = Policy("random over aa+flips", tuple(subs), weights=tuple(weights))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(policy.to_dict(), indent=1))
+
+
 def labels(table: Path, out: Path) -> dict[str, Any]:
     """Each run's per-label AP (its ``metrics.json``), by row."""
     record = json.loads(table.read_text())
@@ -105,7 +130,7 @@ def labels(table: Path, out: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("step", choices=["regime", "search", "table", "labels"])
+    p.add_argument("step", choices=["regime", "search", "table", "labels", "table2"])
     p.add_argument("--jobs", type=int, default=2)
     args = p.parse_args(argv)
     common: dict[str, Any] = {"jobs": args.jobs, "regime": REGIME, "epochs": EPOCHS,
@@ -115,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
         return run("lbaug-regime", REGIME_ROWS, out, seeds=DEV_SEEDS, **common)
     if args.step == "search":
         return search(SEEDS, args.jobs)
+    if args.step == "table2":
+        random_space_policy(RANDOM_SPACE)
+        out = str(RESULTS / "fashion_random_space.json")
+        return run("lbaug-table2", TABLE2_ROWS, out, seeds=SEEDS, **common)
     if args.step == "table":
         return run("lbaug-table", TABLE_ROWS, str(RESULTS / "fashion.json"), seeds=SEEDS, **common)
     rows = labels(RESULTS / "fashion.json", RESULTS / "fashion_labels.json")
