@@ -147,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.step == "table":
         return run("lbaug-table", TABLE_ROWS, str(RESULTS / "fashion.json"), seeds=SEEDS, **common)
     rows = labels(RESULTS / "fashion.json", RESULTS / "fashion_labels.json")
+    if (RESULTS / "fashion_random_space.json").exists():  # attempt 2's row
+        rows |= labels(
+            RESULTS / "fashion_random_space.json", RESULTS / "fashion_random_space_labels.json"
+        )
     for name, runs in rows.items():
         names = runs[0]["ap"]
         means = {k: sum(r["ap"][k] for r in runs) / len(runs) for k in names}
