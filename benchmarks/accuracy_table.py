@@ -37,10 +37,25 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from benchmarks._record import provenance
+
+
+def run_folder(workdir: str | Path, name: str, seed: int) -> Path:
+    """The output folder of row ``name``'s run with ``seed`` under ``workdir``."""
+    return Path(workdir) / f"{name}-s{seed}"
+
+
+def table_runs(table: str | Path) -> Iterator[tuple[str, int, Path]]:
+    """(row, seed, run folder) of every run of a record this script wrote, in its order (for
+    scripts that read more from the runs' folders than the record keeps)."""
+    record = json.loads(Path(table).read_text())
+    for name, runs in record["runs"].items():
+        for run in runs:
+            yield name, run["seed"], run_folder(record["settings"]["workdir"], name, run["seed"])
 
 
 def _run(flags: list[str], seed: int, epochs: int, out: Path, extra: list[str]) -> dict[str, Any]:
@@ -124,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                 configs[name],
                 seed,
                 args.epochs,
-                Path(args.workdir) / f"{name}-s{seed}",
+                run_folder(args.workdir, name, seed),
                 extra,
             ): (name, seed)
             for name, seed in work

@@ -45,6 +45,7 @@ from typing import Any
 import torch
 
 from benchmarks._record import write_record
+from benchmarks.accuracy_table import table_runs
 from benchmarks.fashion.regime import run
 
 DEV_SEEDS = (0, 1, 2)
@@ -116,14 +117,11 @@ def random_space_policy(path: Path) -> None:
 
 def labels(table: Path, out: Path) -> dict[str, Any]:
     """Each run's per-label AP (its ``metrics.json``), by row."""
-    record = json.loads(table.read_text())
     rows: dict[str, list[dict[str, Any]]] = {}
-    for name, runs in record["runs"].items():
-        for run_ in runs:
-            folder = Path(record["settings"]["workdir"]) / f"{name}-s{run_['seed']}"
-            per_label = json.loads((folder / "metrics.json").read_text())["per_label"]
-            ap = {label: v["ap"] for label, v in per_label.items()}
-            rows.setdefault(name, []).append({"seed": run_["seed"], "ap": ap})
+    for name, seed, folder in table_runs(table):
+        per_label = json.loads((folder / "metrics.json").read_text())["per_label"]
+        ap = {label: v["ap"] for label, v in per_label.items()}
+        rows.setdefault(name, []).append({"seed": seed, "ap": ap})
     write_record(out, {"table": str(table)}, torch.device("cpu"), runs=rows)
     return rows
 

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from benchmarks._record import write_record
+from benchmarks.accuracy_table import table_runs
 from benchmarks.fashion.regime import run
 
 #: development seeds (the regime) and held-out seeds (the table), fixed before any run
@@ -73,35 +74,32 @@ def decouple(table: Path, out: Path) -> dict[str, Any]:
     from dali_aug.loader import Loader
     from dali_aug.models import build_model
 
-    record = json.loads(table.read_text())
-    test = fashion_mnist_multi_source("test", "vfa")
+    test = Loader(fashion_mnist_multi_source("test", "vfa"), train=False, batch_size=256,
+                  size=56, device="cpu", crop="pad", num_threads=1)  # fmt: skip
+    batches = list(test)  # decoded once, evaluated by every run's model
     a, b, r = (VFA_CLASSES.index(x) for x in (VFA_A, VFA_B, VFA_R))
     rows: dict[str, list[dict[str, Any]]] = {}
-    for name, runs in record["runs"].items():
-        for run_ in runs:
-            folder = Path(record["settings"]["workdir"]) / f"{name}-s{run_['seed']}"
-            args = json.loads((folder / "metrics.json").read_text())["args"]
-            model = build_model(args["model"], len(VFA_CLASSES))
-            model.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
-            model.eval()
-            loader = Loader(test, train=False, batch_size=256, size=56, device="cpu",
-                            crop="pad", num_threads=1)  # fmt: skip
-            preds, labels = [], []
-            with torch.no_grad():
-                for batch in loader:
-                    preds.append(torch.sigmoid(model(batch.images)) > 0.5)
-                    labels.append(batch.labels > 0.5)
-            p, y = torch.cat(preds), torch.cat(labels)
-            everywhere = torch.ones(len(y), dtype=torch.bool)
-            rows.setdefault(name, []).append({
-                "seed": run_["seed"],
-                "rare_recall": _recall(p, y, r, everywhere),
-                "a_without_b_recall": _recall(p, y, a, ~y[:, b]),
-                "b_without_a_recall": _recall(p, y, b, ~y[:, a]),
-                "a_with_b_recall": _recall(p, y, a, y[:, b]),
-                "b_with_a_recall": _recall(p, y, b, y[:, a]),
-                "images": len(y),
-            })  # fmt: skip
+    for name, seed, folder in table_runs(table):
+        args = json.loads((folder / "metrics.json").read_text())["args"]
+        model = build_model(args["model"], len(VFA_CLASSES))
+        model.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
+        model.eval()
+        preds, labels = [], []
+        with torch.no_grad():
+            for batch in batches:
+                preds.append(torch.sigmoid(model(batch.images)) > 0.5)
+                labels.append(batch.labels > 0.5)
+        p, y = torch.cat(preds), torch.cat(labels)
+        everywhere = torch.ones(len(y), dtype=torch.bool)
+        rows.setdefault(name, []).append({
+            "seed": seed,
+            "rare_recall": _recall(p, y, r, everywhere),
+            "a_without_b_recall": _recall(p, y, a, ~y[:, b]),
+            "b_without_a_recall": _recall(p, y, b, ~y[:, a]),
+            "a_with_b_recall": _recall(p, y, a, y[:, b]),
+            "b_with_a_recall": _recall(p, y, b, y[:, a]),
+            "images": len(y),
+        })  # fmt: skip
     settings = {"table": str(table), "threshold": 0.5, "a": VFA_A, "b": VFA_B, "rare": VFA_R}
     write_record(out, settings, torch.device("cpu"), runs=rows)
     return rows
