@@ -490,7 +490,7 @@ def _warn_small_last_batch(train: Any) -> None:
     cfg = train.config
     if cfg.last_batch_policy != "partial":
         return
-    last = train._samples_per_epoch() % cfg.batch_size
+    last = len(train.sampler) % cfg.batch_size
     if 0 < last < cfg.batch_size / 4:
         print(
             f"warning: the last training batch of every epoch holds {last} of "
