@@ -27,6 +27,7 @@ from dali_aug.methods.meta import (
     PairSampler,
     PolicyNet,
     draw_transforms,
+    effective_sample_share,
     embed,
     normalise_weights,
     pairs_policy,
@@ -399,7 +400,8 @@ def test_step_updates_theta_and_alpha_and_weights_under_the_new_theta(
     assert any(not torch.equal(p, q) for p, q in zip(trainer.model.parameters(), w0, strict=True))
     assert loss.weight is not None and not loss.weight.requires_grad
     torch.testing.assert_close(loss.weight.sum(), torch.tensor(1.0))
-    assert {"alpha", "mean_weight", "meta_val_loss"} <= set(loss.stats)
+    assert loss.normalise
+    assert {"alpha", "mean_weight", "meta_val_loss", "weight_ess"} <= set(loss.stats)
     # the real step's weights: the normalised outputs of the *updated* policy
     pending = method._pending
     assert pending is not None
@@ -429,6 +431,60 @@ def test_the_equal_weights_ablation_keeps_the_meta_step_and_weighs_the_real_step
              zip(method.policy.parameters(), before, strict=True)]  # fmt: skip
     assert min(moved) > 0  # the policy net still trains
     assert not torch.equal(method.sampler.probs, probs)  # and the sampler still refreshes
+
+
+def test_mean_weight_norm_is_eqs_2_and_4_as_printed() -> None:
+    """``weight_norm="mean"``: both steps weigh sample i by P_i / N (no renormalisation by
+    the sum), so the real step's loss is (1/N) sum_i P_i L_i; the default divides by the sum."""
+    feats, emb = torch.randn(6, 192), torch.rand(6, 28) * 11
+    for norm in ("sum", "mean"):
+        config = MetaConfig(weight_norm=norm)  # type: ignore[arg-type]
+        method = MetaAugmentMethod(build_model("small", 4), config, seed=0)
+        raw, weight = method.weights(feats, emb)
+        expected = raw / (raw.sum() if norm == "sum" else 6)
+        torch.testing.assert_close(weight, expected)
+    trainer, method = _trainer(MetaConfig(mode="exact", weight_norm="mean"))
+    captured: dict[str, torch.Tensor] = {}
+    forward = trainer.forward
+
+    def spy(images: torch.Tensor, *, params: dict | None = None) -> Forward:
+        out = forward(images, params=params)
+        if params is None:
+            assert out.features is not None
+            captured["features"] = out.features.detach()
+        return out
+
+    trainer.forward = spy  # type: ignore[method-assign]
+    loss = trainer._step(_batch(8, 0))
+    assert loss.weight is not None and not loss.normalise
+    pending = method._pending
+    assert pending is not None
+    with torch.no_grad():
+        raw = method.policy(captured["features"], pending.embedding)
+    torch.testing.assert_close(loss.weight, raw / 8)
+    assert float(loss.weight.sum()) < 1.0  # sigmoid outputs below 1: a smaller step
+    torch.testing.assert_close(loss.main(), (raw / 8 * loss.per_sample).sum())
+    torch.testing.assert_close(
+        torch.as_tensor(loss.stats["weight_ess"]), effective_sample_share(loss.weight)
+    )
+
+
+def test_effective_sample_share() -> None:
+    torch.testing.assert_close(effective_sample_share(torch.full((8,), 0.3)), torch.tensor(1.0))
+    one = torch.zeros(8)
+    one[3] = 2.0
+    torch.testing.assert_close(effective_sample_share(one), torch.tensor(1 / 8))
+    half = torch.tensor([1.0, 1.0, 0.0, 0.0])  # two of four samples, equally: a half
+    torch.testing.assert_close(effective_sample_share(half), torch.tensor(0.5))
+
+
+def test_an_unnormalised_loss_reduces_by_the_sum_of_weighted_losses() -> None:
+    from dali_aug.train import Loss
+
+    per_sample, w = torch.tensor([1.0, 2.0, 4.0]), torch.tensor([0.5, 0.25, 0.25])
+    assert float(Loss(per_sample, weight=w).main()) == pytest.approx(2.0 / 1.0)
+    assert float(Loss(per_sample, weight=w / 2).main()) == pytest.approx(2.0)
+    assert float(Loss(per_sample, weight=w / 2, normalise=False).main()) == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize(
@@ -738,6 +794,7 @@ def test_nan_features_give_a_clear_error_in_the_step() -> None:
         ("val_share", 1.5, r"val_share=1.5 must be in \(0, 1\]"),
         ("fd_eps", float("nan"), "fd_eps=nan must be a finite number"),
         ("mode", "slow", "'exact', 'fast' or 'uniform'"),
+        ("weight_norm", "max", "'sum' or 'mean'"),
     ],
 )
 def test_bad_config_values_are_refused_naming_the_choices(

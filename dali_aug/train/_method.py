@@ -61,17 +61,20 @@ class Loss:
 
     Attributes:
         per_sample: [B] losses of the (augmented) batch.
-        weight: optional [B] per-sample weights; reduced as ``sum(w * l) / sum(w)``.
+        weight: optional [B] per-sample weights; reduced as ``sum(w * l) / sum(w)``, or as
+            ``sum(w * l)`` when ``normalise`` is False (weights that carry the step's scale).
         terms: named scalar terms added to the total (e.g. ``{"early": 0.3 * l_early}``);
             each is logged per epoch under ``loss/<name>``.
         stats: named scalars logged per epoch but not added (e.g. a meta step's
             validation loss).
+        normalise: reduce the weighted losses by the weights' sum (the default), or not.
     """
 
     per_sample: torch.Tensor
     weight: torch.Tensor | None = None
     terms: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
     stats: dict[str, torch.Tensor | float] = dataclasses.field(default_factory=dict)
+    normalise: bool = True
 
     def main(self) -> torch.Tensor:
         """The (weighted) mean of the per-sample losses."""
@@ -85,6 +88,8 @@ class Loss:
             )
         if not torch.isfinite(w).all():
             raise ValueError("loss weights contain NaN/inf; check the method producing them")
+        if not self.normalise:
+            return (w * self.per_sample).sum()
         return (w * self.per_sample).sum() / w.sum().clamp_min(torch.finfo(w.dtype).tiny)
 
     def total(self) -> torch.Tensor:

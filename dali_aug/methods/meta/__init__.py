@@ -8,7 +8,11 @@ from typing import TYPE_CHECKING
 from dali_aug.methods import lazy_exports
 
 if TYPE_CHECKING:
-    from dali_aug.methods.meta._policy_net import PolicyNet, normalise_weights
+    from dali_aug.methods.meta._policy_net import (
+        PolicyNet,
+        effective_sample_share,
+        normalise_weights,
+    )
     from dali_aug.methods.meta._report import pairs_policy
     from dali_aug.methods.meta._sampler import PairSampler
     from dali_aug.methods.meta._space import FUNCTIONS, Transforms, draw_transforms, embed
@@ -22,6 +26,7 @@ _EXPORTS = {
     "PolicyNet": "dali_aug.methods.meta._policy_net",
     "Transforms": "dali_aug.methods.meta._space",
     "draw_transforms": "dali_aug.methods.meta._space",
+    "effective_sample_share": "dali_aug.methods.meta._policy_net",
     "embed": "dali_aug.methods.meta._space",
     "normalise_weights": "dali_aug.methods.meta._policy_net",
     "pairs_policy": "dali_aug.methods.meta._report",
@@ -34,6 +39,7 @@ __all__ = [
     "PolicyNet",
     "Transforms",
     "draw_transforms",
+    "effective_sample_share",
     "embed",
     "normalise_weights",
     "pairs_policy",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["PolicyNet", "normalise_weights"]
+__all__ = ["PolicyNet", "effective_sample_share", "normalise_weights"]
 
 
 class PolicyNet(nn.Module):
@@ -73,3 +73,11 @@ def normalise_weights(raw: torch.Tensor) -> torch.Tensor:
             "MetaAugment: every policy weight is 0 (a saturated sigmoid); lower --meta-lr"
         )
     return raw / total
+
+
+def effective_sample_share(weights: torch.Tensor) -> torch.Tensor:
+    """Kish's effective sample size of non-negative ``weights`` [N] as a share of N:
+    ``(sum w)^2 / (N * sum w^2)``, in (0, 1]; 1 for equal weights, 1/N when one sample holds
+    all the weight (a diagnostic: how many samples a weighted step really learns from)."""
+    w = weights.detach().double()
+    return (w.sum() ** 2 / (len(w) * (w * w).sum()).clamp_min(1e-300)).float()

@@ -74,6 +74,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="the real step's sample weights: the policy's (the method) or equal (an "
         "ablation, ours: everything else of MetaAugment runs as usual)",
     )
+    p.add_argument(
+        "--meta-weight-norm",
+        choices=["sum", "mean"],
+        default="sum",
+        help="the policy outputs P_i as step weights: divided by the batch's sum (the "
+        "paper's text; default) or by the batch size (its Eqs. 2 and 4 as printed: the "
+        "policy also scales the step)",
+    )
 
 
 def build(args: argparse.Namespace, ctx: BuildContext) -> MetaAugmentMethod:
@@ -99,6 +107,7 @@ def build(args: argparse.Namespace, ctx: BuildContext) -> MetaAugmentMethod:
             val_share=args.meta_val_share,
             export_levels=args.meta_export_levels,
             real_weights=args.meta_real_weights,
+            weight_norm=args.meta_weight_norm,
         )
         method = MetaAugmentMethod(ctx.model, config, seed=args.seed)
     except (ValueError, TypeError) as err:

@@ -60,7 +60,11 @@ from dali_aug.methods.meta._bilevel import (
     unrolled_meta_grads,
     weighted_grad,
 )
-from dali_aug.methods.meta._policy_net import PolicyNet, normalise_weights
+from dali_aug.methods.meta._policy_net import (
+    PolicyNet,
+    effective_sample_share,
+    normalise_weights,
+)
 from dali_aug.methods.meta._sampler import PairSampler
 from dali_aug.methods.meta._space import FUNCTIONS, draw_transforms
 from dali_aug.ops import OpParams, apply_params
@@ -128,6 +132,12 @@ class MetaConfig:
             ``equal`` (an ablation, ours: the meta step, the policy's training and the
             sampler run as in ``policy``, but the real step weighs every sample equally;
             it separates the cost of the weights from the cost of the rest of the path).
+        weight_norm: how the policy's sigmoid outputs P_i become the weights of the virtual
+            and the real step: ``sum`` (each divided by the batch's sum, as the paper's text
+            says: "normalized within each mini-batch"; the weights sum to 1) or ``mean``
+            (``P_i / N``, Eqs. 2 and 4 as printed: ``(1/n) sum_i P_i grad L_i``; the weights
+            sum to the mean output, so the policy also sets the step's size). The paper's
+            text and equations disagree; ``sum`` is our default reading, ``mean`` the other.
     """
 
     mode: Mode = "exact"
@@ -148,6 +158,7 @@ class MetaConfig:
     fd_eps: float = 1e-4
     export_levels: int = 3
     real_weights: Literal["policy", "equal"] = "policy"
+    weight_norm: Literal["sum", "mean"] = "sum"
 
     def __post_init__(self) -> None:
         if self.mode not in ("exact", "fast", "uniform"):
@@ -158,6 +169,8 @@ class MetaConfig:
             raise ValueError(
                 f"MetaConfig: real_weights={self.real_weights!r}; use 'policy' or 'equal'"
             )
+        if self.weight_norm not in ("sum", "mean"):
+            raise ValueError(f"MetaConfig: weight_norm={self.weight_norm!r}; use 'sum' or 'mean'")
         if self.fd not in ("forward", "central"):
             raise ValueError(f"MetaConfig: fd={self.fd!r}; use 'forward' or 'central'")
         if self.fast_virtual not in ("current", "previous", "real_step"):
@@ -357,10 +370,12 @@ class MetaAugmentMethod(Method):
         if self.config.real_weights == "equal":  # the ablation: equal weights
             weight = torch.full_like(weight, 1.0 / len(weight))
         if loss.weight is not None:  # composed after another weighting method
-            weight = normalise_weights(weight * loss.weight.to(weight.dtype))
+            weight = normalise_weights(weight * loss.weight.to(weight.dtype)) * weight.sum()
         loss.weight = weight
+        loss.normalise = self.config.weight_norm == "sum"
         loss.stats["alpha"] = self.log_alpha.detach().exp()
         loss.stats["mean_weight"] = raw.mean()
+        loss.stats["weight_ess"] = effective_sample_share(weight)
         self._loss = loss  # after_step adds the deferred meta step's validation loss
         # the sampler's and the report's statistics over the global batch (every rank
         # keeps the same sampler)
@@ -398,10 +413,13 @@ class MetaAugmentMethod(Method):
     def weights(
         self, features: torch.Tensor, embedding: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(raw sigmoid outputs, the weights normalised within the batch), both [N]; the
+        """(raw sigmoid outputs, the steps' weights by ``weight_norm``), both [N]; the
         features are detached (P is a function of theta only)."""
         raw = self.policy(features.detach(), embedding)
-        return raw, normalise_weights(raw)
+        weight = normalise_weights(raw)  # also refuses NaN/inf and an all-zero batch
+        if self.config.weight_norm == "mean":  # Eqs. 2 and 4 as printed: P_i / N
+            weight = raw / len(raw)
+        return raw, weight
 
     def _meta_update(self, grads: list[torch.Tensor]) -> None:
         """One step of (theta, alpha); under torch.distributed with the gradients averaged
