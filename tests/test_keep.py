@@ -73,6 +73,27 @@ def test_full_saliency_is_the_input_gradient(model: torch.nn.Module, images: tor
     torch.testing.assert_close(saliency(model, images, targets), expected)
 
 
+def test_gradient_x_input_saliency_is_the_gradient_times_the_change_to_black(
+    model: torch.nn.Module, images: torch.Tensor
+) -> None:
+    """``value="gradient_x_input"``: |g * (x - black)|, max over channels; 0 on the pixels
+    that are already black, where the vanilla gradient is not."""
+    from dali_aug.ops import normalize
+
+    black = normalize(torch.zeros(1, 3, 1, 1, dtype=torch.uint8))
+    x0 = images.clone()
+    x0[:, :, :10, :] = black  # a black band at the top of every image
+    targets = torch.tensor([3, 2, 1, 0, 3, 2])
+    x = x0.clone().requires_grad_(True)
+    model(x).gather(1, targets.view(-1, 1)).sum().backward()
+    assert x.grad is not None
+    expected = (x.grad * (x0 - black)).abs().amax(1)
+    sal = saliency(model, x0, targets, value="gradient_x_input")
+    torch.testing.assert_close(sal, expected)
+    assert float(sal[:, :10].abs().max()) < 1e-6 < float(sal[:, 10:].max())
+    assert float(saliency(model, x0, targets)[:, :10].max()) > 1e-4  # the gradient is not 0
+
+
 def test_saliency_errors(model: torch.nn.Module, images: torch.Tensor) -> None:
     with pytest.raises(ValueError, match="unknown saliency mode"):
         saliency(model, images, None, mode="bad")  # type: ignore[arg-type]
@@ -82,6 +103,8 @@ def test_saliency_errors(model: torch.nn.Module, images: torch.Tensor) -> None:
         saliency(model, images[:, :1], None)
     with pytest.raises(ValueError, match="targets"):
         saliency(model, images, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="unknown saliency value 'input'.*gradient_x_input"):
+        saliency(model, images, None, value="input")  # type: ignore[arg-type]
 
 
 def _maps() -> torch.Tensor:
@@ -559,6 +582,17 @@ def _keep_batch(n: int, side: int, seed: int, flips: torch.Tensor | None = None)
     return Batch(images=images, labels=labels, indices=torch.arange(n), params=params, clean=clean)
 
 
+def test_the_method_selects_boxes_from_the_saliency_value_it_was_given(
+    model: torch.nn.Module,
+) -> None:
+    batch = _keep_batch(4, 32, seed=5)
+    for value in ("gradient", "gradient_x_input"):
+        keep = KeepMethod(model, 4, saliency_mode="full", value=value)  # type: ignore[arg-type]
+        result = keep.select(batch)
+        expected = saliency(model, batch.images, batch.labels, value=value)  # type: ignore[arg-type]
+        torch.testing.assert_close(result.saliency, expected)
+
+
 def test_saliency_map_is_per_image_by_default() -> None:
     """Eval-mode batch norm, so that the map is the image's own (the saliency map of
     "KeepAugment: A Simple Information-Preserving Data Augmentation Approach", Sec. 3; the
@@ -789,7 +823,8 @@ def test_keep_cli_flags_reach_keep_and_cutout() -> None:
     )  # fmt: skip
     args = p.parse_args(
         ["--keep-box", "0.25", "--keep-tau", "0.4", "--keep-fill", "random",
-         "--keep-cutmix", "salient-source", "--saliency-norm", "batch"]
+         "--keep-cutmix", "salient-source", "--saliency-norm", "batch",
+         "--saliency-value", "gradient-x-input"]
     )  # fmt: skip
     ctx = BuildContext(
         build_model("small", 4), ("a", "b", "c", "d"), False, torch.device("cpu"), 32, 0
@@ -802,6 +837,7 @@ def test_keep_cli_flags_reach_keep_and_cutout() -> None:
         "salient-source",
         "batch",
     )
+    assert keep.value == "gradient_x_input" and keep_cli.build(defaults, ctx).value == "gradient"
     cut = cutout_cli.build(args, ctx)
     assert (cut.box_fraction, cut.fill) == (0.25, "random")
     assert cutout_cli.build(defaults, ctx).box_fraction == 0.5

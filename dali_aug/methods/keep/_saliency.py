@@ -13,6 +13,14 @@ the training step in one of three modes:
   early maps did not track the full maps: box-score correlation 0.05 against 0.25-0.40 after
   the first stage, measured on trained small models.)
 
+What the map measures (``value``; ours, not the paper's, which uses the vanilla gradient):
+``gradient`` (the paper's ``|d logit_y / d x|``) or ``gradient_x_input`` (``|g * (x - b)|``,
+max over channels, with ``b`` the normalised value of a black pixel: the first-order change
+of the logit if the pixel went black, i.e. gradient times input against a black baseline).
+On images with an empty black background (Fashion-MNIST) the vanilla gradient spreads about
+as much over the background as over the object (``benchmarks/keep/NOTES.md``); the product is
+0 wherever the pixel is already black.
+
 Targets: single-label -> the logit of the label; multi-label -> the sum of the positive
 labels' logits; no labels (``targets=None``) -> the max logit.
 
@@ -35,11 +43,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dali_aug.ops import normalize
 from dali_aug.train import frozen_norm
 
-__all__ = ["EarlyHead", "NormMode", "SaliencyMode", "saliency"]
+__all__ = ["EarlyHead", "NormMode", "SaliencyMode", "SaliencyValue", "saliency"]
 
 SaliencyMode = Literal["full", "lowres", "early"]
+#: What the map measures: the vanilla gradient (the paper) or gradient x input (ours).
+SaliencyValue = Literal["gradient", "gradient_x_input"]
 #: Batch norm in the saliency pass: running statistics (per-image maps) or batch statistics.
 NormMode = Literal["eval", "batch"]
 
@@ -100,6 +111,7 @@ def saliency(
     early_head: EarlyHead | None = None,
     first_block: Callable[[torch.Tensor], torch.Tensor] | None = None,
     norm: NormMode = "eval",
+    value: SaliencyValue = "gradient",
 ) -> torch.Tensor:
     """Saliency maps [N, H, W] (float32, >= 0) of ``images`` [N, 3, H, W].
 
@@ -115,9 +127,10 @@ def saliency(
         first_block: the network's first block, for ``early`` (default:
             ``model.early_features``).
         norm: ``eval`` (per-image maps) or ``batch`` (batch statistics).
+        value: ``gradient`` or ``gradient_x_input`` (module docstring).
 
     Raises:
-        ValueError: bad shapes, an unknown mode or norm, or ``early`` without a head.
+        ValueError: bad shapes, an unknown mode, norm or value, or ``early`` without a head.
     """
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be [N, 3, H, W], got {tuple(images.shape)}")
@@ -125,6 +138,8 @@ def saliency(
         raise ValueError(f"{images.shape[0]} images but {targets.shape[0]} targets")
     if norm not in ("eval", "batch"):
         raise ValueError(f"unknown saliency norm {norm!r}; use 'eval' or 'batch'")
+    if value not in ("gradient", "gradient_x_input"):
+        raise ValueError(f"unknown saliency value {value!r}; use 'gradient' or 'gradient_x_input'")
     h, w = images.shape[-2:]
     if mode == "lowres":
         x = F.interpolate(
@@ -150,6 +165,9 @@ def saliency(
             logits = model(x)
         score = _target_score(logits.float(), targets).sum()
         (grad,) = torch.autograd.grad(score, x)
+    if value == "gradient_x_input":  # against a black image: normalize(0) per channel
+        black = normalize(torch.zeros(1, 3, 1, 1, dtype=torch.uint8)).to(x.device, x.dtype)
+        grad = grad * (x.detach() - black)
     sal = grad.abs().amax(dim=1)
     if mode == "lowres":
         sal = F.interpolate(sal.unsqueeze(1), size=(h, w), mode="bilinear", align_corners=False)

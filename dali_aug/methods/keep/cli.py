@@ -55,6 +55,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="batch norm in the saliency pass: eval (per-image maps; default) or batch "
         "(the batch's statistics, as the training forward)",
     )
+    p.add_argument(
+        "--saliency-value",
+        choices=["gradient", "gradient-x-input"],
+        default="gradient",
+        help="what the saliency measures: the vanilla gradient (the paper; default) or "
+        "gradient x input against a black image (ours: 0 where a pixel is already black)",
+    )
 
 
 def box_fraction(args: argparse.Namespace) -> float:
@@ -79,6 +86,7 @@ def build(args: argparse.Namespace, ctx: BuildContext) -> KeepMethod:
             fill=args.keep_fill,
             cutmix=args.keep_cutmix,
             norm=args.saliency_norm,
+            value=args.saliency_value.replace("-", "_"),
             seed=args.seed,
         )
     except ValueError as err:

@@ -29,7 +29,13 @@ from dali_aug.methods.keep._augment import (
     keep_cutout,
     keep_paste,
 )
-from dali_aug.methods.keep._saliency import EarlyHead, NormMode, SaliencyMode, saliency
+from dali_aug.methods.keep._saliency import (
+    EarlyHead,
+    NormMode,
+    SaliencyMode,
+    SaliencyValue,
+    saliency,
+)
 from dali_aug.train import DeviceGenerators, Forward, LoaderNeeds, Loss, Method, Step
 from dali_aug.train._generators import generators_state, load_generators_state
 from dali_aug.viz import normalize
@@ -97,6 +103,8 @@ class KeepMethod(Method):
             :func:`~dali_aug.methods.keep.keep_cutmix`).
         norm: batch norm in the saliency pass: ``eval`` (per-image maps, running statistics)
             or ``batch`` (the batch's statistics).
+        value: what the saliency measures: ``gradient`` (the paper's vanilla gradient) or
+            ``gradient_x_input`` (ours: gradient times input against a black image).
         seed: seeds the box choice and the random fill.
     """
 
@@ -114,6 +122,7 @@ class KeepMethod(Method):
         fill: FillMode = "zero",
         cutmix: CutMixVariant = "paper",
         norm: NormMode = "eval",
+        value: SaliencyValue = "gradient",
         seed: int = 0,
     ) -> None:
         if mode not in ("cutout", "paste", "cutmix"):
@@ -132,9 +141,13 @@ class KeepMethod(Method):
             raise ValueError(f"unknown cutmix variant {cutmix!r}; use 'paper' or 'salient-source'")
         if norm not in ("eval", "batch"):
             raise ValueError(f"unknown saliency norm {norm!r}; use 'eval' or 'batch'")
+        if value not in ("gradient", "gradient_x_input"):
+            raise ValueError(
+                f"unknown saliency value {value!r}; use 'gradient' or 'gradient_x_input'"
+            )
         self.model, self.num_classes, self.mode = model, num_classes, mode
         self.saliency_mode, self.box_fraction, self.tau = saliency_mode, box_fraction, tau
-        self.fill, self.cutmix, self.norm = fill, cutmix, norm
+        self.fill, self.cutmix, self.norm, self.value = fill, cutmix, norm, value
         self.generator = torch.Generator().manual_seed(seed)
         self._fill_generators = DeviceGenerators(seed + 1)
         self.early_head: EarlyHead | None = None
@@ -188,6 +201,7 @@ class KeepMethod(Method):
             mode=self.saliency_mode,
             early_head=self.early_head,
             norm=self.norm,
+            value=self.value,
         )
         tau = self.tau
         if self.mode == "paste":
