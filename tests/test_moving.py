@@ -69,7 +69,7 @@ def test_same_seed_same_data_other_seed_other_data() -> None:
 
 def test_every_label_has_a_fair_share() -> None:
     _, targets, classes = moving_clips(2000, length=8, size=16, cache=False)
-    share = dict(zip(classes, targets.mean(0)))
+    share = dict(zip(classes, targets.mean(0), strict=True))
     for label in MOTIONS:  # 1.5 objects x 0.8 moving / 8 motions = 0.15
         assert 0.11 < share[label] < 0.19, (label, share[label])
     for label in classes[8:]:  # 1.5 objects / 3 kinds, minus clips with two of a kind
