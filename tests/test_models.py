@@ -125,7 +125,8 @@ def test_clip_model_names_that_are_errors() -> None:
 def test_r2plus1d_learns_the_motion_labels_of_the_moving_clips() -> None:
     """400 training clips of 8 frames, 10 epochs of multi-label BCE (about 14 s on one CPU
     thread); held-out mAP well above chance (a label's chance AP is its share, 0.15 for a
-    motion, 0.46 for a kind), the four directions, growing and flickering included."""
+    motion, 0.46 for a kind), the four directions, growing and flickering included. Measured:
+    mAP 0.72; directions 0.95-0.99, grows 0.95, flickers 0.66, the turns 0.27-0.31."""
     torch.manual_seed(0)
     clips, targets, classes = moving_clips(700, length=8, seed=1, cache=False)
     x = torch.from_numpy(clips).permute(0, 1, 4, 2, 3).float() / 255 - 0.5
@@ -147,7 +148,8 @@ def test_r2plus1d_learns_the_motion_labels_of_the_moving_clips() -> None:
     with torch.no_grad():
         ap = average_precision(model.eval()(x[400:]), y[400:])
     per_label = dict(zip(classes, ap.tolist(), strict=True))
-    print({k: round(v, 3) for k, v in per_label.items()}, float(ap.mean()))
     assert ap.mean() > 0.6, per_label
-    for label in ("moves left", "moves right", "moves up", "moves down", "grows", "flickers"):
-        assert per_label[label] > 0.5, per_label
+    # a static streak shows the axis of a motion (AP near 0.5), only the order its sign
+    for label in ("moves left", "moves right", "moves up", "moves down"):
+        assert per_label[label] > 0.75, per_label
+    assert per_label["grows"] > 0.5 and per_label["flickers"] > 0.4, per_label
