@@ -4,6 +4,7 @@ and the errors."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,10 @@ from dali_aug.datasets._moving import (
     DESTROYED_BY,
     MOTIONS,
     SHIFT,
+    TURN,
     _generate,
     _Layout,
+    _layout,
     _render,
     _shape_sprites,
 )
@@ -88,6 +91,28 @@ def test_direction_labels_move_the_centroid(
     assert (moved > 0.6 * SHIFT * SIZE).all(), moved  # the shapes' hands shift it a little
     other = _centroids(_masks(clips[rows], layout.background[rows]))[1 - axis]
     assert (np.abs(other[:, -1] - other[:, 0]) < 0.15 * SHIFT * SIZE).all()
+
+
+def test_turn_labels_turn_the_hand_that_way() -> None:
+    """The dark hand pulls the brightness-weighted centroid off the shape's centroid; the
+    direction between them turns with the object (clockwise on screen: the angle, y down,
+    grows). At 64 px on a black background: at 32 px the hand is a pixel or two wide."""
+    layout = _layout(np.random.default_rng(3), 400, LENGTH, 64, 3)
+    layout = dataclasses.replace(layout, background=np.zeros_like(layout.background))
+    weight = _render(layout, _shape_sprites()).astype(float).sum(-1)
+    mask = weight > 60
+    mx, my = _centroids(mask)
+    c = np.arange(64) + 0.5
+    total = (weight * mask).sum((2, 3))
+    wx = (weight * mask * c).sum((2, 3)) / total
+    wy = (weight * mask * c[:, None]).sum((2, 3)) / total
+    angle = np.arctan2(my - wy, mx - wx)
+    turn = np.median(np.angle(np.exp(1j * np.diff(angle, axis=1))), axis=1)
+    step = np.deg2rad(TURN / (LENGTH - 1))
+    for label, sign in (("rotates clockwise", 1), ("rotates counterclockwise", -1)):
+        rows = _single(layout, MOTIONS.index(label))
+        assert len(rows) >= 10 and (sign * turn[rows] > 0).all(), (label, turn[rows])
+        assert np.median(sign * turn[rows]) == pytest.approx(step, rel=0.3)
 
 
 def test_grows_quadruples_the_area_and_the_rest_keep_it(
