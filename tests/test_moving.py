@@ -97,8 +97,14 @@ def test_turn_labels_turn_the_hand_that_way() -> None:
     """The dark hand pulls the brightness-weighted centroid off the shape's centroid; the
     direction between them turns with the object (clockwise on screen: the angle, y down,
     grows). At 64 px on a black background: at 32 px the hand is a pixel or two wide."""
-    layout = _layout(np.random.default_rng(3), 400, LENGTH, 64, 3)
-    layout = dataclasses.replace(layout, background=np.zeros_like(layout.background))
+    drawn = _layout(np.random.default_rng(3), 400, LENGTH, 64, 3)
+    keep = ~drawn.present[:, 1] & np.isin(drawn.motion[:, 0], [4, 5])  # one turning object
+    fields = ("present", "kind", "motion", "x0", "y0", "angle0", "phase", "colour")
+    layout = dataclasses.replace(
+        drawn,
+        **{name: getattr(drawn, name)[keep] for name in fields},
+        background=np.zeros((int(keep.sum()), 64, 64, 3)),
+    )
     weight = _render(layout, _shape_sprites()).astype(float).sum(-1)
     mask = weight > 60
     mx, my = _centroids(mask)
