@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from dali_aug.datasets import moving_classes, moving_clips
 from dali_aug.datasets._fashion_mnist import write_idx
@@ -138,9 +139,7 @@ def test_flickers_oscillates_the_mean_brightness(
     drawn: tuple[np.ndarray, np.ndarray, _Layout],
 ) -> None:
     clips, _, layout = drawn
-    mean = clips.astype(float).mean((2, 3, 4))  # [N, T]
-    # second differences: 0 on a trend (growing), 2|cos| on a period-4 cosine
-    swing = np.abs(mean[:, 2:] + mean[:, :-2] - 2 * mean[:, 1:-1]).mean(1)
+    swing = _swing(clips)
     one = ~layout.present[:, 1]
     flickers = one & (layout.motion[:, 0] == MOTIONS.index("flickers"))
     steady = one & (layout.motion[:, 0] != MOTIONS.index("flickers"))
@@ -179,6 +178,37 @@ def test_colour_ops_keep_the_direction_labels(
         background = apply(op, np.rint(layout.background[rows]).astype(np.uint8), 10)
         centre = _centroids(_masks(out, background.astype(float)))[axis]
         assert (sign * (centre[:, -1] - centre[:, 0]) > 0.4 * SHIFT * SIZE).all(), (op, motion)
+
+
+def _swing(clips: np.ndarray) -> np.ndarray:
+    """[N]: the oscillation of each clip's mean brightness (second differences: 0 on a trend,
+    as of a growing object, 2|cos| on a period-4 cosine)."""
+    mean = clips.astype(float).mean((2, 3, 4))
+    return np.abs(mean[:, 2:] + mean[:, :-2] - 2 * mean[:, 1:-1]).mean(1)
+
+
+def test_flickers_survives_the_ops_not_listed_and_not_the_folding_ones(
+    drawn: tuple[np.ndarray, np.ndarray, _Layout],
+) -> None:
+    clips, _, layout = drawn
+    flicker = clips[_single(layout, MOTIONS.index("flickers"))]
+    frames = flicker.reshape(-1, SIZE, SIZE, 3)
+    before = _swing(flicker)
+    for op in names():
+        kept = min(
+            (
+                _swing(apply(op, frames, level, generator=_gen()).reshape(flicker.shape)) / before
+            ).min()
+            for level in (3, 5, 7, 10)
+        )
+        if op in ("Equalize", "Solarize", "SolarizeTimm", "SolarizeAdd"):
+            assert op in DESTROYED_BY["flickers"] and kept < 0.3, (op, kept)
+        elif op not in DESTROYED_BY["flickers"]:
+            assert kept > 0.35, (op, kept)
+
+
+def _gen() -> torch.Generator:
+    return torch.Generator().manual_seed(0)
 
 
 def test_destroyed_by_names_catalog_ops_and_every_label() -> None:
