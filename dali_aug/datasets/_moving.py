@@ -194,23 +194,26 @@ class _Layout:
 
 def _check_kind(kind: object) -> None:
     if kind not in _KINDS:
-        raise ValueError(f"kind={kind!r}; use one of {', '.join(map(repr, _KINDS))}")
+        raise ValueError(f"moving_clips: kind={kind!r}; use one of {', '.join(map(repr, _KINDS))}")
 
 
-def _check(n: object, length: object, size: object, seed: object, kind: object) -> None:
-    for name, value, low in (("n", n, 1), ("length", length, 2 * FLICKER_PERIOD)):
-        _check_int(name, value, low)
-    _check_int("size", size, 16)
-    _check_int("seed", seed, 0)
+#: the smallest value of each int argument, and why when it is not obvious
+_LOWEST: dict[str, tuple[int, str]] = {
+    "n": (1, ""),
+    "length": (2 * FLICKER_PERIOD, " (a flicker shows two periods)"),
+    "size": (16, " (smaller hides the shapes)"),
+    "seed": (0, ""),
+}
+
+
+def _check(kind: object, **ints: object) -> None:
+    for name, value in ints.items():
+        low, why = _LOWEST[name]
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"moving_clips: {name}={value!r}; pass an int >= {low}")
+        if value < low:
+            raise ValueError(f"moving_clips: {name}={value}; pass {name} >= {low}{why}")
     _check_kind(kind)
-
-
-def _check_int(name: str, value: object, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"moving_clips: {name}={value!r}; pass an int >= {low}")
-    if value < low:
-        why = {"length": " (a flicker needs two periods)", "size": " (smaller hides shapes)"}
-        raise ValueError(f"moving_clips: {name}={value}; pass {name} >= {low}{why.get(name, '')}")
 
 
 def _layout(rng: np.random.Generator, n: int, length: int, size: int, kinds: int) -> _Layout:
@@ -415,7 +418,7 @@ def moving_clips(
         >>> clips.shape, targets.shape
         ((400, 8, 32, 32, 3), (400, 11))
     """
-    _check(n, length, size, seed, kind)
+    _check(kind, n=n, length=length, size=size, seed=seed)
     n, length, size, seed = int(n), int(length), int(size), int(seed)
     classes = moving_classes(kind)
     if not cache:
