@@ -20,9 +20,13 @@ import torch
 from torch import nn
 
 __all__ = [
+    "CLIP_AVG_PREFIX",
+    "CLIP_MODEL_NAMES",
     "MODEL_NAMES",
     "TIMM_PREFIX",
     "Classifier",
+    "ClipAverage",
+    "ClipR2Plus1D",
     "ModelName",
     "TimmClassifier",
     "build_model",
@@ -36,6 +40,10 @@ ModelName = Literal["small", "resnet18", "resnet50"]
 MODEL_NAMES: tuple[str, ...] = get_args(ModelName)
 #: ``build_model("timm:NAME", ...)`` builds ``timm.create_model(NAME)`` (timm is optional)
 TIMM_PREFIX = "timm:"
+#: the clip models' names (input [B, T, C, H, W]); ``clip-avg-NAME`` averages the image
+#: model NAME's features over the frames (:class:`ClipAverage`)
+CLIP_MODEL_NAMES: tuple[str, ...] = ("clip-r2plus1d-small", "clip-avg-small")
+CLIP_AVG_PREFIX = "clip-avg-"
 _TIMM_HINT = (
     "timm is not importable here; install it into an environment whose torchvision imports "
     "(e.g. pip install torch==2.14.1 torchvision==0.29.1 timm, as benchmarks/setup_env.sh "
@@ -167,7 +175,9 @@ def build_model(name: str, num_classes: int, *, pretrained: bool = False) -> nn.
     """``small`` (stride-2 stem + 4 conv blocks, ~0.4 M parameters, receptive
     field ~77 px, for 32-96 px images), ``resnet18``, ``resnet50`` (a :class:`Classifier`),
     or ``timm:NAME`` (a :class:`TimmClassifier`; ``pretrained`` loads timm's weights, which
-    must be in the local cache when there is no network).
+    must be in the local cache when there is no network). Clip models, for inputs
+    [B, T, C, H, W]: ``clip-r2plus1d-small`` (:class:`ClipR2Plus1D`) and ``clip-avg-NAME``
+    (:class:`ClipAverage` of the image model NAME, e.g. ``clip-avg-small``).
 
     Raises:
         ValueError: an unknown name, ``pretrained`` for a model of ours (they have no
@@ -177,11 +187,15 @@ def build_model(name: str, num_classes: int, *, pretrained: bool = False) -> nn.
         raise ValueError(f"num_classes={num_classes} must be >= 1")
     if name.startswith(TIMM_PREFIX):
         return _timm_model(name[len(TIMM_PREFIX) :], num_classes, pretrained)
-    if pretrained:
+    if pretrained and not name.startswith(CLIP_AVG_PREFIX + TIMM_PREFIX):
         raise ValueError(
             f"--pretrained: the model {name!r} has no pretrained weights; use a "
             f"'{TIMM_PREFIX}NAME' model for pretrained weights"
         )
+    if name == "clip-r2plus1d-small":
+        return ClipR2Plus1D(num_classes)
+    if name.startswith(CLIP_AVG_PREFIX):
+        return _clip_average(name[len(CLIP_AVG_PREFIX) :], num_classes, pretrained)
     if name == "small":
         stem = _conv_bn(3, 32, 2)
         body = nn.Sequential(
@@ -199,7 +213,8 @@ def build_model(name: str, num_classes: int, *, pretrained: bool = False) -> nn.
     if name == "resnet50":
         return _resnet(_Bottleneck, (3, 4, 6, 3), num_classes)
     raise ValueError(
-        f"unknown model {name!r}; use 'small', 'resnet18', 'resnet50' or '{TIMM_PREFIX}NAME'"
+        f"unknown model {name!r}; use 'small', 'resnet18', 'resnet50', '{TIMM_PREFIX}NAME', "
+        f"'clip-r2plus1d-small' or '{CLIP_AVG_PREFIX}NAME' (NAME an image model)"
     )
 
 
@@ -268,3 +283,115 @@ def _timm_model(name: str, num_classes: int, pretrained: bool) -> TimmClassifier
             "access pretrained weights must already be in the Hugging Face cache"
         ) from None
     return TimmClassifier(model)
+
+
+def _check_clips(x: torch.Tensor, model: str) -> None:
+    if x.dim() != 5:
+        raise ValueError(
+            f"{model}: expected clips [B, T, C, H, W], got a {x.dim()}-D input of shape "
+            f"{tuple(x.shape)}; a clip model needs frames: set the Loader's clip_length (or "
+            "use an image model)"
+        )
+
+
+def _r2plus1d_block(cin: int, cout: int, stride: int) -> nn.Sequential:
+    """A (2+1)D block: a 1x3x3 spatial convolution (stride ``stride`` in H and W), then a
+    3x1x1 temporal one, each followed by batch norm and ReLU."""
+    return nn.Sequential(
+        nn.Conv3d(cin, cout, (1, 3, 3), (1, stride, stride), (0, 1, 1), bias=False),
+        nn.BatchNorm3d(cout),
+        nn.ReLU(True),
+        nn.Conv3d(cout, cout, (3, 1, 1), 1, (1, 0, 0), bias=False),
+        nn.BatchNorm3d(cout),
+        nn.ReLU(True),
+    )
+
+
+class ClipR2Plus1D(nn.Module):
+    """A small (2+1)D CNN for clips (Tran et al., *A Closer Look at Spatiotemporal
+    Convolutions for Action Recognition*, arXiv:1711.11248, Sec. 3.5: a 3D convolution split
+    into a spatial and a temporal one), without residuals: four blocks of
+    :func:`_r2plus1d_block` (spatial strides 2, 2, 2, 1; no temporal stride), then a global
+    average pool over time and space and ``head``. Sized for 32 px clips of 8-16 frames on a
+    CPU (``widths`` (16, 32, 64, 128): about 0.4 M parameters).
+
+    Shape:
+        ``x``: float [B, T, C, H, W] (T >= 1) -> features [B, widths[-1]], logits
+        [B, num_classes].
+
+    Raises:
+        ValueError: an input that is not 5-D (naming the expected shape and the Loader's
+            ``clip_length``).
+    """
+
+    def __init__(
+        self, num_classes: int, *, in_channels: int = 3, widths: tuple[int, ...] = (16, 32, 64, 128)
+    ) -> None:
+        super().__init__()
+        blocks: list[nn.Module] = []
+        cin = in_channels
+        for i, width in enumerate(widths):
+            blocks.append(_r2plus1d_block(cin, width, 2 if i < len(widths) - 1 else 1))
+            cin = width
+        self.body = nn.Sequential(*blocks)
+        self.head = nn.Linear(cin, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv3d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        _check_clips(x, "clip-r2plus1d-small")
+        return self.body(x.transpose(1, 2)).mean(dim=(2, 3, 4))  # [B, C, T, H, W] inside
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class ClipAverage(nn.Module):
+    """An image model applied to every frame, its features averaged over time (the
+    "single-frame" baseline of Karpathy et al., CVPR 2014, with late average fusion): it
+    cannot tell a clip from the clip reversed.
+
+    Args:
+        frames: an image model of the protocol (``features`` [B, D] and ``head``); its
+            ``head`` becomes this model's (shared, not copied).
+        name: the model's name, for error messages.
+
+    Shape:
+        ``x``: float [B, T, C, H, W] -> features [B, D], logits [B, num_classes].
+
+    Raises:
+        ValueError: an input that is not 5-D (naming the expected shape and the Loader's
+            ``clip_length``).
+    """
+
+    def __init__(self, frames: nn.Module, name: str = "clip-avg") -> None:
+        super().__init__()
+        head = getattr(frames, "head", None)
+        if not callable(getattr(frames, "features", None)) or not isinstance(head, nn.Module):
+            raise TypeError(
+                f"{name}: {type(frames).__name__} has no features() and head; pass a model "
+                "from build_model"
+            )
+        self.frames = frames
+        self.head = head
+        self.name = name
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        _check_clips(x, self.name)
+        b, t = x.shape[:2]
+        per_frame = self.frames.features(x.flatten(0, 1))  # type: ignore[operator]
+        return per_frame.reshape(b, t, -1).mean(dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def _clip_average(frame_name: str, num_classes: int, pretrained: bool) -> ClipAverage:
+    if frame_name.startswith("clip-"):
+        raise ValueError(
+            f"{CLIP_AVG_PREFIX}{frame_name}: {frame_name!r} is a clip model; name an image "
+            f"model, e.g. {CLIP_AVG_PREFIX}small"
+        )
+    frames = build_model(frame_name, num_classes, pretrained=pretrained)
+    return ClipAverage(frames, f"{CLIP_AVG_PREFIX}{frame_name}")

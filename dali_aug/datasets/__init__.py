@@ -1,7 +1,8 @@
 """Data without a download, and where data lives: the procedurally drawn demo shapes
 (:func:`make_shapes`, :func:`demo_data`), Fashion-MNIST from its installed IDX files
 (:func:`fashion_mnist_source`) and multi-label mosaics of its items
-(:func:`fashion_mnist_multi_source`), the cache folder, the resolution of a ``--data``
+(:func:`fashion_mnist_multi_source`), multi-label clips of moving objects
+(:func:`moving_clips`), the cache folder, the resolution of a ``--data``
 argument (:func:`resolve_data`), and seeded held-out splits of a training set
 (:func:`holdout`, :func:`stratified_holdout`, :func:`subset`)."""
 
@@ -34,10 +35,14 @@ from ._folders import (
     resolve_data,
     training_data,
 )
+from ._moving import DESTROYED_BY as CLIP_DESTROYED_BY
+from ._moving import MOTIONS, MOVING_DATA, ClipKind, moving_classes, moving_clips
 from ._shapes import MULTI_LABELS, SHAPE_CLASSES, ShapesSpec, make_shapes
 from ._split import holdout, stratified_holdout, subset
 
 __all__ = [
+    "CLIP_DESTROYED_BY",
+    "ClipKind",
     "DEMO_SIZE",
     "DESTROYED_BY",
     "FASHION_MNIST",
@@ -45,6 +50,8 @@ __all__ = [
     "FASHION_MNIST_DIR",
     "FASHION_MNIST_MULTI",
     "LBAUG_CLASSES",
+    "MOTIONS",
+    "MOVING_DATA",
     "MULTI_LABELS",
     "MultiMosaics",
     "SHAPE_CLASSES",
@@ -61,6 +68,8 @@ __all__ = [
     "holdout",
     "load_fashion_mnist",
     "make_shapes",
+    "moving_classes",
+    "moving_clips",
     "read_inverted",
     "resolve_data",
     "stratified_holdout",
