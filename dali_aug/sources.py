@@ -500,6 +500,23 @@ def _labels_array(labels: np.ndarray | torch.Tensor) -> np.ndarray:
     return np.asarray(labels)
 
 
+def check_pixels(x: Any, what: str, layout: str, item: str) -> None:
+    """Checks an in-memory source's pixels: a non-empty uint8 numpy array of shape ``layout``
+    (``[N, H, W, 3]``, ``[N, T, H, W, 3]``) holding ``what`` (images, clips), one ``item``
+    each.
+
+    Raises:
+        TypeError: not a uint8 numpy array.
+        ValueError: another number of dimensions, not 3 channels, or empty.
+    """
+    if not isinstance(x, np.ndarray) or x.dtype != np.uint8:
+        raise TypeError(f"{what} must be a uint8 numpy array {layout}")
+    if x.ndim != layout.count(",") + 1 or x.shape[-1] != 3:
+        raise ValueError(f"{what} must be {layout}, got shape {x.shape}")
+    if len(x) == 0:
+        raise ValueError(f"{what} is empty; give at least one {item}")
+
+
 def check_targets(
     t: Any, n: int, multi_label: bool, classes: tuple[str, ...], *, what: str, cls: str
 ) -> None:
@@ -632,12 +649,7 @@ class ArraySource:
 
     def __post_init__(self) -> None:
         x, t = self.images, self.targets
-        if not isinstance(x, np.ndarray) or x.dtype != np.uint8:
-            raise TypeError("images must be a uint8 numpy array [N, H, W, 3]")
-        if x.ndim != 4 or x.shape[-1] != 3:
-            raise ValueError(f"images must be [N, H, W, 3], got shape {x.shape}")
-        if len(x) == 0:
-            raise ValueError("images is empty; give at least one image")
+        check_pixels(x, "images", "[N, H, W, 3]", "image")
         check_targets(t, len(x), self.multi_label, self.classes, what="images", cls="ArraySource")
         if not x.flags.c_contiguous:
             object.__setattr__(self, "images", np.ascontiguousarray(x))
