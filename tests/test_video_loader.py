@@ -128,6 +128,20 @@ def test_frames_keep_their_content_and_order() -> None:
     assert (mean[:, 1:] > mean[:, :-1] + 15).all(), "frames out of order"
 
 
+def test_sample_pairing_pairs_the_same_frame_of_the_partner_clip() -> None:
+    """SamplePairing blends frame t with frame t of the partner clip: the frames' offsets
+    (20 t) survive the blend, as with no op at all."""
+    base = make_photo_batch(h=32, w=32)[:4] // 2
+    clips = base[:, None].astype(np.int64) + 20 * np.arange(3).reshape(1, 3, 1, 1, 1)
+    src = ClipArraySource.from_arrays(clips.astype(np.uint8), np.arange(4))
+    loader = Loader(src, policy=_single("SamplePairing"), batch_size=4, clip_length=3, **CPU)
+    (batch,) = list(loader)
+    px = _pixels(batch.images)
+    diff = px - px[:, :1]
+    for t in range(3):
+        assert (diff[:, t] - 20 * t).abs().max() <= 2, f"frame {t}"
+
+
 def test_eval_reads_the_centred_window() -> None:
     """Evaluation: frames 3..6 of 10 (frame t is the value 10 t), in order, every epoch."""
     clips = (10 * np.arange(10, dtype=np.uint8)).reshape(1, 10, 1, 1, 1)
@@ -146,15 +160,19 @@ def test_train_windows_vary_with_the_epoch() -> None:
     clips = (10 * np.arange(10, dtype=np.uint8)).reshape(1, 10, 1, 1, 1)
     clips = np.broadcast_to(clips, (8, 10, 20, 20, 3)).copy()
     src = ClipArraySource.from_arrays(clips, np.zeros(8, dtype=np.int64))
-    loader = Loader(src, batch_size=8, clip_length=2, clip_stride=3, clean=True, **CPU)
-    starts: set[int] = set()
+    kw = {"batch_size": 8, "clip_length": 2, "clip_stride": 3, "clean": True, "shuffle": False}
+    loader = Loader(src, **kw, **CPU)  # in order: position k is clip k every epoch
+    per_epoch: list[list[int]] = []
     for _ in range(3):
         (batch,) = list(loader)
         assert batch.clean is not None
         first = batch.clean[:, :, 0].float().mean(dim=(-1, -2))  # [B, T]
         assert torch.equal(first[:, 1] - first[:, 0], torch.full((8,), 30.0))
-        starts |= set((first[:, 0] / 10).long().tolist())
+        start = (first[:, 0] / 10).long()
+        per_epoch.append(start[torch.argsort(batch.indices)].tolist())  # by clip
+    starts = {s for row in per_epoch for s in row}
     assert len(starts) >= 4 and max(starts) <= 6
+    assert per_epoch[0] != per_epoch[1] != per_epoch[2], "a clip's window ignores the epoch"
 
 
 # -- order, shards, determinism, resume -------------------------------------------------------
