@@ -42,6 +42,13 @@ substitute in its place) to a new pipeline, so the epoch is what it would have b
 file been known to be bad from the start. With ``strict=True`` the first unreadable file raises
 a ``ValueError`` naming it.
 
+Video clips (``clip_length=T``, a clip source of :mod:`dali_aug.video`; ``docs/video.md``):
+one sample is one clip, so the order, the shards, the epochs, the resume and the skipped
+files work on clips as they do on images. The host draws the flip, the crop, the policy's ops
+and the window start once per clip and repeats them on the clip's ``T`` frames; the DALI graph
+is the image graph run on ``B * T`` frames. A clip with an unreadable frame, or frames of
+different shapes, is skipped like an unreadable image, under its ``name``.
+
 Example:
     >>> loader = Loader("data/shapes", policy=RandAugment(n=2, m=9), batch_size=64, size=64)
     >>> for epoch in range(3):
@@ -345,7 +352,8 @@ class Loader:
             ImageNet layout with ``split``; packed shards), a source from
             :mod:`dali_aug.sources`, or a torchvision ``ImageFolder``/``DatasetFolder`` or
             ``FakeData`` (read as a source of the same files or noise; its transform is not
-            used).
+            used); with ``clip_length``, a clip source (:mod:`dali_aug.video`) or a folder
+            of frame folders.
         policy: the dataset-level policy run in the pipeline (default: none). Replace it
             between epochs with :meth:`set_policy`.
         config: a :class:`LoaderConfig`; keyword overrides are applied on top.

@@ -500,10 +500,11 @@ def _labels_array(labels: np.ndarray | torch.Tensor) -> np.ndarray:
     return np.asarray(labels)
 
 
-def check_pixels(x: Any, what: str, layout: str, item: str) -> None:
+def check_pixels(x: Any, what: str, layout: str, item: str) -> np.ndarray:
     """Checks an in-memory source's pixels: a non-empty uint8 numpy array of shape ``layout``
     (``[N, H, W, 3]``, ``[N, T, H, W, 3]``) holding ``what`` (images, clips), one ``item``
-    each.
+    each; returns it C-contiguous (a strided, transposed or flipped view, which DALI
+    refuses, is copied; a contiguous array is returned as is).
 
     Raises:
         TypeError: not a uint8 numpy array.
@@ -515,6 +516,7 @@ def check_pixels(x: Any, what: str, layout: str, item: str) -> None:
         raise ValueError(f"{what} must be {layout}, got shape {x.shape}")
     if len(x) == 0:
         raise ValueError(f"{what} is empty; give at least one {item}")
+    return np.ascontiguousarray(x)
 
 
 def check_targets(
@@ -648,11 +650,11 @@ class ArraySource:
     multi_label: bool = False
 
     def __post_init__(self) -> None:
-        x, t = self.images, self.targets
-        check_pixels(x, "images", "[N, H, W, 3]", "image")
-        check_targets(t, len(x), self.multi_label, self.classes, what="images", cls="ArraySource")
-        if not x.flags.c_contiguous:
-            object.__setattr__(self, "images", np.ascontiguousarray(x))
+        x = check_pixels(self.images, "images", "[N, H, W, 3]", "image")
+        check_targets(
+            self.targets, len(x), self.multi_label, self.classes, what="images", cls="ArraySource"
+        )
+        object.__setattr__(self, "images", x)
 
     @classmethod
     def from_arrays(

@@ -52,16 +52,14 @@ class ClipArraySource:
     encoded: bool = dataclasses.field(default=False, init=False)
 
     def __post_init__(self) -> None:
-        x = self.clips
-        check_pixels(x, "clips", "[N, T, H, W, 3]", "clip")
+        x = check_pixels(self.clips, "clips", "[N, T, H, W, 3]", "clip")
         if x.shape[1] == 0:
             raise ValueError(f"clips have no frames (shape {x.shape}); give T >= 1 frames")
         check_targets(
             self.targets, len(x), self.multi_label, self.classes, what="clips",
             cls="ClipArraySource",
         )  # fmt: skip
-        if not x.flags.c_contiguous:
-            object.__setattr__(self, "clips", np.ascontiguousarray(x))
+        object.__setattr__(self, "clips", x)
 
     @classmethod
     def from_arrays(
