@@ -15,10 +15,12 @@ import torch
 from conftest import make_photo_batch
 from PIL import Image
 
+from dali_aug._image_format import _header_size
 from dali_aug._pipeline import IMAGENET_MEAN, IMAGENET_STD
 from dali_aug.loader import Batch, Loader
 from dali_aug.ops import OpParams, get, index, names
 from dali_aug.policies import NoAugment, OpSpec, Policy, RandAugment
+from dali_aug.sources import looks_valid
 from dali_aug.video import ClipArraySource, FrameFolderSource, apply_clip_params
 
 SIZE = 16
@@ -288,3 +290,27 @@ def test_a_frame_of_another_shape_skips_its_clip(tmp_path: Path) -> None:
     assert loader.skipped == [str(tmp_path / "b" / "clip0")]
     assert any("clip0" in str(w.message) for w in caught)
     assert batch.indices.tolist() == [0, 2, 2]  # b/clip0 (index 1) replaced by the next clip
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_a_frame_the_decoder_rejects_skips_its_clip(tmp_path: Path, train: bool) -> None:
+    """A frame that passes the cheap check but that DALI's decoder rejects: the pipeline
+    fails, the Loader finds the clip by decoding its frames one by one, skips it and
+    refeeds the batches in flight; the epoch has every other clip, in full batches."""
+    noise = np.random.default_rng(0).integers(0, 256, (24, 24, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noise).save(buf, "JPEG")
+    data = bytearray(buf.getvalue())
+    n = len(data)
+    data[n // 3 : n // 2] = bytes(n // 2 - n // 3)  # the scan data, after the frame header
+    assert looks_valid(bytes(data)) and _header_size(bytes(data)) == (24, 24)
+    _frame_folders(tmp_path, clips=6)
+    (tmp_path / "a" / "clip3" / "000003.jpg").write_bytes(bytes(data))
+    loader = Loader(tmp_path, batch_size=2, clip_length=T, train=train, seed=1, **CPU)
+    name = str(tmp_path / "a" / "clip3")
+    with pytest.warns(RuntimeWarning, match=f"skipped 1 unreadable file.*{name}"):
+        batches = list(loader)
+    assert loader.skipped == [name]
+    idx = torch.cat([b.indices for b in batches]).tolist()
+    assert [len(b.indices) for b in batches] == [2, 2, 2]
+    assert 1 not in idx and set(idx) == {0, 2, 3, 4, 5}  # a/clip3 is source index 1
