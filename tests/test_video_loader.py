@@ -314,3 +314,18 @@ def test_a_frame_the_decoder_rejects_skips_its_clip(tmp_path: Path, train: bool)
     idx = torch.cat([b.indices for b in batches]).tolist()
     assert [len(b.indices) for b in batches] == [2, 2, 2]
     assert 1 not in idx and set(idx) == {0, 2, 3, 4, 5}  # a/clip3 is source index 1
+
+
+def test_copies_of_a_clip_read_the_same_frames() -> None:
+    """``copies=2``: both copies of a clip hold its window (frame values 10 t), each with its
+    own crop, flip and ops; one op record row per copy."""
+    clips = (10 * np.arange(8, dtype=np.uint8)).reshape(1, 8, 1, 1, 1)
+    src = ClipArraySource.from_arrays(np.broadcast_to(clips, (3, 8, 20, 20, 3)).copy(), [0, 1, 2])
+    loader = Loader(src, batch_size=3, clip_length=2, copies=2, provenance=True, **CPU)
+    (batch,) = list(loader)
+    assert batch.images.shape == (6, 2, 3, SIZE, SIZE) and batch.indices.shape == (6,)
+    assert batch.params is not None and batch.params.batch_size == 6
+    assert batch.clean is not None
+    values = batch.clean[:, :, 0, 0, 0].view(3, 2, 2)  # [clip, copy, frame]
+    assert torch.equal(values[:, 0], values[:, 1])
+    assert torch.equal(values[..., 1] - values[..., 0], torch.full((3, 2), 10, dtype=torch.uint8))
