@@ -646,11 +646,12 @@ class Loader:
         errors = (OSError,) if cfg.clip_length is None else (OSError, ValueError)
         try:
             if cfg.clip_length is None:
-                frames = [np.frombuffer(src.read(i), dtype=np.uint8)]
+                data = src.read(i)
+                ok, frames = looks_valid(data), [np.frombuffer(data, dtype=np.uint8)]
             else:
                 window = clip_frame_indices(src.num_frames(i), cfg.clip_length, cfg.clip_stride, u)
                 frames = _read_window(src, i, window)
-            ok = _frames_ok(frames, self._encoded)
+                ok = _frames_ok(frames, self._encoded)
         except errors:
             ok, frames = False, []
         if not ok:
@@ -1068,9 +1069,9 @@ def _read_window(src: Any, i: int, window: np.ndarray) -> list[np.ndarray]:
 
 
 def _frames_ok(frames: list[np.ndarray], encoded: bool) -> bool:
-    """Whether a sample's frames look sound: complete files (encoded) or HWC uint8 arrays,
-    all of one shape (a clip's frames; a file's shape is read from its header when it has
-    one the cheap parse knows, JPEG or PNG)."""
+    """Whether a clip's frames look sound: complete files (encoded) or HWC uint8 arrays, all
+    of one shape (a file's shape is read from its header when it has one the cheap parse
+    knows, JPEG or PNG)."""
     if encoded:
         blobs = [f.tobytes() for f in frames]
         if not all(looks_valid(d) for d in blobs):
