@@ -28,11 +28,21 @@ from dali_aug.policies import (
 
 if TYPE_CHECKING:
     from dali_aug.loader import Loader, LoaderConfig
+    from dali_aug.video import (
+        ClipArraySource,
+        ClipSource,
+        FrameFolderSource,
+        apply_clip_params,
+        clip_frame_indices,
+    )
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Batch",
+    "ClipArraySource",
+    "ClipSource",
+    "FrameFolderSource",
     "Loader",
     "LoaderConfig",
     "NoAugment",
@@ -43,11 +53,27 @@ __all__ = [
     "TimmRandAugment",
     "TrivialAugmentWide",
     "__version__",
+    "apply_clip_params",
     "auto_augment",
+    "clip_frame_indices",
     "parse_policy",
 ]
 
-_LAZY = {"Loader": "dali_aug.loader", "LoaderConfig": "dali_aug.loader"}
+_LAZY = {
+    "Loader": "dali_aug.loader",
+    "LoaderConfig": "dali_aug.loader",
+    # video clips (no DALI needed to import them; the Loader reads them)
+    **{
+        name: "dali_aug.video"
+        for name in (
+            "ClipArraySource",
+            "ClipSource",
+            "FrameFolderSource",
+            "apply_clip_params",
+            "clip_frame_indices",
+        )
+    },
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -21,6 +21,10 @@ class Batch:
     FlipLR or Identity, then the policy's layers), with ``clean`` the clean images (uint8
     [B, 3, S, S] after the crop, before the flip and the policy).
 
+    A clip batch (``clip_length=T``, :mod:`dali_aug.video`) holds clips: ``images``
+    [B, T, 3, S, S], ``clean`` [B, T, 3, S, S], and one row of ``params`` per clip (every
+    frame of a clip got the same flip and ops); labels and indices are per clip.
+
     A batch unpacks as ``images, labels`` (``for images, labels in loader:``); the other
     fields are attributes only.
     """
@@ -50,10 +54,10 @@ class Batch:
 
 
 def apply_flip(images: torch.Tensor, params: OpParams) -> torch.Tensor:
-    """Flips the images [B, C, H, W] whose layer 0 of ``params`` is FlipLR (a flip is its
-    own inverse: this also undoes it)."""
+    """Flips the images [B, C, H, W] (or clips [B, T, C, H, W], all frames of a clip) whose
+    layer 0 of ``params`` is FlipLR (a flip is its own inverse: this also undoes it)."""
     flipped = (params.op_ids[:, 0] == _FLIP_LR).to(images.device)
-    return torch.where(flipped[:, None, None, None], images.flip(-1), images)
+    return torch.where(flipped.view(-1, *[1] * (images.dim() - 1)), images.flip(-1), images)
 
 
 def check_unaugmented(batch: Batch, who: str) -> tuple[torch.Tensor, OpParams]:

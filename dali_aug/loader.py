@@ -42,6 +42,13 @@ substitute in its place) to a new pipeline, so the epoch is what it would have b
 file been known to be bad from the start. With ``strict=True`` the first unreadable file raises
 a ``ValueError`` naming it.
 
+Video clips (``clip_length=T``, a clip source of :mod:`dali_aug.video`; ``docs/video.md``):
+one sample is one clip, so the order, the shards, the epochs, the resume and the skipped
+files work on clips as they do on images. The host draws the flip, the crop, the policy's ops
+and the window start once per clip and repeats them on the clip's ``T`` frames; the DALI graph
+is the image graph run on ``B * T`` frames. A clip with an unreadable frame, or frames of
+different shapes, is skipped like an unreadable image, under its ``name``.
+
 Example:
     >>> loader = Loader("data/shapes", policy=RandAugment(n=2, m=9), batch_size=64, size=64)
     >>> for epoch in range(3):
@@ -67,6 +74,7 @@ import torch
 
 from dali_aug._crop import CROPS, Crop
 from dali_aug._dist import DEVICES, Device, local_cuda_index, rank_world, resolve_device
+from dali_aug._image_format import _header_size
 from dali_aug._order import (
     LastBatch,
     fill_to_batches,
@@ -98,6 +106,7 @@ from dali_aug.ops._dali import host_inputs
 from dali_aug.policies import AugmentPolicy, NoAugment, check_policy
 from dali_aug.shards import ShardSource
 from dali_aug.sources import RAW_SOURCES, Source, looks_valid, open_source
+from dali_aug.video import ClipSource, clip_frame_indices, is_clip_source, open_clip_source
 
 if TYPE_CHECKING:
     from dali_aug.train import ErasingConfig
@@ -178,6 +187,11 @@ class LoaderConfig:
             sample; T one-thread pipelines work on whole batches (as a DataLoader's workers
             do). Default 1 (on 2 cores, two 1-thread pipelines kept 1.77 cores busy against
             1.72 but were not faster, 356 vs 370 img/s). The batches do not depend on it.
+        clip_length: video: frames per clip ``T`` (the data is a clip source,
+            :mod:`dali_aug.video`); one sample is one clip, and a batch's images are
+            ``[B, T, C, S, S]``, every frame of a clip with the clip's crop, flip and ops
+            (``docs/video.md``). None (default): images. A clip source needs it.
+        clip_stride: video: the step between a clip's frames (1: consecutive frames).
     """
 
     batch_size: int = 64
@@ -209,8 +223,21 @@ class LoaderConfig:
     last_batch: LastBatch | None = None
     prefetch: int = 2
     erasing: ErasingConfig | None = None
+    clip_length: int | None = None
+    clip_stride: int = 1
 
     def __post_init__(self) -> None:
+        if self.clip_length is not None and self.clip_length < 1:
+            raise ValueError(
+                f"clip_length={self.clip_length} must be >= 1 frame per clip (None: images)"
+            )
+        if self.clip_stride < 1:
+            raise ValueError(f"clip_stride={self.clip_stride} must be >= 1 (1: consecutive frames)")
+        if self.clip_length is not None and self.erasing is not None:
+            raise ValueError(
+                "erasing is not supported with clip_length (it would erase each frame of a "
+                "clip differently); erase the clips in the training step, or drop erasing"
+            )
         if self.batch_size < 1:
             raise ValueError(f"batch_size={self.batch_size} must be >= 1")
         if self.size < 8:
@@ -271,6 +298,11 @@ class LoaderConfig:
         return 1.0 if self.crop == "pad" else 0.875
 
     @property
+    def frames_per_sample(self) -> int:
+        """The frames one sample holds: ``clip_length`` (clips), or 1 (images)."""
+        return 1 if self.clip_length is None else self.clip_length
+
+    @property
     def wants_op_record(self) -> bool:
         """Whether batches carry ``params`` (``op_record`` or ``provenance``)."""
         return self.op_record or self.provenance
@@ -291,6 +323,7 @@ class _Planned:
     params: OpParams  # the policy's ops [m]
     draws: tuple[Any, ...]  # the external-source inputs after the images (train)
     uniforms: np.ndarray | None  # crop uniforms [m, 22] (train)
+    starts: np.ndarray | None = None  # clips, train: the window-start uniforms [positions]
     indices: torch.Tensor = dataclasses.field(default_factory=lambda: torch.zeros(0))
     data: list[np.ndarray] = dataclasses.field(default_factory=list)  # what was fed
 
@@ -319,7 +352,8 @@ class Loader:
             ImageNet layout with ``split``; packed shards), a source from
             :mod:`dali_aug.sources`, or a torchvision ``ImageFolder``/``DatasetFolder`` or
             ``FakeData`` (read as a source of the same files or noise; its transform is not
-            used).
+            used); with ``clip_length``, a clip source (:mod:`dali_aug.video`) or a folder
+            of frame folders.
         policy: the dataset-level policy run in the pipeline (default: none). Replace it
             between epochs with :meth:`set_policy`.
         config: a :class:`LoaderConfig`; keyword overrides are applied on top.
@@ -334,7 +368,7 @@ class Loader:
 
     def __init__(
         self,
-        data: str | Path | Source | torch.utils.data.Dataset[Any],
+        data: str | Path | Source | ClipSource | torch.utils.data.Dataset[Any],
         *,
         policy: AugmentPolicy | None = None,
         config: LoaderConfig | None = None,
@@ -345,7 +379,7 @@ class Loader:
         self.config = dataclasses.replace(config or LoaderConfig(), **overrides)
         #: the torch dataset the loader was built from (None: a path or a source)
         self._dataset = data if is_torch_dataset(data) else None
-        self.source = open_source(data, split=split)
+        self.source = _open(data, split, self.config.clip_length)
         self.policy = check_policy(policy if policy is not None else NoAugment())
         self.device = resolve_device(self.config.device).type
         self._cuda_index = _cuda_index(self.device)
@@ -481,6 +515,8 @@ class Loader:
             "drop_last": cfg.drop_last,
             "last_batch": cfg.last_batch_policy,
             "exact_shards": cfg.exact_shards,
+            "clip_length": cfg.clip_length,
+            "clip_stride": cfg.clip_stride,
         }
 
     @property
@@ -589,28 +625,46 @@ class Loader:
         return (self.config.seed * 1_000_003 + epoch * 7919 + stream * 104_729) % (2**31 - 1)
 
     # -- reading ------------------------------------------------------------------------
-    def _read(self, i: int, skips: dict[str, None]) -> np.ndarray | None:
-        """One sample's bytes (or array); None (and recorded in ``skips``) if unreadable."""
-        src = self.source
+    @property
+    def _encoded(self) -> bool:
+        """Whether the samples are encoded files (decoded by DALI), not HWC arrays."""
+        if self.config.clip_length is not None:
+            return bool(self.source.encoded)
+        return not isinstance(self.source, RAW_SOURCES)
+
+    def _read(self, i: int, skips: dict[str, None], u: float = 0.5) -> list[np.ndarray] | None:
+        """One sample's frames: an image's bytes (or array) as a list of one, or a clip's
+        window (``u``: its start uniform, :func:`~dali_aug.video.clip_frame_indices`); None
+        (and recorded in ``skips``) if unreadable: a clip is unreadable if any of its frames
+        is, or if its frames differ in shape."""
+        src, cfg = self.source, self.config
         if isinstance(src, RAW_SOURCES):
-            return src.read(i)
+            return [src.read(i)]
         if i in self._bad:
             skips[src.name(i)] = None
             return None
+        errors = (OSError,) if cfg.clip_length is None else (OSError, ValueError)
         try:
-            data = src.read(i)
-            ok = looks_valid(data)
-        except OSError:
-            ok, data = False, b""
+            if cfg.clip_length is None:
+                data = src.read(i)
+                ok, frames = looks_valid(data), [np.frombuffer(data, dtype=np.uint8)]
+            else:
+                window = clip_frame_indices(src.num_frames(i), cfg.clip_length, cfg.clip_stride, u)
+                frames = _read_window(src, i, window)
+                ok = _frames_ok(frames, self._encoded)
+        except errors:
+            ok, frames = False, []
         if not ok:
-            if self.config.strict:
+            if cfg.strict:
+                what = "image" if cfg.clip_length is None else "clip"
+                also = "" if cfg.clip_length is None else "; a frame missing, or of another shape"
                 raise ValueError(
-                    f"unreadable image {src.name(i)!r} (not a complete JPEG/PNG/WebP/BMP/TIFF); "
-                    "fix or remove it, or use strict=False to skip such files"
+                    f"unreadable {what} {src.name(i)!r} (not a complete JPEG/PNG/WebP/BMP/TIFF"
+                    f"{also}); fix or remove it, or use strict=False to skip such files"
                 )
             self._mark_bad(i, skips)
             return None
-        return np.frombuffer(data, dtype=np.uint8)
+        return frames
 
     def _mark_bad(self, i: int, skips: dict[str, None]) -> None:
         if i not in self._bad:
@@ -622,10 +676,11 @@ class Loader:
         """Reads a planned batch's samples, each unreadable one replaced by the next readable
         sample of the shard's order (wrapping around); sets ``indices`` and ``data``."""
         idx: list[int] = []
-        data: list[np.ndarray] = []
-        for pos in planned.positions:
+        data: list[list[np.ndarray]] = []
+        for k, pos in enumerate(planned.positions):
+            u = 0.5 if planned.starts is None else float(planned.starts[k])  # eval: centred
             for q in itertools.chain(range(pos, len(order)), range(pos)):
-                d = self._read(order[q], skips)
+                d = self._read(order[q], skips, u)
                 if d is not None:
                     idx.append(order[q])
                     data.append(d)
@@ -639,7 +694,8 @@ class Loader:
         if c > 1:  # each sample's copies side by side; the bytes are shared, not copied
             idx = [i for i in idx for _ in range(c)]
             data = [d for d in data for _ in range(c)]
-        planned.indices, planned.data = torch.tensor(idx), data
+        planned.indices = torch.tensor(idx)
+        planned.data = [f for d in data for f in d]  # the frames, sample after sample
 
     def _find_undecodable(
         self,
@@ -652,14 +708,17 @@ class Loader:
         those it rejects bad; raises if there is none (the failure was not a file's)."""
         probe = DecodeProbe(spec)
         found: list[int] = []
-        tried: set[int] = set()
+        tried: set[Any] = set()
+        t = self.config.frames_per_sample
         for planned in in_flight:
-            for k, (i, data) in enumerate(zip(planned.indices.tolist(), planned.data, strict=True)):
-                if i in tried:
+            for k, i in enumerate(planned.indices.tolist()):
+                frames = planned.data[k * t : (k + 1) * t]  # a clip's windows may differ
+                key = i if t == 1 else (i, *map(id, frames))
+                if key in tried:
                     continue
-                tried.add(i)
+                tried.add(key)
                 uniforms = None if planned.uniforms is None else planned.uniforms[k]
-                if not probe.decodes(data, uniforms):
+                if not all(probe.decodes(data, uniforms) for data in frames):
                     found.append(i)
         if not found:
             raise RuntimeError(
@@ -685,6 +744,9 @@ class Loader:
         b = cfg.batch_size
         g = torch.Generator().manual_seed(self._seed(epoch, stream=1))
         g_crop = torch.Generator().manual_seed(self._seed(epoch, stream=2))
+        # clips: one window-start uniform per position (its copies read the same frames)
+        g_start = torch.Generator().manual_seed(self._seed(epoch, stream=5))
+        t = cfg.frames_per_sample
         for k in range(steps):
             positions = range(k * b, min((k + 1) * b, n))
             m = len(positions) * cfg.copies
@@ -695,20 +757,31 @@ class Loader:
             flips = (torch.rand(m, generator=g) < 0.5) & cfg.flip
             params = policy.sample(m, generator=g)
             uniforms = crop_uniforms(m, cfg.scale, g_crop, cfg.ratio)
+            starts = None
+            if cfg.clip_length is not None:
+                starts = torch.rand(len(positions), generator=g_start, dtype=torch.float64)
+            # the pipeline sees frames: each sample's draws repeated on its t frames
             draws = (
-                flips.numpy().astype(np.int32),
-                uniforms,
-                *host_inputs(params, cfg.size, cfg.size),
+                np.repeat(flips.numpy().astype(np.int32), t),
+                np.repeat(uniforms, t, axis=0),
+                *host_inputs(params.repeat_interleave(t), cfg.size, cfg.size),
             )
-            yield _Planned(positions, flips, params, draws, uniforms)
+            yield _Planned(
+                positions,
+                flips,
+                params,
+                draws,
+                uniforms,
+                None if starts is None else starts.numpy(),
+            )
 
     def _spec(self, policy: AugmentPolicy, reader: ShardReader | None = None) -> PipelineSpec:
         cfg = self.config
         return PipelineSpec(
-            batch_size=cfg.batch_size * cfg.copies,
+            batch_size=cfg.batch_size * cfg.copies * cfg.frames_per_sample,
             size=cfg.size,
             train=cfg.train,
-            encoded=not isinstance(self.source, RAW_SOURCES),
+            encoded=self._encoded,
             layers=policy.num_layers if cfg.train else 0,
             num_threads=cfg.num_threads if reader is not None else self._lane_threads(),
             device_id=self._cuda_index,
@@ -729,10 +802,11 @@ class Loader:
         last batch of packed shards, is the reader's padding)."""
         cfg = self.config
         m = len(idx)
-        images = to_torch(outs[0], self.device)[:m]
+        frames = m * cfg.frames_per_sample
+        images = to_torch(outs[0], self.device)[:frames]
         if cfg.channels_last:  # HWC from the pipeline: NCHW with channels-last strides
             images = images.permute(0, 3, 1, 2)
-        images = images.to(cfg.dtype)
+        images = self._as_clips(images.to(cfg.dtype))
         if cfg.erasing is not None and cfg.train:
             images = self._erase(images, epoch, p.positions.start // cfg.batch_size)
         labels = self.source.targets[idx].to(images.device)
@@ -743,8 +817,15 @@ class Loader:
                 batch.params = params
             if cfg.wants_clean:
                 # the clean tap is after the flip; the op record starts with it: undo it
-                batch.clean = apply_flip(to_torch(outs[1], self.device)[:m], params)
+                clean = self._as_clips(to_torch(outs[1], self.device)[:frames])
+                batch.clean = apply_flip(clean, params)
         return batch
+
+    def _as_clips(self, frames: torch.Tensor) -> torch.Tensor:
+        """Clips: frames [B * T, C, H, W] as [B, T, C, H, W] (a view; channels-last frames
+        keep C innermost); images: unchanged."""
+        t = self.config.clip_length
+        return frames if t is None else frames.unflatten(0, (-1, t))
 
     def __iter__(self) -> Iterator[Batch]:
         self.epoch = epoch = self._next_epoch()
@@ -972,6 +1053,57 @@ def _with_flip(params: OpParams, flips: torch.Tensor) -> OpParams:
         ops, torch.zeros((n, 1)), torch.zeros((n, 1, 2)), torch.zeros((n, 1), dtype=torch.int64)
     )
     return flip.then(params)
+
+
+def _read_window(src: Any, i: int, window: np.ndarray) -> list[np.ndarray]:
+    """The frames ``window`` of clip ``i``, each read once (a wrapped-around window repeats
+    frames; the repeats share the array)."""
+    unique, inverse = np.unique(window, return_inverse=True)
+    read = src.read_frames(i, unique)
+    if len(read) != len(unique):
+        raise TypeError(
+            f"{type(src).__name__}.read_frames gave {len(read)} frames for {len(unique)} "
+            "indices; a ClipSource gives one array per index"
+        )
+    return [read[j] for j in inverse.reshape(-1)]
+
+
+def _frames_ok(frames: list[np.ndarray], encoded: bool) -> bool:
+    """Whether a clip's frames look sound: complete files (encoded) or HWC uint8 arrays, all
+    of one shape (a file's shape is read from its header when it has one the cheap parse
+    knows, JPEG or PNG)."""
+    if encoded:
+        blobs = [f.tobytes() for f in frames]
+        if not all(looks_valid(d) for d in blobs):
+            return False
+        sizes = {size for d in blobs if (size := _header_size(d)) is not None}
+        return len(sizes) <= 1
+    return all(
+        f.dtype == np.uint8 and f.ndim == 3 and f.shape[-1] == 3 and f.shape == frames[0].shape
+        for f in frames
+    )
+
+
+def _open(data: Any, split: str | None, clip_length: int | None) -> Any:
+    """The Loader's source: :func:`~dali_aug.sources.open_source` for images, a clip source
+    (:func:`~dali_aug.video.open_clip_source`) with ``clip_length``."""
+    if clip_length is None:
+        if is_clip_source(data):
+            raise ValueError(
+                f"a clip source ({type(data).__name__}) needs clip_length=T, the frames per "
+                "clip (and clip_stride, default 1)"
+            )
+        return open_source(data, split=split)
+    if isinstance(data, (str, Path)):
+        if split is not None and (Path(data) / split).is_dir():
+            data = Path(data) / split
+    elif not is_clip_source(data):
+        raise ValueError(
+            f"clip_length={clip_length} needs a clip source (dali_aug.video: ClipArraySource, "
+            f"FrameFolderSource, a folder of frame folders), got a {type(data).__name__} of "
+            "images; drop clip_length for images"
+        )
+    return open_clip_source(data)
 
 
 def _take(params: OpParams, m: int) -> OpParams:

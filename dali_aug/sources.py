@@ -185,31 +185,7 @@ class FolderSource:
                 or has class folders not in ``classes``.
         """
         root = Path(root)
-        if not root.is_dir():
-            raise ValueError(f"data folder {str(root)!r} does not exist; pass an existing folder")
-        ignored: list[Ignored] = []
-        folders: list[str] = []
-        try:
-            entries = sorted(os.scandir(root), key=lambda e: e.name)
-        except OSError as err:
-            raise ValueError(
-                f"data folder {str(root)!r} cannot be read ({err.strerror or err}); fix its "
-                "permissions or pass another folder"
-            ) from None
-        for entry in entries:
-            if entry.name.startswith("."):
-                ignored.append(Ignored(entry.name, IgnoreReason.HIDDEN))
-            elif entry.is_dir():
-                folders.append(entry.name)
-            else:
-                ignored.append(Ignored(entry.name, IgnoreReason.NOT_IN_CLASS))
-        if not folders:
-            hidden = [i.path for i in ignored if i.reason is IgnoreReason.HIDDEN]
-            raise ValueError(
-                f"data folder {str(root)!r} has no class subfolders; expected the ImageFolder "
-                "layout root/<class>/<image>.jpg (or give a CSV of labels)"
-                + (f"; hidden folders such as {hidden[0]!r} are skipped" if hidden else "")
-            )
+        folders, ignored = list_top_folders(root, "ImageFolder layout root/<class>/<image>.jpg")
         names = tuple(folders) if classes is None else _known_classes(root, folders, classes)
         index = {c: k for k, c in enumerate(names)}
         paths: list[str] = []
@@ -242,15 +218,64 @@ class FolderSource:
                 Pillow's ``Image.MAX_IMAGE_PIXELS`` (a decompression bomb): the Loader skips
                 and lists it in ``loader.skipped`` like an unreadable file.
         """
-        path = self.root / self.paths[i]
-        data = path.read_bytes()
-        why = too_many_pixels(data)
-        if why is not None:
-            raise OSError(f"{str(path)!r}: {why}")
-        return data
+        return read_image_file(self.root / self.paths[i])
 
     def name(self, i: int) -> str:
         return str(self.root / self.paths[i])
+
+
+def read_image_file(path: Path) -> bytes:
+    """The bytes of one image file.
+
+    Raises:
+        OSError: the file cannot be read, or its header declares more pixels than Pillow's
+            ``Image.MAX_IMAGE_PIXELS`` (a decompression bomb).
+    """
+    data = path.read_bytes()
+    why = too_many_pixels(data)
+    if why is not None:
+        raise OSError(f"{str(path)!r}: {why}")
+    return data
+
+
+def list_top_folders(root: Path, layout: str) -> tuple[list[str], list[Ignored]]:
+    """The top-level folders of a data root (sorted by name), and the hidden entries and
+    loose files it ignores.
+
+    Args:
+        root: the data folder.
+        layout: the layout the error messages name (``ImageFolder layout
+            root/<class>/<image>.jpg``).
+
+    Raises:
+        ValueError: ``root`` is missing, cannot be listed or has no (non-hidden) subfolder.
+    """
+    if not root.is_dir():
+        raise ValueError(f"data folder {str(root)!r} does not exist; pass an existing folder")
+    ignored: list[Ignored] = []
+    folders: list[str] = []
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError as err:
+        raise ValueError(
+            f"data folder {str(root)!r} cannot be read ({err.strerror or err}); fix its "
+            "permissions or pass another folder"
+        ) from None
+    for entry in entries:
+        if entry.name.startswith("."):
+            ignored.append(Ignored(entry.name, IgnoreReason.HIDDEN))
+        elif entry.is_dir():
+            folders.append(entry.name)
+        else:
+            ignored.append(Ignored(entry.name, IgnoreReason.NOT_IN_CLASS))
+    if not folders:
+        hidden = [i.path for i in ignored if i.reason is IgnoreReason.HIDDEN]
+        raise ValueError(
+            f"data folder {str(root)!r} has no class subfolders; expected the {layout} "
+            "(or give a CSV of labels)"
+            + (f"; hidden folders such as {hidden[0]!r} are skipped" if hidden else "")
+        )
+    return folders, ignored
 
 
 def _known_classes(
@@ -330,6 +355,105 @@ def _outside(path: str) -> bool:
 
 
 @dataclasses.dataclass(frozen=True)
+class LabelRows:
+    """The rows of a label CSV (``path,labels``): paths, label names and line numbers."""
+
+    csv_file: Path
+    paths: tuple[str, ...]
+    labels: tuple[tuple[str, ...], ...]
+    lines: tuple[int, ...]
+
+    def multi_hot(
+        self, classes: tuple[str, ...], where: str, *, known: bool = False
+    ) -> tuple[torch.Tensor, tuple[str, ...]]:
+        """Multi-hot float32 targets [N, C] over ``classes`` and the classes.
+
+        Args:
+            classes: the label names, in column order.
+            where: where the names come from, for the error message (``(classes.txt)``).
+            known: ``classes`` was given by the caller (a validation source): a label
+                outside it is refused naming the training classes.
+
+        Raises:
+            ValueError: a label not in ``classes``, naming its row.
+        """
+        if known:
+            found = dict.fromkeys(lab for labs in self.labels for lab in labs)
+            classes = _known_classes(self.csv_file, found, classes, "label(s)")
+        col = {c: k for k, c in enumerate(classes)}
+        hot_rows: list[int] = []
+        hot_cols: list[int] = []
+        for i, labs in enumerate(self.labels):
+            for lab in labs:
+                if lab not in col:
+                    raise ValueError(
+                        f"{self.csv_file}: row {self.lines[i]} has label {lab!r} not in "
+                        f"classes {where}; add it there or fix the row"
+                    )
+                hot_rows.append(i)
+                hot_cols.append(col[lab])
+        targets = torch.zeros((len(self.paths), len(classes)))
+        targets[hot_rows, hot_cols] = 1.0
+        return targets, classes
+
+
+def read_label_csv(root: Path, csv_file: Path, *, semicolons: bool = False) -> LabelRows:
+    """Reads a label CSV with the header ``path,labels`` (see the module docstring).
+
+    Args:
+        root: the data folder the paths are relative to.
+        csv_file: the CSV.
+        semicolons: labels may also be separated by ``;`` (else by whitespace only).
+
+    Raises:
+        ValueError: for a missing or empty CSV, a wrong header, a row with a missing, extra
+            or empty field or a path outside ``root`` (naming the row by its line number).
+    """
+    if not csv_file.is_file():
+        raise ValueError(f"label CSV {str(csv_file)!r} does not exist")
+    paths: list[str] = []
+    labels: list[tuple[str, ...]] = []
+    lines: list[int] = []
+    with io.StringIO(_read_utf8(csv_file), newline="") as fh:
+        reader = csv.DictReader(fh)
+        fields = reader.fieldnames
+        if fields is not None and not {"path", "labels"} <= set(fields):
+            raise ValueError(f"label CSV {str(csv_file)!r} needs the header 'path,labels'")
+        for row in reader:
+            line = reader.line_num
+            path, labs = row["path"], row["labels"]
+            where = f"{csv_file}: row {line}"
+            if None in row:
+                raise ValueError(
+                    f"{where} has more fields than the header; quote a path that "
+                    'contains a comma ("a,b.jpg") and separate labels with spaces'
+                )
+            if path is None or labs is None:
+                raise ValueError(
+                    f"{where} has no {'path' if path is None else 'labels'!r} field; give "
+                    "every row all the header's fields (an empty label list is 'path,')"
+                )
+            if not path.strip():
+                raise ValueError(f"{where} has an empty path; give the image path or drop it")
+            if "\0" in path:
+                raise ValueError(
+                    f"{where} has a NUL byte in path {path!r}; fix the path (a file name "
+                    "cannot contain NUL)"
+                )
+            if _outside(path):
+                raise ValueError(
+                    f"{where} has path {path!r} outside the data folder {str(root)!r}; "
+                    "paths must be relative to the data folder and stay inside it"
+                )
+            paths.append(path)
+            labels.append(tuple((labs.replace(";", " ") if semicolons else labs).split()))
+            lines.append(line)
+    if not paths:
+        raise ValueError(f"label CSV {str(csv_file)!r} has no rows")
+    return LabelRows(csv_file, tuple(paths), tuple(labels), tuple(lines))
+
+
+@dataclasses.dataclass(frozen=True)
 class CsvSource(FolderSource):
     """A folder plus a CSV with a header ``path,labels``: relative paths and space-separated
     label names (multi-hot float32 targets [N, C], label order of first appearance unless
@@ -357,71 +481,16 @@ class CsvSource(FolderSource):
         """
         root = Path(root)
         csv_file = Path(csv_path) if csv_path is not None else root / "labels.csv"
-        if not csv_file.is_file():
-            raise ValueError(f"label CSV {str(csv_file)!r} does not exist")
-        paths: list[str] = []
-        labels: list[list[str]] = []
-        lines: list[int] = []
-        with io.StringIO(_read_utf8(csv_file), newline="") as fh:
-            reader = csv.DictReader(fh)
-            fields = reader.fieldnames
-            if fields is not None and not {"path", "labels"} <= set(fields):
-                raise ValueError(f"label CSV {str(csv_file)!r} needs the header 'path,labels'")
-            for row in reader:
-                line = reader.line_num
-                path, labs = row["path"], row["labels"]
-                where = f"{csv_file}: row {line}"
-                if None in row:
-                    raise ValueError(
-                        f"{where} has more fields than the header; quote a path that "
-                        'contains a comma ("a,b.jpg") and separate labels with spaces'
-                    )
-                if path is None or labs is None:
-                    raise ValueError(
-                        f"{where} has no {'path' if path is None else 'labels'!r} field; give "
-                        "every row all the header's fields (an empty label list is 'path,')"
-                    )
-                if not path.strip():
-                    raise ValueError(f"{where} has an empty path; give the image path or drop it")
-                if "\0" in path:
-                    raise ValueError(
-                        f"{where} has a NUL byte in path {path!r}; fix the path (a file name "
-                        "cannot contain NUL)"
-                    )
-                if _outside(path):
-                    raise ValueError(
-                        f"{where} has path {path!r} outside the data folder {str(root)!r}; "
-                        "paths must be relative to the data folder and stay inside it"
-                    )
-                paths.append(path)
-                labels.append(labs.split())
-                lines.append(line)
-        if not paths:
-            raise ValueError(f"label CSV {str(csv_file)!r} has no rows")
+        rows = read_label_csv(root, csv_file)
         names_file = csv_file.parent / "classes.txt"
-        if classes is not None:
-            found = dict.fromkeys(lab for labs in labels for lab in labs)
-            classes = _known_classes(csv_file, found, classes, "label(s)")
-        elif names_file.is_file():
+        known = classes is not None
+        if classes is None and names_file.is_file():
             text = names_file.read_text(encoding="utf-8-sig")
             classes = tuple(n.strip() for n in text.splitlines() if n.strip())
-        else:
-            classes = tuple(dict.fromkeys(lab for labs in labels for lab in labs))
-        col = {c: k for k, c in enumerate(classes)}
-        hot_rows: list[int] = []
-        hot_cols: list[int] = []
-        for i, labs in enumerate(labels):
-            for lab in labs:
-                if lab not in col:
-                    raise ValueError(
-                        f"{csv_file}: row {lines[i]} has label {lab!r} not in classes "
-                        f"({names_file.name}); add it there or fix the row"
-                    )
-                hot_rows.append(i)
-                hot_cols.append(col[lab])
-        targets = torch.zeros((len(paths), len(classes)))
-        targets[hot_rows, hot_cols] = 1.0
-        return cls(root, tuple(paths), targets, classes, multi_label=True)
+        elif classes is None:
+            classes = tuple(dict.fromkeys(lab for labs in rows.labels for lab in labs))
+        targets, classes = rows.multi_hot(classes, f"({names_file.name})", known=known)
+        return cls(root, rows.paths, targets, classes, multi_label=True)
 
 
 def _labels_array(labels: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -429,6 +498,142 @@ def _labels_array(labels: np.ndarray | torch.Tensor) -> np.ndarray:
         labels = labels.detach().cpu()
         return (labels.float() if labels.dtype == torch.bfloat16 else labels).numpy()
     return np.asarray(labels)
+
+
+def check_pixels(x: Any, what: str, layout: str, item: str) -> np.ndarray:
+    """Checks an in-memory source's pixels: a non-empty uint8 numpy array of shape ``layout``
+    (``[N, H, W, 3]``, ``[N, T, H, W, 3]``) holding ``what`` (images, clips), one ``item``
+    each; returns it C-contiguous (a strided, transposed or flipped view, which DALI
+    refuses, is copied; a contiguous array is returned as is).
+
+    Raises:
+        TypeError: not a uint8 numpy array.
+        ValueError: another number of dimensions, not 3 channels, or empty.
+    """
+    if not isinstance(x, np.ndarray) or x.dtype != np.uint8:
+        raise TypeError(f"{what} must be a uint8 numpy array {layout}")
+    if x.ndim != layout.count(",") + 1 or x.shape[-1] != 3:
+        raise ValueError(f"{what} must be {layout}, got shape {x.shape}")
+    if len(x) == 0:
+        raise ValueError(f"{what} is empty; give at least one {item}")
+    return np.ascontiguousarray(x)
+
+
+def check_targets(
+    t: Any, n: int, multi_label: bool, classes: tuple[str, ...], *, what: str, cls: str
+) -> None:
+    """Checks the targets of an in-memory source of ``n`` ``what`` (images, clips).
+
+    Raises:
+        TypeError: ``t`` is not a tensor (naming ``cls.from_arrays``, which converts labels).
+        ValueError: a wrong dtype or shape, a length other than ``n``, a negative class
+            index, a non-finite multi-hot value or more classes than names.
+    """
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(
+            f"targets must be a torch.Tensor, got {type(t).__name__}; use "
+            f"{cls}.from_arrays to convert labels"
+        )
+    if multi_label and (t.dim() != 2 or t.dtype != torch.float32):
+        raise ValueError(
+            f"multi-label targets must be float32 [N, C], got {t.dtype} {tuple(t.shape)}"
+        )
+    if not multi_label and (t.dim() != 1 or t.dtype != torch.int64):
+        raise ValueError(
+            f"single-label targets must be int64 [N], got {t.dtype} {tuple(t.shape)}; "
+            "pass multi_label=True for [N, C] multi-hot targets"
+        )
+    if len(t) != n:
+        raise ValueError(f"{n} {what} but {len(t)} labels")
+    if not multi_label and len(t) and int(t.min()) < 0:
+        row = int(torch.argmax((t < 0).to(torch.uint8)))
+        raise ValueError(
+            f"targets has negative class index {int(t[row])} at row {row}; class indices start at 0"
+        )
+    if multi_label and not bool(torch.isfinite(t).all()):
+        row = int(torch.argmax((~torch.isfinite(t).all(dim=1)).to(torch.uint8)))
+        raise ValueError(
+            f"multi-hot targets row {row} has a NaN or infinite value; give finite values"
+        )
+    n_cls = int(t.shape[1]) if multi_label else int(t.max()) + 1
+    if n_cls > len(classes):
+        raise ValueError(
+            f"targets need {n_cls} classes but {len(classes)} names were given; "
+            "give one name per class"
+        )
+
+
+def targets_from_labels(
+    labels: np.ndarray | torch.Tensor, classes: int | tuple[str, ...] | list[str] | None
+) -> tuple[torch.Tensor, tuple[str, ...]]:
+    """Targets (int64 [N] or float32 [N, C]) and class names from labels and ``classes``, as
+    :meth:`ArraySource.from_arrays` documents them (its errors too)."""
+    lab = _labels_array(labels)
+    names: tuple[str, ...] | None = None
+    if classes is not None:
+        if isinstance(classes, (int, np.integer)) and not isinstance(classes, bool):
+            if classes < 1:
+                raise ValueError(f"classes={classes} must be >= 1 (the number of classes)")
+            names = tuple(str(k) for k in range(int(classes)))
+        elif isinstance(classes, (tuple, list)) and all(isinstance(c, str) for c in classes):
+            names = tuple(classes)
+        else:
+            raise TypeError(
+                f"classes must be the number of classes or a list of names, got {classes!r}"
+            )
+    if lab.ndim == 1:
+        if lab.dtype.kind not in "iu":
+            raise TypeError(
+                f"labels [N] must be integer class indices, got dtype {lab.dtype}; cast "
+                "them (labels.astype(np.int64)) or pass [N, C] multi-hot labels"
+            )
+        if len(lab) and lab.min() < 0:
+            row = int(np.argmax(lab < 0))
+            raise ValueError(
+                f"labels has negative class index {lab[row]} at row {row}; class indices start at 0"
+            )
+        top = int(lab.max()) if len(lab) else -1
+        if names is not None and top >= len(names):
+            row = int(np.argmax(lab >= len(names)))
+            raise ValueError(
+                f"labels has class index {lab[row]} at row {row} but classes gives "
+                f"{len(names)} classes; class indices must be 0 <= y < {len(names)}"
+            )
+        if names is None and top >= max(len(lab), 1):
+            row = int(np.argmax(lab == top))
+            raise ValueError(
+                f"labels has class index {top} at row {row}, more classes than the "
+                f"{len(lab)} samples; fix the label or pass classes= (the class names or "
+                "their number) to allow it"
+            )
+        t = torch.from_numpy(lab.astype(np.int64))
+    elif lab.ndim == 2:
+        if lab.dtype.kind not in "biuf":
+            raise TypeError(
+                f"multi-hot labels must be numbers, got dtype {lab.dtype}; "
+                "pass 0/1 (or soft) values [N, C]"
+            )
+        if lab.dtype.kind == "f" and not np.isfinite(lab).all():
+            row = int(np.argmax(~np.isfinite(lab).all(axis=1)))
+            raise ValueError(
+                f"multi-hot labels row {row} has a NaN or infinite value "
+                f"({lab[row][~np.isfinite(lab[row])][0]}); give finite 0/1 (or soft) values"
+            )
+        if names is not None and lab.shape[1] != len(names):
+            raise ValueError(
+                f"multi-hot labels have {lab.shape[1]} columns but classes gives "
+                f"{len(names)} classes; give one column per class"
+            )
+        t = torch.from_numpy(lab.astype(np.float32))
+    else:
+        raise ValueError(
+            f"labels must be [N] class indices or [N, C] multi-hot, got shape {lab.shape}"
+        )
+    multi = t.dim() == 2
+    if names is None:
+        n_cls = int(t.shape[1]) if multi else int(t.max()) + 1 if len(t) else 0
+        names = tuple(str(k) for k in range(n_cls))
+    return t, names
 
 
 @dataclasses.dataclass(frozen=True)
@@ -445,48 +650,11 @@ class ArraySource:
     multi_label: bool = False
 
     def __post_init__(self) -> None:
-        x, t = self.images, self.targets
-        if not isinstance(x, np.ndarray) or x.dtype != np.uint8:
-            raise TypeError("images must be a uint8 numpy array [N, H, W, 3]")
-        if x.ndim != 4 or x.shape[-1] != 3:
-            raise ValueError(f"images must be [N, H, W, 3], got shape {x.shape}")
-        if len(x) == 0:
-            raise ValueError("images is empty; give at least one image")
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(
-                f"targets must be a torch.Tensor, got {type(t).__name__}; use "
-                "ArraySource.from_arrays to convert labels"
-            )
-        if self.multi_label and (t.dim() != 2 or t.dtype != torch.float32):
-            raise ValueError(
-                f"multi-label targets must be float32 [N, C], got {t.dtype} {tuple(t.shape)}"
-            )
-        if not self.multi_label and (t.dim() != 1 or t.dtype != torch.int64):
-            raise ValueError(
-                f"single-label targets must be int64 [N], got {t.dtype} {tuple(t.shape)}; "
-                "pass multi_label=True for [N, C] multi-hot targets"
-            )
-        if len(t) != len(x):
-            raise ValueError(f"{len(x)} images but {len(t)} labels")
-        if not self.multi_label and len(t) and int(t.min()) < 0:
-            row = int(torch.argmax((t < 0).to(torch.uint8)))
-            raise ValueError(
-                f"targets has negative class index {int(t[row])} at row {row}; class indices "
-                "start at 0"
-            )
-        if self.multi_label and not bool(torch.isfinite(t).all()):
-            row = int(torch.argmax((~torch.isfinite(t).all(dim=1)).to(torch.uint8)))
-            raise ValueError(
-                f"multi-hot targets row {row} has a NaN or infinite value; give finite values"
-            )
-        n_cls = int(t.shape[1]) if self.multi_label else int(t.max()) + 1
-        if n_cls > len(self.classes):
-            raise ValueError(
-                f"targets need {n_cls} classes but {len(self.classes)} names were given; "
-                "give one name per class"
-            )
-        if not x.flags.c_contiguous:
-            object.__setattr__(self, "images", np.ascontiguousarray(x))
+        x = check_pixels(self.images, "images", "[N, H, W, 3]", "image")
+        check_targets(
+            self.targets, len(x), self.multi_label, self.classes, what="images", cls="ArraySource"
+        )
+        object.__setattr__(self, "images", x)
 
     @classmethod
     def from_arrays(
@@ -512,73 +680,8 @@ class ArraySource:
                 number of classes, a NaN or infinite multi-hot value or a length mismatch
                 (naming the row).
         """
-        lab = _labels_array(labels)
-        names: tuple[str, ...] | None = None
-        if classes is not None:
-            if isinstance(classes, (int, np.integer)) and not isinstance(classes, bool):
-                if classes < 1:
-                    raise ValueError(f"classes={classes} must be >= 1 (the number of classes)")
-                names = tuple(str(k) for k in range(int(classes)))
-            elif isinstance(classes, (tuple, list)) and all(isinstance(c, str) for c in classes):
-                names = tuple(classes)
-            else:
-                raise TypeError(
-                    f"classes must be the number of classes or a list of names, got {classes!r}"
-                )
-        if lab.ndim == 1:
-            if lab.dtype.kind not in "iu":
-                raise TypeError(
-                    f"labels [N] must be integer class indices, got dtype {lab.dtype}; cast "
-                    "them (labels.astype(np.int64)) or pass [N, C] multi-hot labels"
-                )
-            if len(lab) and lab.min() < 0:
-                row = int(np.argmax(lab < 0))
-                raise ValueError(
-                    f"labels has negative class index {lab[row]} at row {row}; class indices "
-                    "start at 0"
-                )
-            top = int(lab.max()) if len(lab) else -1
-            if names is not None and top >= len(names):
-                row = int(np.argmax(lab >= len(names)))
-                raise ValueError(
-                    f"labels has class index {lab[row]} at row {row} but classes gives "
-                    f"{len(names)} classes; class indices must be 0 <= y < {len(names)}"
-                )
-            if names is None and top >= max(len(lab), 1):
-                row = int(np.argmax(lab == top))
-                raise ValueError(
-                    f"labels has class index {top} at row {row}, more classes than the "
-                    f"{len(lab)} samples; fix the label or pass classes= (the class names or "
-                    "their number) to allow it"
-                )
-            t = torch.from_numpy(lab.astype(np.int64))
-        elif lab.ndim == 2:
-            if lab.dtype.kind not in "biuf":
-                raise TypeError(
-                    f"multi-hot labels must be numbers, got dtype {lab.dtype}; "
-                    "pass 0/1 (or soft) values [N, C]"
-                )
-            if lab.dtype.kind == "f" and not np.isfinite(lab).all():
-                row = int(np.argmax(~np.isfinite(lab).all(axis=1)))
-                raise ValueError(
-                    f"multi-hot labels row {row} has a NaN or infinite value "
-                    f"({lab[row][~np.isfinite(lab[row])][0]}); give finite 0/1 (or soft) values"
-                )
-            if names is not None and lab.shape[1] != len(names):
-                raise ValueError(
-                    f"multi-hot labels have {lab.shape[1]} columns but classes gives "
-                    f"{len(names)} classes; give one column per class"
-                )
-            t = torch.from_numpy(lab.astype(np.float32))
-        else:
-            raise ValueError(
-                f"labels must be [N] class indices or [N, C] multi-hot, got shape {lab.shape}"
-            )
-        multi = t.dim() == 2
-        if names is None:
-            n_cls = int(t.shape[1]) if multi else int(t.max()) + 1 if len(t) else 0
-            names = tuple(str(k) for k in range(n_cls))
-        return cls(images, t, names, multi_label=multi)
+        t, names = targets_from_labels(labels, classes)
+        return cls(images, t, names, multi_label=t.dim() == 2)
 
     def __len__(self) -> int:
         return len(self.images)

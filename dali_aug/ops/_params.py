@@ -117,6 +117,29 @@ class OpParams:
         """The parameters of some samples (partners keep their original batch indices)."""
         return OpParams(*(t[rows] for t in dataclasses.astuple(self)))
 
+    def repeat_interleave(self, repeats: int) -> OpParams:
+        """Each sample's row ``repeats`` times in a row (a clip's ops on each of its frames):
+        row ``i`` becomes rows ``i * repeats`` to ``i * repeats + repeats - 1``, and a
+        SamplePairing partner ``j`` of row ``i`` becomes, on copy ``t``, row ``j * repeats +
+        t`` (the same frame of the partner clip).
+
+        Raises:
+            ValueError: ``repeats`` below 1.
+        """
+        if repeats < 1:
+            raise ValueError(f"repeats={repeats} must be >= 1")
+        if repeats == 1:
+            return self
+        n = self.batch_size
+        copy = torch.arange(n * repeats, device=self.partners.device) % repeats
+        partners = self.partners.repeat_interleave(repeats, 0) * repeats + copy[:, None]
+        return OpParams(
+            self.op_ids.repeat_interleave(repeats, 0),
+            self.levels.repeat_interleave(repeats, 0),
+            self.centers.repeat_interleave(repeats, 0),
+            partners,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """Plain lists keyed by field, with op names, for logs and JSON."""
         return {
