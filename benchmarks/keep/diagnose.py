@@ -19,7 +19,7 @@ them at evaluation (28 px, normalised; no crop or flip):
 
 From the repository root, after ``python -m benchmarks.keep.fashion --attempt 2``:
 
-    python -m benchmarks.keep.diagnose --runs runs/fashion/keep-a2 \\
+    python -m benchmarks.keep.diagnose --runs runs/fashion/keep runs/fashion/keep-a2 \\
         --out benchmarks/keep/results/fashion_box_diagnosis.json
 """
 
@@ -101,14 +101,17 @@ def diagnose(run: Path) -> dict[str, float | str | int]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--runs", required=True, help="a folder of run folders (KeepCutout rows)")
+    p.add_argument(
+        "--runs", nargs="+", required=True, help="folders of run folders (KeepCutout rows)"
+    )
     p.add_argument("--match", default="KeepCutout", help="run folders whose name has this")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     rows = [
         diagnose(r)
-        for r in sorted(Path(args.runs).iterdir())
+        for folder in args.runs
+        for r in sorted(Path(folder).iterdir())
         if r.is_dir() and args.match in r.name and (r / "model.pt").exists()
     ]
     keys = [k for k in rows[0] if k not in ("run",)] if rows else []
