@@ -167,9 +167,10 @@ def erasing(args: argparse.Namespace) -> bool:
 
 
 def optimizer_name(args: argparse.Namespace) -> str:
-    """``--opt``, else adamw for the small model (Adam learns it in a few hundred steps) and
-    SGD + Nesterov (the ImageNet recipe) for the others."""
-    return str(args.opt or ("adamw" if args.model == "small" else "nesterov"))
+    """``--opt``, else adamw for the small model and the clip models (Adam learns them in a
+    few hundred steps) and SGD + Nesterov (the ImageNet recipe) for the others."""
+    small = args.model == "small" or args.model.startswith("clip-")
+    return str(args.opt or ("adamw" if small else "nesterov"))
 
 
 def check_recipe(fail: Any, args: argparse.Namespace) -> None:

@@ -77,15 +77,32 @@ RESUMABLE = frozenset(
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    from dali_aug.models import MODEL_NAMES
+    from dali_aug.models import CLIP_AVG_PREFIX, CLIP_MODEL_NAMES, MODEL_NAMES
     from dali_aug.policies import POLICY_NAMES
 
     p.add_argument(
         "--data",
         help="ImageFolder, ImageNet layout (DIR/train, DIR/val), a "
         "folder with labels.csv, fashion-mnist, or its multi-label mosaics "
-        "fashion-mnist-multi-lbaug / fashion-mnist-multi-vfa (with --multi-label); default: "
-        "generated demo shapes",
+        "fashion-mnist-multi-lbaug / fashion-mnist-multi-vfa (with --multi-label), or, with "
+        "--clips, moving-shapes / moving-fashion (generated multi-label demo clips) or a "
+        "folder of frame folders; default: generated demo shapes",
+    )
+    p.add_argument(
+        "--clips",
+        type=_positive,
+        default=None,
+        metavar="T",
+        help="video clips of T frames: one sample is one clip, and the crop, the flip and every "
+        "policy op are drawn once per clip (docs/video.md); the default model becomes "
+        "clip-r2plus1d-small",
+    )
+    p.add_argument(
+        "--clip-stride",
+        type=_positive,
+        default=1,
+        metavar="S",
+        help="with --clips: frames between two frames of a clip (default 1)",
     )
     p.add_argument(
         "--policy",
@@ -116,19 +133,31 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
         type=_model_name,
-        default="small",
-        help=f"{', '.join(MODEL_NAMES)}, or timm:NAME (any timm model, when timm imports)",
+        default=None,
+        help=f"{', '.join(MODEL_NAMES)}, or timm:NAME (any timm model, when timm imports); "
+        f"for --clips: {', '.join(CLIP_MODEL_NAMES)} or {CLIP_AVG_PREFIX}MODEL (an image model "
+        "on every frame, averaged); default: small, or clip-r2plus1d-small with --clips",
     )
 
 
 def _model_name(text: str) -> str:
-    from dali_aug.models import MODEL_NAMES, TIMM_PREFIX
+    from dali_aug.models import CLIP_AVG_PREFIX, CLIP_MODEL_NAMES, MODEL_NAMES, TIMM_PREFIX
 
-    if text in MODEL_NAMES or (text.startswith(TIMM_PREFIX) and len(text) > len(TIMM_PREFIX)):
+    if text in MODEL_NAMES or text in CLIP_MODEL_NAMES:
+        return text
+    image = text.removeprefix(CLIP_AVG_PREFIX)
+    if image in MODEL_NAMES or (image.startswith(TIMM_PREFIX) and len(image) > len(TIMM_PREFIX)):
         return text
     raise argparse.ArgumentTypeError(
-        f"invalid choice {text!r} (choose from {', '.join(MODEL_NAMES)}, or {TIMM_PREFIX}NAME)"
+        f"invalid choice {text!r} (choose from {', '.join(MODEL_NAMES)}, or {TIMM_PREFIX}NAME; "
+        f"for clips {', '.join(CLIP_MODEL_NAMES)} or {CLIP_AVG_PREFIX}MODEL)"
     )
+
+
+def _resolve_model(args: argparse.Namespace) -> None:
+    """``--model`` left out: ``small``, or ``clip-r2plus1d-small`` with ``--clips``."""
+    if getattr(args, "model", "") is None:
+        args.model = "clip-r2plus1d-small" if getattr(args, "clips", None) else "small"
 
 
 def _parser(command: str | None) -> argparse.ArgumentParser:
@@ -325,6 +354,25 @@ def _check_train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
             f"--method keep with --saliency lowres needs at least {MIN_SIZE_LOWRES} px "
             f"(--size {MIN_SIZE_LOWRES} or more, or --saliency full or early)",
         )
+    clip_methods = ("none", "lbaug")
+    if getattr(args, "clips", None) is not None:
+        from dali_aug.models import CLIP_AVG_PREFIX, CLIP_MODEL_NAMES
+
+        if not (args.model in CLIP_MODEL_NAMES or args.model.startswith(CLIP_AVG_PREFIX)):
+            fail(
+                "--model",
+                args.model,
+                f"--clips needs a clip model: {', '.join(CLIP_MODEL_NAMES)}, or "
+                f"{CLIP_AVG_PREFIX}{args.model} (the image model on every frame, averaged)",
+            )
+        other = [m for m in args.method if m not in clip_methods]
+        if other:
+            fail(
+                "--method",
+                " ".join(other),
+                "with --clips only --method lbaug (or none) runs on clips; "
+                "the other methods take images",
+            )
     if args.size is not None:
         if args.size < MIN_SIZE:
             fail(
@@ -363,6 +411,7 @@ def _setup(args: argparse.Namespace, method_names: list[str]) -> _Setup:
             multi_label=args.multi_label,
             train_size=getattr(args, "train_size", None),
             seed=args.seed,
+            clips=getattr(args, "clips", None),
         )
     except ValueError as err:
         raise SystemExit(f"error: {err}") from None
@@ -413,11 +462,13 @@ def _loaders(args: argparse.Namespace, setup: _Setup, world: int) -> _Loaders:
         drop_last=world > 1 and getattr(args, "last_batch", None) is None,
         last_batch=getattr(args, "last_batch", None),  # train only
         **_crop(args),
-        flip=not args.no_flip,
+        flip=_flip(args),
         op_record=needs.op_record,
         clean=needs.clean,
         channels_last=getattr(args, "channels_last", False),  # train only
         copies=getattr(args, "copies", 1),  # train only
+        clip_length=getattr(args, "clips", None),
+        clip_stride=getattr(args, "clip_stride", 1),
     )
     plain = dataclasses.replace(
         cfg,
@@ -446,11 +497,34 @@ def _loaders(args: argparse.Namespace, setup: _Setup, world: int) -> _Loaders:
         val = Loader(setup.val_source, config=val_cfg)
     elif setup.val_dir is not None:
         try:  # the val labels are indexed by the training class names
-            val_src = open_source(setup.val_dir, classes=tuple(setup.source.classes))
+            classes = tuple(setup.source.classes)
+            if cfg.clip_length is not None:
+                from dali_aug.video import open_clip_source
+
+                val_src = open_clip_source(setup.val_dir, classes=classes)
+            else:
+                val_src = open_source(setup.val_dir, classes=classes)
         except ValueError as err:
             raise SystemExit(f"error: validation data: {err}") from None
         val = Loader(val_src, config=val_cfg)
     return _Loaders(train, val, meta_val)
+
+
+def _flip(args: argparse.Namespace) -> bool:
+    """The Loader's random flip: on unless ``--no-flip``, and off on the moving demo clips,
+    whose left/right and clockwise labels a flip swaps (a note says so)."""
+    from dali_aug.datasets import MOVING_DATA
+
+    if args.no_flip:
+        return False
+    if args.data in MOVING_DATA:
+        print(
+            f"note: --data {args.data}: no random flip (it swaps the moves left/right and "
+            "rotates clockwise/counterclockwise labels)",
+            file=sys.stderr,
+        )
+        return False
+    return True
 
 
 def _crop(args: argparse.Namespace) -> dict[str, Any]:
@@ -517,6 +591,10 @@ def _preview_loader(train: Any, batch_size: int, *, clean: bool = False) -> Any:
     return train.__class__(train.source, policy=train.policy, config=config)
 
 
+#: clips drawn by ``samples.png`` (one row each)
+CLIPS_SHOWN = 8
+
+
 def _show(args: argparse.Namespace, train: Any) -> Path:
     from dali_aug.viz import denormalize, op_labels, save_grid
 
@@ -533,7 +611,14 @@ def _show(args: argparse.Namespace, train: Any) -> Path:
     else:
         names_ = [loader.classes[i] for i in batch.labels.tolist()]
     caps = [f"{n}: {o}" if n else o for n, o in zip(names_, op_labels(batch.params), strict=True)]
-    return save_grid(denormalize(batch.images), caps, out / "samples.png")
+    images = batch.images
+    if images.dim() == 5:  # clips: one row per clip, its frames side by side
+        b, t = images.shape[:2]
+        frames = denormalize(images[:CLIPS_SHOWN].flatten(0, 1))  # [b * t, H, W, 3]
+        h, w = frames.shape[1:3]
+        rows = frames.reshape(-1, t, h, w, 3).transpose(0, 2, 1, 3, 4).reshape(-1, h, t * w, 3)
+        return save_grid(rows, caps[:CLIPS_SHOWN], out / "samples.png", cols=1)
+    return save_grid(denormalize(images), caps, out / "samples.png")
 
 
 def _reschedule(trainer: Any) -> None:
@@ -670,7 +755,8 @@ def _train_run(
             (out / "history.jsonl").write_text("")
         print(
             f"data: {getattr(train.source, 'root', 'arrays')} "
-            f"({len(train.source)} train images, {len(train.classes)} classes"
+            f"({len(train.source)} train {'clips' if args.clips else 'images'}, "
+            f"{len(train.classes)} classes"
             f"{held}), "
             f"policy: {args.policy if train.policy.num_layers else 'none'}, "
             f"methods: {' '.join(method_names) or 'none'}, "
@@ -765,6 +851,7 @@ def main(argv: list[str] | None = None) -> int:
     if command == "train":
         argv = _expand_config(argv, command, parser)
     args = parser.parse_args(argv)
+    _resolve_model(args)
     if args.command == "train":
         _check_train(parser, args)
     if args.command == "bench":
