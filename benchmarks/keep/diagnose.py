@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--runs", nargs="+", required=True, help="folders of run folders (KeepCutout rows)"
     )
-    p.add_argument("--match", default="KeepCutout", help="run folders whose name has this")
+    p.add_argument("--match", default="KeepCutout-full", help="run folders whose name has this")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
