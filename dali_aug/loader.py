@@ -106,7 +106,13 @@ from dali_aug.ops._dali import host_inputs
 from dali_aug.policies import AugmentPolicy, NoAugment, check_policy
 from dali_aug.shards import ShardSource
 from dali_aug.sources import RAW_SOURCES, Source, looks_valid, open_source
-from dali_aug.video import ClipSource, clip_frame_indices, is_clip_source, open_clip_source
+from dali_aug.video import (
+    ClipSource,
+    UnsupportedCodecError,
+    clip_frame_indices,
+    is_clip_source,
+    open_clip_source,
+)
 
 if TYPE_CHECKING:
     from dali_aug.train import ErasingConfig
@@ -652,6 +658,8 @@ class Loader:
                 window = clip_frame_indices(src.num_frames(i), cfg.clip_length, cfg.clip_stride, u)
                 frames = _read_window(src, i, window)
                 ok = _frames_ok(frames, self._encoded)
+        except UnsupportedCodecError:
+            raise  # not damage: every file of that codec fails; the message names the fix
         except errors:
             ok, frames = False, []
         if not ok:
@@ -1100,8 +1108,8 @@ def _open(data: Any, split: str | None, clip_length: int | None) -> Any:
     elif not is_clip_source(data):
         raise ValueError(
             f"clip_length={clip_length} needs a clip source (dali_aug.video: ClipArraySource, "
-            f"FrameFolderSource, a folder of frame folders), got a {type(data).__name__} of "
-            "images; drop clip_length for images"
+            "FrameFolderSource, VideoFileSource, a folder of frame folders or videos), got a "
+            f"{type(data).__name__} of images; drop clip_length for images"
         )
     return open_clip_source(data)
 
