@@ -650,6 +650,7 @@ class Loader:
             skips[src.name(i)] = None
             return None
         errors = (OSError,) if cfg.clip_length is None else (OSError, ValueError)
+        why = ""
         try:
             if cfg.clip_length is None:
                 data = src.read(i)
@@ -660,15 +661,21 @@ class Loader:
                 ok = _frames_ok(frames, self._encoded)
         except UnsupportedCodecError:
             raise  # not damage: every file of that codec fails; the message names the fix
-        except errors:
+        except errors as err:
             ok, frames = False, []
+            why = "" if cfg.clip_length is None else f" [{err}]"  # a clip source's reason
         if not ok:
             if cfg.strict:
-                what = "image" if cfg.clip_length is None else "clip"
-                also = "" if cfg.clip_length is None else "; a frame missing, or of another shape"
+                end = "fix or remove it, or use strict=False to skip such files"
+                if cfg.clip_length is None:
+                    raise ValueError(
+                        f"unreadable image {src.name(i)!r} (not a complete JPEG/PNG/WebP/BMP/"
+                        f"TIFF); {end}"
+                    )
                 raise ValueError(
-                    f"unreadable {what} {src.name(i)!r} (not a complete JPEG/PNG/WebP/BMP/TIFF"
-                    f"{also}); fix or remove it, or use strict=False to skip such files"
+                    f"unreadable clip {src.name(i)!r} (not a complete JPEG/PNG/WebP/BMP/TIFF; a "
+                    f"frame missing, or of another shape; or a video the decoder rejects){why}; "
+                    f"{end}"
                 )
             self._mark_bad(i, skips)
             return None

@@ -180,6 +180,8 @@ def test_a_damaged_video_is_skipped_and_named(tmp_path: Path, damage: str) -> No
     with pytest.raises(ValueError, match=f"{bad.name}.*(truncated|cannot be decoded|empty)"):
         src.num_frames(1)
     assert src.num_frames(0) == FRAMES  # the pipeline is rebuilt after the error
+    with pytest.raises(ValueError, match=f"unreadable clip .*{bad.name}.*decoder rejects\\) \\["):
+        list(Loader(tmp_path, batch_size=2, clip_length=T, strict=True, **CPU))
 
 
 def _avi_of_codec(path: Path, fourcc: bytes) -> None:
