@@ -47,33 +47,34 @@ STD = (0.229, 0.224, 0.225)
 
 @dataclasses.dataclass(frozen=True)
 class ClipBench:
-    """Settings: ``clips`` clips of ``frames`` frames at ``side`` px, read as windows of
-    ``length`` frames ``stride`` apart, cropped to ``size``."""
+    """The clips: ``clips`` clips of ``frames`` frames at ``side`` px, read as windows of
+    ``length`` frames ``stride`` apart. The rest (crop ``size``, ``batch_size``, ``rounds``,
+    ``threads``, ``seed``) is ``dali-aug bench``'s :class:`~dali_aug.bench._core.BenchConfig`
+    (its ``images`` = ``clips``)."""
 
     clips: int = 64
     frames: int = 32
     side: int = 128
     length: int = 16
     stride: int = 2
-    size: int = 112
-    batch_size: int = 8
-    rounds: int = 5
-    threads: int = max(1, os.cpu_count() or 1)
-    seed: int = 0
+
+
+#: the BenchConfig fields this script sets, with its defaults
+BENCH = {"batch_size": 8, "size": 112, "rounds": 5, "threads": BenchConfig().threads, "seed": 0}
 
 
 # -- data ------------------------------------------------------------------------------------
-def make_clips(cfg: ClipBench) -> tuple[Path, Path]:
+def make_clips(cfg: ClipBench, seed: int) -> tuple[Path, Path]:
     """The frame folders ``frames/c<k%2>/clip<k>/000001.jpg`` and the same frames as MJPEG AVI
     files ``videos/c<k%2>/clip<k>.avi`` (both quality 90), cached under ``$DALI_AUG_CACHE``.
     A clip is a photo-like field (smooth colours + noise) panning 2 px per frame."""
     from dali_aug.video import write_mjpeg_avi
 
-    root = cache_dir() / f"bench-clips-{cfg.clips}x{cfg.frames}-{cfg.side}-s{cfg.seed}"
+    root = cache_dir() / f"bench-clips-{cfg.clips}x{cfg.frames}-{cfg.side}-s{seed}"
     frames_root, videos_root = root / "frames", root / "videos"
     if (root / ".complete").is_file():
         return frames_root, videos_root
-    rng = np.random.default_rng(cfg.seed)
+    rng = np.random.default_rng(seed)
     s, n = cfg.side, cfg.frames
     for k in range(cfg.clips):
         low = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
@@ -95,18 +96,18 @@ def make_clips(cfg: ClipBench) -> tuple[Path, Path]:
 class LoaderClips:
     """a/b: the dali-aug Loader in clip mode over ``root`` (frame folders or videos)."""
 
-    def __init__(self, root: Path, cfg: ClipBench) -> None:
-        self.root, self.cfg, self.epoch = root, cfg, 0
+    def __init__(self, root: Path, cfg: ClipBench, bench: BenchConfig) -> None:
+        self.root, self.cfg, self.bench, self.epoch = root, cfg, bench, 0
 
     def setup(self) -> None:
         from dali_aug.loader import Loader
         from dali_aug.policies import RandAugment
 
-        c = self.cfg
+        c, b = self.cfg, self.bench
         self.loader = Loader(
-            self.root, policy=RandAugment(n=2, m=9), batch_size=c.batch_size, size=c.size,
-            clip_length=c.length, clip_stride=c.stride, num_threads=c.threads, device="cpu",
-            seed=c.seed,
+            self.root, policy=RandAugment(n=2, m=9), batch_size=b.batch_size, size=b.size,
+            clip_length=c.length, clip_stride=c.stride, num_threads=b.threads, device="cpu",
+            seed=b.seed,
         )  # fmt: skip
 
     def step(self) -> int:
@@ -152,11 +153,11 @@ class FrameClips(torch.utils.data.Dataset):  # type: ignore[misc]
     """c: a clip = a window of ``length`` frames ``stride`` apart (uniform start), read with
     PIL and transformed once as a ``tv_tensors.Video``."""
 
-    def __init__(self, root: Path, cfg: ClipBench) -> None:
+    def __init__(self, root: Path, cfg: ClipBench, size: int) -> None:
         self.clips = sorted(p for p in root.glob("*/*") if p.is_dir())
         self.labels = [int(p.parent.name[1:]) for p in self.clips]
         self.cfg = cfg
-        self.transform = clip_transform(cfg.size)
+        self.transform = clip_transform(size)
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -177,15 +178,15 @@ class FrameClips(torch.utils.data.Dataset):  # type: ignore[misc]
 class DataLoaderClips:
     """c: ``torch.utils.data.DataLoader(num_workers=threads, persistent_workers=True)``."""
 
-    def __init__(self, root: Path, cfg: ClipBench) -> None:
-        self.root, self.cfg = root, cfg
+    def __init__(self, root: Path, cfg: ClipBench, bench: BenchConfig) -> None:
+        self.root, self.cfg, self.bench = root, cfg, bench
 
     def setup(self) -> None:
-        c = self.cfg
+        b = self.bench
         self.dl = torch.utils.data.DataLoader(
-            FrameClips(self.root, c), batch_size=c.batch_size, shuffle=True,
-            num_workers=c.threads, persistent_workers=True,
-            generator=torch.Generator().manual_seed(c.seed),
+            FrameClips(self.root, self.cfg, b.size), batch_size=b.batch_size, shuffle=True,
+            num_workers=b.threads, persistent_workers=True,
+            generator=torch.Generator().manual_seed(b.seed),
         )  # fmt: skip
 
     def step(self) -> int:
@@ -198,19 +199,19 @@ class DataLoaderClips:
 
 
 # -- run -------------------------------------------------------------------------------------
-def specs(frames: Path, videos: Path, cfg: ClipBench) -> list[PeerSpec]:
-    clip = f"T={cfg.length} stride {cfg.stride} crop {cfg.size}"
+def specs(frames: Path, videos: Path, cfg: ClipBench, bench: BenchConfig) -> list[PeerSpec]:
+    clip = f"T={cfg.length} stride {cfg.stride} crop {bench.size}"
     return [
         PeerSpec("end-to-end", clip, "a. Loader, frame folders (DALI JPEG)",
-                 lambda: LoaderClips(frames, cfg), ours=True),
+                 lambda: LoaderClips(frames, cfg, bench), ours=True),
         PeerSpec("end-to-end", clip, "b. Loader, MJPEG AVI (DALI CPU video)",
-                 lambda: LoaderClips(videos, cfg), ours=True),
+                 lambda: LoaderClips(videos, cfg, bench), ours=True),
         PeerSpec("end-to-end", clip, "c. DataLoader + PIL + torchvision v2",
-                 lambda: DataLoaderClips(frames, cfg)),
+                 lambda: DataLoaderClips(frames, cfg, bench)),
     ]  # fmt: skip
 
 
-def table(rows: Sequence[Row], cfg: ClipBench) -> str:
+def table(rows: Sequence[Row], cfg: ClipBench, rounds: int) -> str:
     head = f"{'peer':40s} {'clips/s':>8s} {'min-max':>13s} {'frames/s':>9s} {'vs c':>6s}"
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -223,7 +224,7 @@ def table(rows: Sequence[Row], cfg: ClipBench) -> str:
             f"{r.name:40s} {r.median:8.1f} {spread:>13s} {r.median * cfg.length:9.0f} {ratio:>6s}"
         )
     lines.append(
-        f"median over {cfg.rounds} interleaved rounds of one epoch ({cfg.clips} clips); "
+        f"median over {rounds} interleaved rounds of one epoch ({cfg.clips} clips); "
         f"frames/s = clips/s x T ({cfg.length}); 'vs c' = median / median of the DataLoader"
     )
     return "\n".join(lines)
@@ -231,34 +232,38 @@ def table(rows: Sequence[Row], cfg: ClipBench) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.video.throughput")
-    d = ClipBench()
-    for f in dataclasses.fields(ClipBench):
-        p.add_argument(f"--{f.name.replace('_', '-')}", type=int, default=getattr(d, f.name))
+    defaults = dataclasses.asdict(ClipBench()) | BENCH
+    for name, value in defaults.items():
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=value)
     p.add_argument("--quick", action="store_true", help="smoke run: 16 clips, T=8, 2 rounds")
     p.add_argument("--out", default="runs/bench/video/throughput.json")
     args = p.parse_args(argv)
     cfg = ClipBench(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ClipBench)})
+    rounds = args.rounds
     if args.quick:
-        cfg = dataclasses.replace(cfg, clips=16, frames=16, length=8, rounds=2)
-    torch.set_num_threads(cfg.threads)
-    check_one_draw_per_clip(cfg.size)
+        cfg = dataclasses.replace(cfg, clips=16, frames=16, length=8)
+        rounds = 2
+    bench = BenchConfig(
+        images=cfg.clips, batch_size=args.batch_size, size=args.size, rounds=rounds, warmup=1,
+        threads=args.threads, device="cpu", stages=("end-to-end",), seed=args.seed,
+    )  # fmt: skip
+    torch.set_num_threads(bench.threads)
+    check_one_draw_per_clip(bench.size)
     print("torchvision v2 on a tv_tensors.Video: one draw per clip (checked)")
     t0 = time.perf_counter()
-    frames, videos = make_clips(cfg)
+    frames, videos = make_clips(cfg, bench.seed)
     print(f"clips in {frames.parent} ({time.perf_counter() - t0:.1f} s)")
-    bench = BenchConfig(images=cfg.clips, batch_size=cfg.batch_size, size=cfg.size,
-                        rounds=cfg.rounds, warmup=1, threads=cfg.threads, device="cpu",
-                        stages=("end-to-end",), seed=cfg.seed)  # fmt: skip
-    rows = measure(specs(frames, videos, cfg), bench)
+    rows = measure(specs(frames, videos, cfg, bench), bench)
     compute_ratios(rows)
-    print(table(rows, cfg))
+    print(table(rows, cfg, rounds))
     results = [
         r.to_dict() | {"frames_per_s": None if r.median is None else r.median * cfg.length}
         for r in rows
     ]
-    load = os.getloadavg()
+    settings = dataclasses.asdict(cfg) | {k: getattr(bench, k) for k in BENCH}
+    settings |= {"quick": args.quick, "load_average": os.getloadavg()}
     write_record(
-        args.out, dataclasses.asdict(cfg) | {"quick": args.quick, "load_average": load},
+        args.out, settings,
         torch.device("cpu"), rows=results,
         median_clips_per_s={r.name: r.median for r in rows},
         spread={r.name: statistics.pstdev(r.runs) if len(r.runs) > 1 else None for r in rows},

@@ -1,7 +1,7 @@
 """The clip source protocol: what the Loader reads a video data set through.
 
 A clip source lists clips and reads some frames of one clip; it never decodes (DALI does).
-:class:`~dali_aug.video.ClipArraySource` (in-memory arrays) and
+:class:`~dali_aug.video.ClipArraySource` (in-memory arrays),
 :class:`~dali_aug.video.FrameFolderSource` (folders of frame files) and
 :class:`~dali_aug.video.VideoFileSource` (video files) implement it.
 """
