@@ -106,7 +106,13 @@ from dali_aug.ops._dali import host_inputs
 from dali_aug.policies import AugmentPolicy, NoAugment, check_policy
 from dali_aug.shards import ShardSource
 from dali_aug.sources import RAW_SOURCES, Source, looks_valid, open_source
-from dali_aug.video import ClipSource, clip_frame_indices, is_clip_source, open_clip_source
+from dali_aug.video import (
+    ClipSource,
+    UnsupportedCodecError,
+    clip_frame_indices,
+    is_clip_source,
+    open_clip_source,
+)
 
 if TYPE_CHECKING:
     from dali_aug.train import ErasingConfig
@@ -644,6 +650,7 @@ class Loader:
             skips[src.name(i)] = None
             return None
         errors = (OSError,) if cfg.clip_length is None else (OSError, ValueError)
+        why = ""
         try:
             if cfg.clip_length is None:
                 data = src.read(i)
@@ -652,15 +659,23 @@ class Loader:
                 window = clip_frame_indices(src.num_frames(i), cfg.clip_length, cfg.clip_stride, u)
                 frames = _read_window(src, i, window)
                 ok = _frames_ok(frames, self._encoded)
-        except errors:
+        except UnsupportedCodecError:
+            raise  # not damage: every file of that codec fails; the message names the fix
+        except errors as err:
             ok, frames = False, []
+            why = "" if cfg.clip_length is None else f" [{err}]"  # a clip source's reason
         if not ok:
             if cfg.strict:
-                what = "image" if cfg.clip_length is None else "clip"
-                also = "" if cfg.clip_length is None else "; a frame missing, or of another shape"
+                end = "fix or remove it, or use strict=False to skip such files"
+                if cfg.clip_length is None:
+                    raise ValueError(
+                        f"unreadable image {src.name(i)!r} (not a complete JPEG/PNG/WebP/BMP/"
+                        f"TIFF); {end}"
+                    )
                 raise ValueError(
-                    f"unreadable {what} {src.name(i)!r} (not a complete JPEG/PNG/WebP/BMP/TIFF"
-                    f"{also}); fix or remove it, or use strict=False to skip such files"
+                    f"unreadable clip {src.name(i)!r} (not a complete JPEG/PNG/WebP/BMP/TIFF; a "
+                    f"frame missing, or of another shape; or a video the decoder rejects){why}; "
+                    f"{end}"
                 )
             self._mark_bad(i, skips)
             return None
@@ -1100,8 +1115,8 @@ def _open(data: Any, split: str | None, clip_length: int | None) -> Any:
     elif not is_clip_source(data):
         raise ValueError(
             f"clip_length={clip_length} needs a clip source (dali_aug.video: ClipArraySource, "
-            f"FrameFolderSource, a folder of frame folders), got a {type(data).__name__} of "
-            "images; drop clip_length for images"
+            "FrameFolderSource, VideoFileSource, a folder of frame folders or videos), got a "
+            f"{type(data).__name__} of images; drop clip_length for images"
         )
     return open_clip_source(data)
 

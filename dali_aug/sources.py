@@ -64,6 +64,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LOADED_SUFFIXES",
+    "VIDEO_SUFFIXES",
     "ArraySource",
     "CsvSource",
     "FolderSource",
@@ -80,6 +81,8 @@ __all__ = [
 
 #: Suffixes (lower case) of the files a folder scan loads.
 LOADED_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+#: Suffixes (lower case) of the video files a clip folder scan loads (dali_aug.video).
+VIDEO_SUFFIXES = (".webm", ".mkv", ".avi", ".mp4", ".mov")
 #: Suffixes of image files that DALI's decoder cannot decode (reported with a warning).
 _NOT_DECODED_SUFFIXES = (".gif",)
 
@@ -91,6 +94,7 @@ class IgnoreReason(enum.Enum):
     NOT_IN_CLASS = "not inside a class folder (root/<class>/...)"
     NOT_DECODED = "a GIF, which DALI's decoder cannot decode: convert it to PNG to load it"
     SUFFIX = "suffix is not one of " + "/".join(LOADED_SUFFIXES)
+    NOT_VIDEO = "suffix is not one of " + "/".join(VIDEO_SUFFIXES) + " (a folder of videos)"
     WALKED = "a folder already walked (a symlink to it): not walked twice"
     UNREADABLE = "a folder that cannot be listed (permission denied?): fix its permissions"
 

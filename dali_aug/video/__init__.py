@@ -12,6 +12,8 @@ Example:
 
 from __future__ import annotations
 
+from dali_aug.video._avi import write_mjpeg_avi
+from dali_aug.video._files import UnsupportedCodecError, VideoFileSource, holds_videos
 from dali_aug.video._frames import clip_frame_indices, clip_span
 from dali_aug.video._ops import apply_clip_params
 from dali_aug.video._protocol import ClipSource, is_clip_source
@@ -21,9 +23,13 @@ __all__ = [
     "ClipArraySource",
     "ClipSource",
     "FrameFolderSource",
+    "UnsupportedCodecError",
+    "VideoFileSource",
     "apply_clip_params",
     "clip_frame_indices",
     "clip_span",
+    "holds_videos",
     "is_clip_source",
     "open_clip_source",
+    "write_mjpeg_avi",
 ]

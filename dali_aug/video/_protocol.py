@@ -1,9 +1,9 @@
 """The clip source protocol: what the Loader reads a video data set through.
 
 A clip source lists clips and reads some frames of one clip; it never decodes (DALI does).
-:class:`~dali_aug.video.ClipArraySource` (in-memory arrays) and
-:class:`~dali_aug.video.FrameFolderSource` (folders of frame files) implement it; a source of
-video files implements the same five members.
+:class:`~dali_aug.video.ClipArraySource` (in-memory arrays),
+:class:`~dali_aug.video.FrameFolderSource` (folders of frame files) and
+:class:`~dali_aug.video.VideoFileSource` (video files) implement it.
 """
 
 from __future__ import annotations

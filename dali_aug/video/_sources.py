@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -129,43 +130,32 @@ class FrameFolderSource:
                 frames, a CSV row naming a missing folder (and the label CSV's errors).
         """
         root = Path(root)
-        if (root / "labels.csv").is_file():
-            return cls._from_csv(root, classes)
-        folders, ignored = list_top_folders(root, _LAYOUT)
-        names = tuple(folders) if classes is None else _known_classes(root, folders, classes)
-        index = {c: k for k, c in enumerate(names)}
-        clips: list[str] = []
-        frames: list[tuple[str, ...]] = []
-        labels: list[int] = []
-        for name in folders:
-            found = _clip_folders(root, name, ignored)
-            clips += found
-            frames += [_frame_files(root, clip, ignored) for clip in found]
-            labels += [index[name]] * len(found)
-        targets = torch.tensor(labels, dtype=torch.int64)
-        return cls(root, tuple(clips), tuple(frames), targets, names, ignored=tuple(ignored))
-
-    @classmethod
-    def _from_csv(cls, root: Path, classes: tuple[str, ...] | None) -> FrameFolderSource:
-        rows = read_label_csv(root, root / "labels.csv", semicolons=True)
         ignored: list[Ignored] = []
         frames: list[tuple[str, ...]] = []
-        for path, line in zip(rows.paths, rows.lines, strict=True):
-            if not (root / path).is_dir():
-                raise ValueError(
-                    f"{root / 'labels.csv'}: row {line} names clip folder {path!r}, which is "
-                    f"not a folder under {str(root)!r}; fix the row or add the folder of its "
-                    "frames"
-                )
-            frames.append(_frame_files(root, path, ignored))
-        known = classes is not None
-        if classes is None:
-            classes = tuple(sorted({lab for labs in rows.labels for lab in labs}))
-        targets, classes = rows.multi_hot(classes, "(classes=)", known=known)
-        return cls(
-            root, rows.paths, tuple(frames), targets, classes, multi_label=True,
-            ignored=tuple(ignored),
-        )  # fmt: skip
+        if (root / "labels.csv").is_file():
+
+            def check(path: str, line: int) -> None:
+                if not (root / path).is_dir():
+                    raise ValueError(
+                        f"{root / 'labels.csv'}: row {line} names clip folder {path!r}, which "
+                        f"is not a folder under {str(root)!r}; fix the row or add the folder "
+                        "of its frames"
+                    )
+                frames.append(_frame_files(root, path, ignored))
+
+            paths, targets, names = scan_label_csv(root, classes, check)
+            return cls(
+                root, paths, tuple(frames), targets, names, multi_label=True,
+                ignored=tuple(ignored),
+            )  # fmt: skip
+
+        def clip_folders(name: str) -> list[str]:
+            found = _clip_folders(root, name, ignored)
+            frames.extend(_frame_files(root, clip, ignored) for clip in found)
+            return found
+
+        clips, targets, names = scan_class_layout(root, classes, _LAYOUT, clip_folders, ignored)
+        return cls(root, clips, tuple(frames), targets, names, ignored=tuple(ignored))
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -222,40 +212,114 @@ def _clip_folders(root: Path, name: str, ignored: list[Ignored]) -> list[str]:
 def _frame_files(root: Path, clip: str, ignored: list[Ignored]) -> tuple[str, ...]:
     """The frame files of a clip folder, sorted by name; the other entries go to
     ``ignored``."""
-    frames: list[str] = []
-    for entry in _listing(root / clip):
-        reason = IgnoreReason.HIDDEN if entry.name.startswith(".") else None
-        if reason is None and entry.is_dir():
-            raise ValueError(
-                f"clip folder {str(root / clip)!r} holds the folder {entry.name!r}; a clip's "
-                "frames are files directly in its folder (root/<class>/<clip>/000001.jpg)"
-            )
-        reason = reason or _file_reason(entry.name)
-        if reason is None:
-            frames.append(entry.name)
+    return folder_files(
+        root, clip, ignored, _file_reason,
+        nested=f"clip folder {str(root / clip)!r} holds the folder {{}}; a clip's frames are "
+        "files directly in its folder (root/<class>/<clip>/000001.jpg)",
+        empty=f"clip folder {str(root / clip)!r} has no frames (.jpg/.jpeg/.png files); put "
+        "the clip's frames there (000001.jpg, 000002.jpg, ...) or remove the folder",
+    )  # fmt: skip
+
+
+def folder_files(
+    root: Path,
+    rel: str,
+    ignored: list[Ignored],
+    reason: Callable[[str], IgnoreReason | None],
+    *,
+    nested: str,
+    empty: str,
+) -> tuple[str, ...]:
+    """The loaded files of folder ``root/rel`` (names, sorted): those ``reason`` gives None;
+    hidden files and the other files go to ``ignored``.
+
+    Raises:
+        ValueError: ``nested`` (formatted with the subfolder's name) for a subfolder,
+            ``empty`` if no file is loaded.
+    """
+    files: list[str] = []
+    for entry in _listing(root / rel):
+        why = IgnoreReason.HIDDEN if entry.name.startswith(".") else None
+        if why is None and entry.is_dir():
+            raise ValueError(nested.format(repr(entry.name)))
+        why = why or reason(entry.name)
+        if why is None:
+            files.append(entry.name)
         else:
-            ignored.append(Ignored(os.path.join(clip, entry.name), reason))
-    if not frames:
-        raise ValueError(
-            f"clip folder {str(root / clip)!r} has no frames (.jpg/.jpeg/.png files); put "
-            "the clip's frames there (000001.jpg, 000002.jpg, ...) or remove the folder"
-        )
-    return tuple(frames)
+            ignored.append(Ignored(os.path.join(rel, entry.name), why))
+    if not files:
+        raise ValueError(empty)
+    return tuple(files)
+
+
+def scan_class_layout(
+    root: Path,
+    classes: tuple[str, ...] | None,
+    layout: str,
+    list_clips: Callable[[str], list[str]],
+    ignored: list[Ignored],
+) -> tuple[tuple[str, ...], torch.Tensor, tuple[str, ...]]:
+    """The clips of a class layout ``root/<class>/<clip>``: the clips (paths relative to
+    ``root``, from ``list_clips(class_name)``), int64 targets and the class names; the
+    ignored entries of ``root`` are appended to ``ignored``.
+
+    Raises:
+        ValueError: as :func:`~dali_aug.sources.list_top_folders`, and a class folder not
+            among ``classes``.
+    """
+    folders, top = list_top_folders(root, layout)
+    ignored.extend(top)
+    names = tuple(folders) if classes is None else _known_classes(root, folders, classes)
+    index = {c: k for k, c in enumerate(names)}
+    clips: list[str] = []
+    labels: list[int] = []
+    for name in folders:
+        found = list_clips(name)
+        clips += found
+        labels += [index[name]] * len(found)
+    return tuple(clips), torch.tensor(labels, dtype=torch.int64), names
+
+
+def scan_label_csv(
+    root: Path, classes: tuple[str, ...] | None, check: Callable[[str, int], None]
+) -> tuple[tuple[str, ...], torch.Tensor, tuple[str, ...]]:
+    """The clips of ``root/labels.csv`` (``path,labels``, labels separated by spaces or
+    ``;``): the paths, float32 multi-hot targets and the class names (sorted label names
+    unless ``classes`` is given). ``check(path, line)`` is called on every row.
+
+    Raises:
+        ValueError: the label CSV's errors, and those ``check`` raises.
+    """
+    rows = read_label_csv(root, root / "labels.csv", semicolons=True)
+    for path, line in zip(rows.paths, rows.lines, strict=True):
+        check(path, line)
+    known = classes is not None
+    if classes is None:
+        classes = tuple(sorted({lab for labs in rows.labels for lab in labs}))
+    targets, classes = rows.multi_hot(classes, "(classes=)", known=known)
+    return rows.paths, targets, classes
 
 
 def open_clip_source(data: Any, *, classes: tuple[str, ...] | None = None) -> ClipSource:
-    """A clip source from a :class:`ClipSource` (returned as is) or a folder path
+    """A clip source from a :class:`ClipSource` (returned as is) or a folder path: a folder
+    of video files (:meth:`VideoFileSource.scan <dali_aug.video.VideoFileSource.scan>`, see
+    :func:`~dali_aug.video.holds_videos`), else of frame folders
     (:meth:`FrameFolderSource.scan`).
 
     Raises:
         TypeError: anything else, naming the clip sources.
     """
+    from dali_aug.video._files import VideoFileSource, holds_videos  # it imports this module
+
     if is_clip_source(data):
         return data  # type: ignore[no-any-return]
     if isinstance(data, (str, Path)):
+        if holds_videos(data):
+            return VideoFileSource.scan(data, classes=classes)
         return FrameFolderSource.scan(data, classes=classes)
     raise TypeError(
         f"clip_length needs a clip source, got a {type(data).__name__}: give a folder of "
-        "frame folders, a dali_aug.video.ClipArraySource or FrameFolderSource, or an object "
-        "with the ClipSource members (for images drop clip_length)"
+        "frame folders or video files, a dali_aug.video.ClipArraySource, FrameFolderSource "
+        "or VideoFileSource, or an object with the ClipSource members (for images drop "
+        "clip_length)"
     )
