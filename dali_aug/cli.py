@@ -86,7 +86,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         "folder with labels.csv, fashion-mnist, or its multi-label mosaics "
         "fashion-mnist-multi-lbaug / fashion-mnist-multi-vfa (with --multi-label), or, with "
         "--clips, moving-shapes / moving-fashion (generated multi-label demo clips) or a "
-        "folder of frame folders; default: generated demo shapes",
+        "folder of frame folders or video files; default: generated demo shapes",
     )
     p.add_argument(
         "--clips",

@@ -206,7 +206,7 @@ def training_data(
         if data is None:
             raise ValueError(
                 "--clips needs clip data: --data moving-shapes or moving-fashion (generated "
-                "demo clips, with --multi-label), or a folder of frame folders"
+                "demo clips, with --multi-label), or a folder of frame folders or video files"
             )
         train_dir, val_dir = resolve_data(data, multi_label=multi_label)
         return TrainingData(open_clip_source(train_dir), val_dir=val_dir)
