@@ -3,7 +3,9 @@ search should lower the probability of a harmful augmentation) on a task where o
 destroys the label: runs a small search on a reduced 6-element space (36 pairs, the harmful
 element first) and prints, per step, the marginal probability of pairs containing that
 element (uniform: 11/36 = 0.306), the entropy of p_theta (uniform: log 36 = 3.58) and the top
-pair's mass (uniform: 1/36).
+pair's mass (uniform: 1/36). The record also holds the final mass on the pairs that destroy the
+label: those with the harmful element exactly once (uniform: 10/36 = 0.278; a pair with it
+twice, e.g. (Invert, Invert), is the identity and keeps the label).
 
 Tasks (``benchmarks.aws.synthetic``): ``polarity`` (class = light or dark square; Invert maps
 each class onto the other) and ``halves`` (class = which half holds the square; TranslateX at
@@ -88,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - t0
     probs = policy.probs().detach().double()
     top = probs.sort(descending=True).values
+    grid = probs.view(n, n)  # [first, second]: pair k = first * n + second
+    destroying = float(grid[0, 1:].sum() + grid[1:, 0].sum())
     result = {
         "provenance": provenance("cuda" if config.device == "cuda" else "cpu"),
         "settings": vars(args),
@@ -105,13 +109,15 @@ def main(argv: list[str] | None = None) -> int:
             zip([e.name for e in config.elements], rows[-1]["marginals"], strict=True)
         ),
         "top5_mass": float(top[:5].sum()),
+        "destroying_mass": destroying,
+        "uniform_destroying_mass": 2 * (n - 1) / n**2,
         "top_pairs": policy.top_pairs(5),
         "seconds": seconds,
     }
     out = Path(args.record) if args.record else Path(args.out) / "aws_mechanism.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
-    keys = ("final_marginals", "top5_mass", "top_pairs", "seconds")
+    keys = ("final_marginals", "destroying_mass", "top5_mass", "top_pairs", "seconds")
     print(json.dumps({k: result[k] for k in keys}, indent=1))
     print(f"wrote {out}")
     return 0
