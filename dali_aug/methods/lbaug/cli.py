@@ -179,8 +179,8 @@ def _model(args: argparse.Namespace) -> str:
     if clips and not is_clip_model(args.model):
         raise SystemExit(
             f"error: --model {args.model}: --clips needs a clip critic: "
-            f"{', '.join(CLIP_MODEL_NAMES)}, or {CLIP_AVG_PREFIX}{args.model} (the image model "
-            "on every frame, averaged)"
+            f"{' or '.join(CLIP_MODEL_NAMES)}, or {CLIP_AVG_PREFIX}{args.model} (that image "
+            "model on every frame, averaged)"
         )
     if not clips and is_clip_model(args.model):
         raise SystemExit(
@@ -209,9 +209,9 @@ def run_search(args: argparse.Namespace) -> int:
     from dali_aug.methods.lbaug._report import op_table, save_actor, write_heatmap, write_op_table
     from dali_aug.methods.lbaug._search import SearchConfig, load_images, search
 
-    model = _model(args)
     if args.clips is not None and (args.clips < 1 or args.clip_stride < 1):
         raise SystemExit("error: --clips T and --clip-stride S must be >= 1 (e.g. --clips 8)")
+    model = _model(args)
     try:
         data = training_data(
             args.data,
