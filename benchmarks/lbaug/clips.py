@@ -10,6 +10,8 @@ used only for the timing runs below):
     python -m benchmarks.lbaug.clips table       # the three rows, then their per-label AP
     python -m benchmarks.lbaug.clips mechanism   # the actors' FlipLR probability by label
 
+(``--dev``: the same on the development seeds 0-2, in ``runs/lbaug-clips-dev``.)
+
 ``search`` (actors in ``runs/lbaug-clips/actors/h-s{seed}.pt``): for each held-out seed,
 ``dali-aug search lbaug --clips 8 --clip-stride 2 --data moving-shapes --multi-label
 --train-size TRAIN --seed SEED`` (:data:`SEARCH`): that seed's TRAIN training clips (the
@@ -28,12 +30,12 @@ left" and "moves right" (read from the runs' ``metrics.json`` by
 
 ``mechanism`` (``benchmarks/lbaug/results/clips_mechanism.json``): for each searched actor,
 the probability that it picks and applies FlipLR (the op probability times the expected
-apply probability, as the actor outputs them: :func:`~dali_aug.methods.lbaug._actor.
-applied_probability`), averaged over the validation clips whose labels include "moves left"
-or "moves right" (group ``lr``) and over the validation clips without any direction or
-rotation label (group ``still``). Threshold, fixed before any run: the paper's mechanism
-holds on a seed if ``lr`` is at most half of ``still`` (ratio <= 0.5); it holds here if it
-holds on all three held-out seeds.
+apply probability, as the actor outputs them:
+``dali_aug.methods.lbaug._actor.applied_probability``), averaged over the validation clips
+whose labels include "moves left" or "moves right" (group ``lr``, 125 clips) and over the
+validation clips without any direction or rotation label (group ``still``, 160 clips).
+Threshold, fixed before any run: the paper's mechanism holds on a seed if ``lr`` is at most
+half of ``still`` (ratio <= 0.5); it holds here if it holds on all three held-out seeds.
 
 Budget (one thread: ``--threads 1``, ``OMP_NUM_THREADS=1``): one search at most ~6 min, one
 training run at most ~5 min. Chosen settings and the timing evidence (dev seed 0, measured
