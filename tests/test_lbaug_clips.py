@@ -220,3 +220,31 @@ def test_cli_search_on_moving_clips_needs_clips(tmp_path: Path) -> None:
 
     with pytest.raises(SystemExit, match="add --clips T"):
         main(["search", "lbaug", "--data", "moving-shapes", "--out", str(tmp_path / "a.pt")])
+
+
+def _numbered_clips(n: int, frames: int, size: int) -> torch.Tensor:
+    """uint8 [n, frames, size, size, 3]: frame f of clip i is flat grey ``10 * f + i``."""
+    value = 10 * torch.arange(frames).view(1, -1) + torch.arange(n).view(-1, 1)
+    return value.view(n, frames, 1, 1, 1).expand(n, frames, size, size, 3).to(torch.uint8)
+
+
+@pytest.mark.parametrize("transform", ["train", "eval"])
+def test_load_images_reads_one_fixed_window_per_clip(transform: str) -> None:
+    from dali_aug.methods.lbaug._search import load_images
+    from dali_aug.video import ClipArraySource
+
+    n, frames = 6, 8
+    labels = _labels(n)
+    source = ClipArraySource.from_arrays(
+        _numbered_clips(n, frames, 16).numpy(), labels.numpy(), classes=[f"l{i}" for i in range(C)]
+    )
+    kw = {"size": 16, "device": "cpu", "num_threads": 1, "transform": transform, "seed": 4}
+    x, y, names = load_images(source, clip_length=4, clip_stride=2, **kw)  # type: ignore[arg-type]
+    assert x.shape == (n, 4, 3, 16, 16) and x.dtype == torch.uint8
+    torch.testing.assert_close(y, labels)  # in the data's order
+    frame = (x.float().mean((2, 3, 4)).round().long() - torch.arange(n).view(-1, 1)) // 10
+    assert (frame[:, 1:] - frame[:, :-1] == 2).all()  # one window, frames 2 apart
+    if transform == "eval":  # the centred window: start floor(0.5 * (8 - 7 + 1)) = 1
+        assert (frame[:, 0] == 1).all()
+    again, _, _ = load_images(source, clip_length=4, clip_stride=2, **kw)  # type: ignore[arg-type]
+    assert torch.equal(x, again)  # fixed: the same seed reads the same windows
