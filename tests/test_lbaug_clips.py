@@ -205,6 +205,7 @@ def test_cli_search_then_train_on_the_moving_clips(tmp_path: Path, one_thread: N
         (["--clips", "4", "--model", "small"], "--clips needs a clip critic"),
         (["--model", "clip-r2plus1d-small"], "is a clip model; add --clips T"),
         (["--clips", "0"], "must be >= 1"),
+        (["--clips", "4", "--model", "clip-avg-nonet"], "unknown model 'nonet'"),
     ],
 )
 def test_cli_search_errors(tmp_path: Path, extra: list[str], message: str) -> None:

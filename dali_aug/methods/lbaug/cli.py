@@ -189,6 +189,13 @@ def _model(args: argparse.Namespace) -> str:
         )
     if not clips and args.model not in MODEL_NAMES:
         raise SystemExit(f"error: --model {args.model}: use one of {', '.join(MODEL_NAMES)}")
+    if clips:  # a clip-avg-NAME's image model NAME: checked now, not after the data
+        from dali_aug.models import build_model
+
+        try:
+            build_model(args.model, 1)
+        except ValueError as err:
+            raise SystemExit(f"error: --model {args.model}: {err}") from None
     return str(args.model)
 
 
@@ -222,7 +229,7 @@ def run_search(args: argparse.Namespace) -> int:
         )
     except ValueError as err:
         raise SystemExit(f"error: LB-Aug: {err}") from None
-    mosaics = args.data in FASHION_MNIST_MULTI or args.data in MOVING_DATA
+    generated = args.data in FASHION_MNIST_MULTI or args.data in MOVING_DATA
     size = args.size or default_size(args.data)
     try:
         config = SearchConfig(
@@ -266,7 +273,7 @@ def run_search(args: argparse.Namespace) -> int:
         )
     except ValueError as err:
         raise SystemExit(f"error: LB-Aug: {err}") from None
-    where = args.data if mosaics else str(data.source.root)
+    where = args.data if generated else str(data.source.root)
     kind = "images" if args.clips is None else f"clips of {args.clips} frames"
     print(
         f"lbaug search: {where} ({len(labels)} {kind}, {len(names)} labels, {size} px) on "
