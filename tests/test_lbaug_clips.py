@@ -249,3 +249,23 @@ def test_load_images_reads_one_fixed_window_per_clip(transform: str) -> None:
         assert (frame[:, 0] == 1).all()
     again, _, _ = load_images(source, clip_length=4, clip_stride=2, **kw)  # type: ignore[arg-type]
     assert torch.equal(x, again)  # fixed: the same seed reads the same windows
+
+
+def test_an_actor_without_fliplr_keeps_the_loaders_flip_of_whole_clips() -> None:
+    ops = ("Invert", "Color")
+    actor = _always_applied_actor(ops)
+    with torch.no_grad():  # apply probability 0: the clip stays the Loader's (flipped) crop
+        actor.prob_head.bias.zero_()
+        actor.prob_head.bias.view(len(ops), 11)[:, 0] = 50.0
+    hook = LBAugMethod(actor, seed=0)
+    assert hook.keep_loader_flip
+    clean = _clips(4, 3, 8, still=False)
+    flip = identity_params(4)
+    flip = dataclasses.replace(
+        flip, op_ids=torch.tensor([[index("FlipLR")]] * 2 + [[index("Identity")]] * 2)
+    )
+    batch = dataclasses.replace(_clip_batch(clean, _labels(4)), params=flip)
+    out = hook.augment(None, batch)  # type: ignore[arg-type]
+    expected = torch.cat([clean[:2].flip(-1), clean[2:]])  # every frame of clips 0, 1 flipped
+    torch.testing.assert_close(out.images, normalize(expected))
+    assert hook.op_frequencies()["none"] == 1.0
