@@ -6,6 +6,8 @@ An actor MLP maps an image's multi-hot label vector to a categorical over ops an
 categoricals over 11 apply-probabilities and 10 magnitudes (:class:`Actor`). It is trained by
 REINFORCE on rewards from critics trained on K stratified shuffle splits of the training set
 (:func:`search`), then applied per sample in the training step (:class:`LBAugMethod`).
+Clips ([N, T, 3, H, W], ``load_images(..., clip_length=T)``, clip critics) take the same
+path: one op per clip, applied to every frame (docs/methods/lbaug.md, "Clips").
 
 Example:
     >>> images, labels, names = load_images("data/train", size=64)

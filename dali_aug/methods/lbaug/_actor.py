@@ -29,7 +29,8 @@ import torch
 from torch import nn
 
 from dali_aug.kernels import label_sample
-from dali_aug.ops import OpParams, flip_signs, index, names, random_extras
+from dali_aug.ops import OpParams, apply_params, flip_signs, index, names, random_extras
+from dali_aug.video._ops import apply_clip_params
 
 __all__ = [
     "AA_OPS",
@@ -39,6 +40,7 @@ __all__ = [
     "ActorConfig",
     "ActorOutput",
     "applied_probability",
+    "apply_ops",
     "check_labels",
     "draw_ops",
     "entropy",
@@ -380,3 +382,27 @@ def draw_ops(
 
 
 _IDENTITY = index("Identity")
+
+
+def apply_ops(samples: torch.Tensor, params: OpParams) -> torch.Tensor:
+    """Applies one row of ``params`` per sample with the torch backend: to uint8 images
+    [B, 3, H, W], or to every frame of uint8 clips [B, T, 3, H, W] (one op per clip, the same
+    on all its frames: :func:`dali_aug.video.apply_clip_params`). The one place where the
+    search and the training step apply the actor's ops, for images and clips alike.
+
+    Raises:
+        TypeError: ``samples`` is not a uint8 tensor of 4 or 5 dimensions.
+    """
+    if not isinstance(samples, torch.Tensor) or samples.dtype != torch.uint8:
+        raise TypeError(
+            "LB-Aug applies its ops to uint8 images [B, 3, H, W] or clips [B, T, 3, H, W] "
+            f"(the batch's clean crops), got {getattr(samples, 'dtype', type(samples).__name__)}"
+        )
+    if samples.dim() == 5:
+        return apply_clip_params(samples, params)
+    if samples.dim() == 4:
+        return apply_params(samples, params)
+    raise TypeError(
+        f"LB-Aug applies its ops to images [B, 3, H, W] or clips [B, T, 3, H, W], got shape "
+        f"{tuple(samples.shape)}"
+    )

@@ -199,7 +199,8 @@ def train_critic(
     shift: int = 0,
 ) -> nn.Module:
     """Trains one critic with BCE (the :class:`~dali_aug.train.Trainer` step, AdamW) on its
-    ``D_M`` (uint8 [n, 3, H, W] images on the model's device, multi-hot labels), in a seeded
+    ``D_M`` (uint8 [n, 3, H, W] images or [n, T, 3, H, W] clips on the model's device,
+    multi-hot labels), in a seeded
     order; with ``shift`` > 0 every batch is translated by a random (dy, dx) in
     ``[-shift, shift]`` (edge padding: a small, label-preserving augmentation), else without
     augmentation. Returns the model in eval mode."""
@@ -213,11 +214,11 @@ def train_critic(
             if len(idx) < 2:  # BatchNorm needs two samples
                 continue
             x = normalize(images[idx])
-            if shift > 0:
+            if shift > 0:  # clips: the same shift on every frame
                 dy, dx = (torch.randint(0, 2 * shift + 1, (2,), generator=generator)).tolist()
                 h, w = x.shape[-2:]
-                x = F.pad(x, (shift, shift, shift, shift), mode="replicate")
-                x = x[..., dy : dy + h, dx : dx + w]
+                flat = F.pad(x.flatten(0, -4), (shift, shift, shift, shift), mode="replicate")
+                x = flat[..., dy : dy + h, dx : dx + w].reshape(x.shape)
             trainer.step(Batch(images=x, labels=labels[idx], indices=idx))
             if on_step is not None:
                 on_step()
@@ -290,7 +291,7 @@ def rewards(
 
     Args:
         critics: the K critics, eval mode, on the images' device.
-        augmented: uint8 [B, 3, H, W], the augmented images.
+        augmented: uint8 [B, 3, H, W], the augmented images (or clips [B, T, 3, H, W]).
         labels: multi-hot [B, C].
         members: bool [K, B], whether sample b is in ``D_A^(k)``.
         clean: float32 [K, B], the critics' BCE on the clean images (:func:`clean_losses`;

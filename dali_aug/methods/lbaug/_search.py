@@ -39,6 +39,14 @@ actor's space has no FlipLR), so the rewards are measured on the distribution of
 actor's ops are applied to in training. ``transform="eval"`` decodes with the evaluation
 transform instead (resize + centre crop).
 
+Clips: the same search on uint8 clips [N, T, 3, S, S] (a clip is a sample with a time axis):
+:func:`load_images` with ``clip_length`` reads one fixed window per clip through the clip
+Loader, the critics are clip models (``SearchConfig.model``, ``clip-r2plus1d-small`` by
+default on the command line), one (op, p, lambda) is drawn per clip and applied to every frame
+(:func:`~dali_aug.methods.lbaug._actor.apply_ops`), and the reward is the critics' loss change
+on the augmented clips. Nothing else differs: the splits, the critics' training, the actor and
+its update are the image code.
+
 Randomness: everything derives from ``SearchConfig.seed``. The splits, batch order, signs and
 Cutout/SamplePairing extras use explicit generators; network initialisation and dropout use
 torch's global RNG inside :func:`torch.random.fork_rng` seeded from the seed, so the caller's
@@ -63,15 +71,15 @@ from dali_aug.methods.lbaug._actor import (
     ActorConfig,
     ActorOutput,
     Variant,
+    apply_ops,
     check_labels,
     draw_ops,
     entropy,
 )
 from dali_aug.methods.lbaug._critics import clean_losses, rewards, shuffle_splits, train_critic
-from dali_aug.models import ModelName, build_model
-from dali_aug.ops import apply_params
+from dali_aug.models import CLIP_AVG_PREFIX, CLIP_MODEL_NAMES, build_model
 
-__all__ = ["SearchConfig", "SearchResult", "load_images", "search"]
+__all__ = ["SearchConfig", "SearchResult", "is_clip_model", "load_images", "search"]
 
 CriticFactory = Callable[[int], nn.Module]
 
@@ -90,7 +98,9 @@ class SearchConfig:
     Attributes:
         ops: the search space (catalog op names; default the 16 AutoAugment ops).
         folds: K, the number of stratified shuffle splits and critics (paper: 8).
-        model: the critics' architecture (use the final classifier's).
+        model: the critics' architecture (use the final classifier's): an image model
+            (``small``, ``resnet18``, ...) for images, a clip model (``clip-r2plus1d-small``,
+            ``clip-avg-NAME``) for clips.
         critic_epochs: epochs of each critic on its ``D_M``.
         critic_batch_size: critic mini-batch.
         critic_lr: AdamW learning rate of the critics.
@@ -122,7 +132,7 @@ class SearchConfig:
 
     ops: tuple[str, ...] = AA_OPS
     folds: int = 8
-    model: ModelName = "small"
+    model: str = "small"
     critic_epochs: int = 10
     critic_batch_size: int = 64
     critic_lr: float = 1e-3
@@ -197,12 +207,22 @@ class SearchResult:
         return sum(h["seconds"] for h in self.history) / max(len(self.history), 1)
 
 
+def is_clip_model(name: str) -> bool:
+    """Whether the model ``name`` takes clips [B, T, C, H, W] (else images)."""
+    return name in CLIP_MODEL_NAMES or name.startswith(CLIP_AVG_PREFIX)
+
+
 def _check_inputs(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
+    if (
+        not isinstance(images, torch.Tensor)
+        or images.dtype != torch.uint8
+        or images.dim() not in (4, 5)
+    ):
         raise TypeError(
-            "images must be a uint8 tensor [N, 3, H, W] (the clean images; see load_images)"
+            "images must be a uint8 tensor: images [N, 3, H, W] or clips [N, T, 3, H, W] "
+            "(the clean images or clips; see load_images)"
         )
-    if images.shape[1] != 3:
+    if images.shape[-3] != 3:
         raise ValueError(f"images must have 3 channels, got shape {tuple(images.shape)}")
     if not isinstance(labels, torch.Tensor) or labels.dim() != 2:
         raise ValueError("labels must be a multi-hot tensor [N, C]")
@@ -220,10 +240,16 @@ def search(
     progress: bool = True,
     log: Callable[[str], object] = print,
 ) -> SearchResult:
-    """Runs the LB-Aug search on in-memory data.
+    """Runs the LB-Aug search on in-memory data: images, or clips (a sample with a time axis).
+
+    Clips take the same path as images: the critics are clip models (``config.model``), one
+    (op, p, lambda) is drawn per clip and applied to all its frames
+    (:func:`~dali_aug.methods.lbaug._actor.apply_ops`), and the critics score the augmented
+    clips.
 
     Args:
-        images: uint8 [N, 3, H, W], the clean training images, on the device to search on.
+        images: uint8 [N, 3, H, W], the clean training images, or clips [N, T, 3, H, W], on
+            the device to search on.
         labels: multi-hot [N, C] (all-zero rows allowed).
         config: a :class:`SearchConfig`.
         build_critic: ``num_labels -> nn.Module`` for the critics (default:
@@ -233,6 +259,10 @@ def search(
 
     Returns:
         a :class:`SearchResult` holding the trained actor.
+
+    Raises:
+        TypeError, ValueError: bad images or labels, or (without ``build_critic``) a clip
+            model for images or an image model for clips, naming the model to use.
     """
     from tqdm import tqdm
 
@@ -241,6 +271,8 @@ def search(
     device = images.device
     n, c = y.shape
     actor_cfg = cfg.actor_config(c)
+    if build_critic is None:
+        _check_model(cfg.model, clips=images.dim() == 5)
     factory = build_critic or (lambda k: build_model(cfg.model, k))
     g = torch.Generator().manual_seed(cfg.seed)
     devices = [device] if device.type == "cuda" else []
@@ -285,6 +317,21 @@ def search(
             actor, critics, images, y, members, clean, covered, cfg, g, progress=progress, log=log
         )
     return SearchResult(actor.eval(), held_out, uncovered, critic_seconds, history)
+
+
+def _check_model(model: str, *, clips: bool) -> None:
+    """A clip critic for clips, an image critic for images (ValueError naming the fix)."""
+    if clips and not is_clip_model(model):
+        raise ValueError(
+            f"the samples are clips [N, T, 3, H, W] but the critic model {model!r} takes "
+            f"images; use a clip model: {', '.join(CLIP_MODEL_NAMES)} or "
+            f"{CLIP_AVG_PREFIX}{model} (the image model on every frame, averaged)"
+        )
+    if not clips and is_clip_model(model):
+        raise ValueError(
+            f"the samples are images [N, 3, H, W] but the critic model {model!r} takes clips; "
+            "use an image model (e.g. small), or give clips (load_images(..., clip_length=T))"
+        )
 
 
 def _train_actor(
@@ -409,7 +456,7 @@ def _step_rewards(
     params, prob, _, log_prob = draw_ops(
         actor, out, generator=generator, device_generator=device_generator, draw_apply=False
     )
-    augmented = apply_params(images, params)
+    augmented = apply_ops(images, params)
     if per_label:
         r = rewards(critics, augmented, labels, members, clean, prob, per_label=True)
     else:
@@ -430,10 +477,13 @@ def load_images(
     seed: int = 0,
     crop: str = "rrc",
     pad: int = 4,
+    clip_length: int | None = None,
+    clip_stride: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
     """Decodes a multi-label folder (``labels.csv``) or source once: uint8 images
     [N, 3, size, size] (in the data's order) and multi-hot labels [N, C] on the Loader's
-    device, plus the label names.
+    device, plus the label names. With ``clip_length`` (a clip source or a folder of frame
+    folders): uint8 clips [N, T, 3, size, size], one fixed window per clip.
 
     Args:
         transform: ``train`` (default): the training Loader's random-resized crop (area
@@ -444,6 +494,11 @@ def load_images(
             FlipLR, whose training starts from the flipped crop).
         crop, pad: the training crop, as ``LoaderConfig`` (``rrc`` with ``scale``, or
             ``pad`` shifting by up to ``pad`` pixels), what ``dali-aug train --crop`` gives.
+        clip_length, clip_stride: read clips of ``clip_length`` frames ``clip_stride`` apart
+            (the Loader's clip mode). The window is fixed for the whole search: with
+            ``train``, the training Loader's window of epoch 0 of ``seed`` (a uniform start
+            per clip, the same crop and flip on every frame); with ``eval`` the centred
+            window.
     """
     from dali_aug.loader import Loader
 
@@ -464,6 +519,8 @@ def load_images(
         seed=seed,
         crop=crop,  # type: ignore[arg-type]
         pad=pad,
+        clip_length=clip_length,
+        clip_stride=clip_stride,
     )
     if not loader.multi_label:
         raise ValueError(
@@ -477,6 +534,6 @@ def load_images(
         ys.append(batch.labels)
         ids.append(batch.indices.cpu())
     if not xs:
-        raise ValueError(f"no readable images in {data}")
+        raise ValueError(f"no readable {'clips' if clip_length else 'images'} in {data}")
     order = torch.argsort(torch.cat(ids)).to(xs[0].device)
     return torch.cat(xs)[order], torch.cat(ys).float()[order], loader.classes

@@ -51,21 +51,28 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     from dali_aug._crop import CROPS
     from dali_aug._dist import DEVICES
     from dali_aug.methods.lbaug._search import SearchConfig
-    from dali_aug.models import MODEL_NAMES
+    from dali_aug.models import CLIP_AVG_PREFIX, CLIP_MODEL_NAMES, MODEL_NAMES
 
     defaults = SearchConfig()
     p.add_argument(
         "--data",
         help="multi-label folder (labels.csv, or DIR/train with one), or the Fashion-MNIST "
-        "mosaics fashion-mnist-multi-lbaug / -vfa (their training split); default: the "
+        "mosaics fashion-mnist-multi-lbaug / -vfa (their training split), or with --clips "
+        "moving-shapes / moving-fashion or a folder of frame folders; default: the "
         "multi-label demo shapes (as `dali-aug train --multi-label`)",
+    )
+    p.add_argument(
+        "--multi-label",
+        action="store_true",
+        help="accepted as in `dali-aug train`; LB-Aug's data is always multi-label",
     )
     p.add_argument(
         "--train-size",
         type=int,
         default=None,
         metavar="N",
-        help="with fashion-mnist-multi-*: N training mosaics (as `dali-aug train`)",
+        help="with fashion-mnist-multi-* or moving-*: N training mosaics or clips (as "
+        "`dali-aug train`)",
     )
     p.add_argument(
         "--crop",
@@ -87,9 +94,26 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--search-epochs", type=int, default=defaults.search_epochs)
     p.add_argument(
         "--model",
-        choices=MODEL_NAMES,
-        default=defaults.model,
-        help="critic architecture (use the classifier's)",
+        default=None,
+        help=f"critic architecture (use the classifier's): {', '.join(MODEL_NAMES)} (default "
+        f"{defaults.model}); with --clips a clip model, {', '.join(CLIP_MODEL_NAMES)} or "
+        f"{CLIP_AVG_PREFIX}MODEL (default clip-r2plus1d-small)",
+    )
+    p.add_argument(
+        "--clips",
+        type=int,
+        default=None,
+        metavar="T",
+        help="search on video clips of T frames (as `dali-aug train --clips`): one fixed "
+        "window per clip (the training Loader's of epoch 0), clip critics, one op per clip "
+        "applied to every frame",
+    )
+    p.add_argument(
+        "--clip-stride",
+        type=int,
+        default=1,
+        metavar="S",
+        help="with --clips: frames between two frames of a clip (default 1)",
     )
     p.add_argument(
         "--ops",
@@ -143,6 +167,38 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
+def _model(args: argparse.Namespace) -> str:
+    """The critics' model: ``--model``, or ``small`` (``clip-r2plus1d-small`` with
+    ``--clips``); an image model with ``--clips`` or a clip model without is refused."""
+    from dali_aug.methods.lbaug._search import SearchConfig, is_clip_model
+    from dali_aug.models import CLIP_AVG_PREFIX, CLIP_MODEL_NAMES, MODEL_NAMES
+
+    clips = args.clips is not None
+    if args.model is None:
+        return "clip-r2plus1d-small" if clips else SearchConfig().model
+    if clips and not is_clip_model(args.model):
+        raise SystemExit(
+            f"error: --model {args.model}: --clips needs a clip critic: "
+            f"{' or '.join(CLIP_MODEL_NAMES)}, or {CLIP_AVG_PREFIX}{args.model} (that image "
+            "model on every frame, averaged)"
+        )
+    if not clips and is_clip_model(args.model):
+        raise SystemExit(
+            f"error: --model {args.model} is a clip model; add --clips T to search on clips, "
+            f"or use an image model ({', '.join(MODEL_NAMES)})"
+        )
+    if not clips and args.model not in MODEL_NAMES:
+        raise SystemExit(f"error: --model {args.model}: use one of {', '.join(MODEL_NAMES)}")
+    if clips:  # a clip-avg-NAME's image model NAME: checked now, not after the data
+        from dali_aug.models import build_model
+
+        try:
+            build_model(args.model, 1)
+        except ValueError as err:
+            raise SystemExit(f"error: --model {args.model}: {err}") from None
+    return str(args.model)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """``--actor`` for ``dali-aug train --method lbaug``."""
     p.add_argument("--actor", default=None, help="with --method lbaug: the searched actor.pt")
@@ -152,6 +208,7 @@ def run_search(args: argparse.Namespace) -> int:
     """``dali-aug search lbaug``: search, then write the actor, the CSV and the PNG."""
     from dali_aug.datasets import (
         FASHION_MNIST_MULTI,
+        MOVING_DATA,
         default_scale,
         default_size,
         training_data,
@@ -159,19 +216,26 @@ def run_search(args: argparse.Namespace) -> int:
     from dali_aug.methods.lbaug._report import op_table, save_actor, write_heatmap, write_op_table
     from dali_aug.methods.lbaug._search import SearchConfig, load_images, search
 
+    if args.clips is not None and (args.clips < 1 or args.clip_stride < 1):
+        raise SystemExit("error: --clips T and --clip-stride S must be >= 1 (e.g. --clips 8)")
+    model = _model(args)
     try:
         data = training_data(
-            args.data, multi_label=True, train_size=args.train_size, seed=args.seed
+            args.data,
+            multi_label=True,
+            train_size=args.train_size,
+            seed=args.seed,
+            clips=args.clips,
         )
     except ValueError as err:
         raise SystemExit(f"error: LB-Aug: {err}") from None
-    mosaics = args.data in FASHION_MNIST_MULTI
+    generated = args.data in FASHION_MNIST_MULTI or args.data in MOVING_DATA
     size = args.size or default_size(args.data)
     try:
         config = SearchConfig(
             ops=_ops(args.ops),
             folds=args.folds,
-            model=args.model,
+            model=model,
             critic_epochs=args.critic_epochs,
             critic_batch_size=args.critic_batch_size,
             search_epochs=args.search_epochs,
@@ -189,21 +253,30 @@ def run_search(args: argparse.Namespace) -> int:
     except (TypeError, ValueError) as err:
         raise SystemExit(f"error: {err}") from None
     t0 = time.perf_counter()
-    images, labels, names = load_images(
-        data.source,
-        size=size,
-        device=args.device,
-        num_threads=args.threads,
-        transform=args.transform,
-        scale=default_scale(args.data),  # as `dali-aug train`
-        flip="FlipLR" not in config.ops,  # LBAugMethod keeps the Loader's flip then
-        seed=args.seed,
-        crop=args.crop,
-        pad=args.pad,
-    )
-    where = args.data if mosaics else str(data.source.root)
+    # the Loader's flip: dropped when the actor decides it (FlipLR in the space), and off on
+    # the moving clips, whose direction labels it swaps (as `dali-aug train`)
+    flip = "FlipLR" not in config.ops and args.data not in MOVING_DATA
+    try:
+        images, labels, names = load_images(
+            data.source,
+            size=size,
+            device=args.device,
+            num_threads=args.threads,
+            transform=args.transform,
+            scale=default_scale(args.data),  # as `dali-aug train`
+            flip=flip,
+            seed=args.seed,
+            crop=args.crop,
+            pad=args.pad,
+            clip_length=args.clips,
+            clip_stride=args.clip_stride,
+        )
+    except ValueError as err:
+        raise SystemExit(f"error: LB-Aug: {err}") from None
+    where = args.data if generated else str(data.source.root)
+    kind = "images" if args.clips is None else f"clips of {args.clips} frames"
     print(
-        f"lbaug search: {where} ({len(labels)} images, {len(names)} labels, {size} px) on "
+        f"lbaug search: {where} ({len(labels)} {kind}, {len(names)} labels, {size} px) on "
         f"{images.device}; K={config.folds} critics ({config.model}, {config.critic_epochs} "
         f"epochs), {config.search_epochs} actor epochs, {len(config.ops)} ops, LB-Aug_"
         f"{config.variant.upper()}, {args.transform} crops"
@@ -214,6 +287,8 @@ def run_search(args: argparse.Namespace) -> int:
         "search_config": config.to_dict(),
         "data": where,
         "size": size,
+        "clip_length": args.clips,
+        "clip_stride": args.clip_stride if args.clips is not None else None,
         "transform": args.transform,
         "device": str(images.device),
         "samples": len(labels),

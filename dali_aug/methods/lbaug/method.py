@@ -12,6 +12,13 @@ The method needs a Loader with the op record and the clean crops and no dataset-
 ``batch.clean`` (the crop before the Loader's flip). When the actor's search space holds
 FlipLR, the Loader's random flip is dropped and the actor decides the flip per label (on the
 demo shapes a flip destroys the left/right labels); otherwise the Loader's flip is kept.
+
+Clips (a Loader with ``clip_length``): ``batch.clean`` is uint8 [B, T, 3, S, S] and the labels
+are one row per clip, so the actor draws ONE (op, p, lambda) per clip and the op is applied to
+every frame of the clip (:func:`dali_aug.video.apply_clip_params`, the same level, sign and
+Cutout box on all frames); the op record gets one row per clip. This is the paper's "videos
+augmented frame by frame" with the image search space (Sec. 4, Charades), one op per clip
+(our reading, docs/methods/lbaug.md).
 """
 
 from __future__ import annotations
@@ -22,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from dali_aug.batch import check_unaugmented
-from dali_aug.methods.lbaug._actor import Actor, draw_ops
-from dali_aug.ops import OpParams, apply_params, index
+from dali_aug.methods.lbaug._actor import Actor, apply_ops, draw_ops
+from dali_aug.ops import OpParams, index
 from dali_aug.train import DeviceGenerators, LoaderNeeds, Method, Step
 from dali_aug.viz import normalize
 
@@ -44,8 +51,10 @@ class LBAugMethod(Method):
             actor's search space has no FlipLR.
 
     Attributes:
-        last_params: the ops applied to the last batch ([B, 1]; Identity when not applied).
-        counts: int64 [K + 1], how often each op was applied (last entry: not applied).
+        last_params: the ops applied to the last batch ([B, 1], one row per image or clip;
+            Identity when not applied).
+        counts: int64 [K + 1], how often each op was applied (last entry: not applied),
+            counted per image or clip.
     """
 
     name = "lbaug"
@@ -68,10 +77,16 @@ class LBAugMethod(Method):
 
     @torch.no_grad()
     def apply(self, clean: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, OpParams]:
-        """Samples and applies the actor's ops to uint8 [B, 3, H, W] images.
+        """Samples and applies the actor's ops to uint8 images [B, 3, H, W] or clips
+        [B, T, 3, H, W] (one op per clip, on every frame).
+
+        Args:
+            clean: the uint8 images or clips.
+            labels: multi-hot [B, C], one row per image or clip.
 
         Returns:
-            (augmented uint8 images, the ops applied as :class:`OpParams` [B, 1]).
+            (the augmented uint8 images or clips, the ops applied as :class:`OpParams`
+            [B, 1]: one row per image or clip).
         """
         device = clean.device
         actor = self.actor.to(device).eval()
@@ -85,7 +100,7 @@ class LBAugMethod(Method):
         )
         chosen = torch.where(applied, op, torch.full_like(op, cfg.num_ops))
         self.counts += torch.bincount(chosen, minlength=cfg.num_ops + 1).cpu()
-        return apply_params(clean, params), params
+        return apply_ops(clean, params), params
 
     def loader_needs(self) -> LoaderNeeds:
         return LoaderNeeds(policy=False, op_record=True, clean=True)
