@@ -36,6 +36,12 @@ whose labels include "moves left" or "moves right" (group ``lr``, 125 clips) and
 validation clips without any direction or rotation label (group ``still``, 160 clips).
 Threshold, fixed before any run: the paper's mechanism holds on a seed if ``lr`` is at most
 half of ``still`` (ratio <= 0.5); it holds here if it holds on all three held-out seeds.
+Added by the lead on 2026-12-08, before any held-out run, after the development actor below
+avoided FlipLR on every clip: the ratio alone cannot tell label-specific avoidance from an
+actor that drops FlipLR everywhere (a ratio of two numbers near 0). The record therefore also
+says whether the avoidance is label-specific on a seed: the ratio holds AND ``still`` is at
+least a quarter of a uniform actor's FlipLR probability (:data:`MIN_STILL_SHARE`), i.e. the
+actor still flips the clips a flip cannot hurt. Both verdicts are reported.
 
 Budget (one thread: ``--threads 1``, ``OMP_NUM_THREADS=1``): one search at most ~6 min, one
 training run at most ~5 min. Chosen settings and the timing evidence (dev seed 0, measured
@@ -100,6 +106,9 @@ RESULTS = Path("benchmarks/lbaug/results")
 DIRECTIONS = ("moves left", "moves right")
 #: the mechanism's threshold (written before any run): lr / still <= 0.5
 MAX_RATIO = 0.5
+#: label-specific avoidance also needs FlipLR on the ``still`` clips at least this share of a
+#: uniform actor's (added before any held-out run; see the module docstring)
+MIN_STILL_SHARE = 0.25
 
 
 def _workdir(dev: bool) -> Path:
@@ -182,15 +191,19 @@ def mechanism(seeds: tuple[int, ...], workdir: Path, results: Path) -> dict[str,
             ]
         a, b = float(flip[lr].mean()), float(flip[still].mean())
         uniform = 0.5 / actor.config.num_ops  # a uniform actor's: mean apply probability 0.5
+        specific = a / b <= MAX_RATIO and b >= MIN_STILL_SHARE * uniform
         per_seed[str(seed)] = {"lr": a, "still": b, "ratio": a / b, "uniform": uniform,
-                               "holds": a / b <= MAX_RATIO}  # fmt: skip
+                               "holds": a / b <= MAX_RATIO, "label_specific": specific}  # fmt: skip
         print(f"seed {seed}: FlipLR lr {a:.5f}, still {b:.5f}, ratio {a / b:.2f} (uniform "
-              f"actor {uniform:.4f})")  # fmt: skip
+              f"actor {uniform:.4f}); label-specific: {specific}")  # fmt: skip
     holds = all(v["holds"] for v in per_seed.values())
-    settings = {"max_ratio": MAX_RATIO, "clips_lr": int(lr.sum()), "clips_still": int(still.sum())}
+    specific_all = all(v["label_specific"] for v in per_seed.values())
+    settings = {"max_ratio": MAX_RATIO, "min_still_share": MIN_STILL_SHARE,
+                "clips_lr": int(lr.sum()), "clips_still": int(still.sum())}  # fmt: skip
     write_record(results / "clips_mechanism.json", settings, torch.device("cpu"),
-                 seeds=per_seed, holds=holds)  # fmt: skip
+                 seeds=per_seed, holds=holds, label_specific=specific_all)  # fmt: skip
     print("mechanism holds on every seed" if holds else "mechanism does not hold on every seed")
+    print("label-specific on every seed" if specific_all else "not label-specific on every seed")
     return per_seed
 
 
