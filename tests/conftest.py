@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -119,3 +120,12 @@ def opencv_equalize(channel: np.ndarray) -> np.ndarray:
     lut = np.clip(np.rint(cdf * (255.0 / (total - hist[first]))), 0, 255)
     lut[: first + 1] = 0
     return lut.astype(np.uint8)[channel]
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Small CPU kernels run much faster on one thread on a shared machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

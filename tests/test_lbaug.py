@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +36,6 @@ from dali_aug.ops import OpParams, get, identity_params, index
 from dali_aug.viz import normalize
 
 C = len(MULTI_LABELS)
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """Small CPU kernels run much faster on one thread on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _labels(n: int, seed: int = 0, c: int = C) -> torch.Tensor:

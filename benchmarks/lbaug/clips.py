@@ -71,9 +71,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -82,7 +80,7 @@ import torch
 
 from benchmarks._record import write_record
 from benchmarks.fashion.regime import run
-from benchmarks.lbaug.fashion import labels, random_space_policy
+from benchmarks.lbaug.fashion import labels, random_space_policy, run_commands
 
 DEV_SEEDS = (0, 1, 2)
 SEEDS = (200, 201, 202)
@@ -130,12 +128,7 @@ def search(seeds: tuple[int, ...], jobs: int, workdir: Path, extra: str = "") ->
         for seed in seeds
         if not _actor(workdir, seed).exists()
     ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    failed = 0
-    for start in range(0, len(cmds), jobs):
-        procs = [subprocess.Popen(c, env=env) for c in cmds[start : start + jobs]]
-        failed += sum(p.wait() != 0 for p in procs)
-    return 1 if failed else 0
+    return run_commands(cmds, jobs)
 
 
 def table(seeds: tuple[int, ...], jobs: int, workdir: Path, results: Path, extra: str = "") -> int:

@@ -89,6 +89,11 @@ def search(seeds: tuple[int, ...], jobs: int) -> int:
             cmds.append([sys.executable, "-m", "dali_aug.cli", "search", "lbaug",
                          *shlex.split(SEARCH), "--variant", variant, "--seed", str(seed),
                          "--out", str(out), "--no-progress"])  # fmt: skip
+    return run_commands(cmds, jobs)
+
+
+def run_commands(cmds: list[list[str]], jobs: int) -> int:
+    """Runs ``cmds`` ``jobs`` at a time, each on one thread; 1 if any failed, else 0."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     failed = 0
     for start in range(0, len(cmds), jobs):
