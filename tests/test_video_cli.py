@@ -96,3 +96,11 @@ def test_an_image_model_is_refused_for_clips_naming_the_clip_models(
     assert err.value.code == 2
     err_text = capsys.readouterr().err
     assert "clip-r2plus1d-small" in err_text and "clip-avg-resnet18" in err_text
+
+
+def test_show_draws_one_clip_per_row(tmp_path: Path) -> None:
+    out = tmp_path / "show"
+    argv = ["show", "--data", "moving-shapes", "--multi-label", "--clips", "3"]
+    assert main([*argv, "--train-size", "16", "--threads", "1", "--out", str(out)]) == 0
+    with Image.open(out / "samples.png") as picture:
+        assert picture.size == (3 * 32 * 2, 8 * (32 * 2 + 28))
