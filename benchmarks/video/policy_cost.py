@@ -4,8 +4,8 @@ and without RandAugment(n=2, m=9), and RandAugment(n=2, m=9) restricted to one o
 sample takes that op's branch twice): the cost of each op per frame, and with ``Identity`` the
 cost of the per-sample op selection alone (the pipeline's branch tree over every op family,
 and SamplePairing's batch permutation). One Loader per row, one warm-up epoch, then
-``--rounds`` timed epochs; the median clips/s. Run ``python -m benchmarks.video.throughput --clips 256``
-first (it writes the clips to the cache).
+``--rounds`` timed epochs; the median clips/s. Run ``python -m benchmarks.video.throughput
+--clips 256`` first (it writes the clips to the cache).
 
 From the repository root:
 
@@ -24,7 +24,6 @@ from benchmarks._record import write_record
 from benchmarks.video.throughput import ClipBench, make_clips
 from dali_aug import Loader
 from dali_aug.policies import AugmentPolicy, NoAugment, RandAugment
-
 
 #: the one-op rows: Identity (the selection machinery alone) and the RandAugment ops
 ONE_OP = ("Identity", "Rotate", "ShearX", "TranslateX", "Brightness", "Contrast", "Color",
