@@ -28,8 +28,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
+import yaml
 from dali_aug.kernels.region_select import region_scores, score_threshold
 
 from benchmarks._record import provenance
@@ -44,20 +46,16 @@ OBJECT_LEVEL = 25
 TAU = 0.6
 
 
-def _args(run: Path) -> dict[str, str]:
-    out = {}
-    for line in (run / "args.yaml").read_text().splitlines():
-        if ":" in line:
-            k, v = line.split(":", 1)
-            out[k.strip()] = v.strip().strip("'\"")
-    return out
+def _args(run: Path) -> dict[str, Any]:
+    """The run's resolved flags (its ``args.yaml``, written by ``dali-aug train``)."""
+    return dict(yaml.safe_load((run / "args.yaml").read_text(encoding="utf-8")))
 
 
 def diagnose(run: Path) -> dict[str, float | str | int]:
     """The shares of the module docstring for one run folder."""
     args = _args(run)
     seed, frac = int(args["seed"]), float(args.get("keep_box") or 0.5)
-    value = args.get("saliency_value", "gradient").replace("-", "_")
+    value = str(args.get("saliency_value", "gradient")).replace("-", "_")
     src = fashion_mnist_source("train", train_size=int(args["train_size"]), seed=seed)
     raw = torch.from_numpy(src.images).permute(0, 3, 1, 2).contiguous()  # uint8 [N, 3, H, W]
     obj = (raw[:, 0] > OBJECT_LEVEL).float()  # [N, H, W]
