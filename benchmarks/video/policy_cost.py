@@ -1,11 +1,12 @@
 """Where the clip Loader's time goes on the throughput benchmark's clips: the Loader alone
-(frame folders, T = 16 frames 2 apart, crop 112, flip, batch 8, 2 DALI threads, CPU), with
-and without RandAugment(n=2, m=9), and RandAugment(n=2, m=9) restricted to one op (every
-sample takes that op's branch twice): the cost of each op per frame, and with ``Identity`` the
-cost of the per-sample op selection alone (the pipeline's branch tree over every op family,
-and SamplePairing's batch permutation). One Loader per row, one warm-up epoch, then
-``--rounds`` timed epochs; the median clips/s. Run ``python -m benchmarks.video.throughput
---clips 256`` first (it writes the clips to the cache).
+(frame folders, T = 16 frames 2 apart, crop 112, flip, batch 8, the cores as DALI threads,
+CPU; :class:`benchmarks.video.throughput.LoaderClips`), with and without RandAugment(n=2,
+m=9), and RandAugment(n=2, m=9) restricted to one op (every sample takes that op's branch
+twice): the cost of each op per frame, and with ``Identity`` the cost of the per-sample op
+selection alone (the pipeline's branch tree over every op family, and SamplePairing's batch
+permutation). Timed with ``dali-aug bench``'s ``measure``: every row built, warmed up with
+one epoch, then ``--rounds`` interleaved rounds of one epoch; the median clips/s. The clips
+are the throughput benchmark's (generated and cached on first use).
 
 From the repository root:
 
@@ -15,14 +16,14 @@ From the repository root:
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import dataclasses
+from functools import partial
 
 import torch
 
 from benchmarks._record import write_record
-from benchmarks.video.throughput import ClipBench, make_clips
-from dali_aug import Loader
+from benchmarks.video.throughput import BENCH, ClipBench, LoaderClips, make_clips
+from dali_aug.bench._core import BenchConfig, PeerSpec, measure
 from dali_aug.policies import AugmentPolicy, NoAugment, RandAugment
 
 #: the one-op rows: Identity (the selection machinery alone) and the RandAugment ops
@@ -30,48 +31,47 @@ ONE_OP = ("Identity", "Rotate", "ShearX", "TranslateX", "Brightness", "Contrast"
           "Sharpness", "AutoContrast", "Equalize", "Posterize", "Solarize")  # fmt: skip
 
 
-def clips_per_s(root: str, policy: AugmentPolicy, rounds: int, cfg: ClipBench) -> list[float]:
-    """Clips per second of ``rounds`` epochs after one warm-up epoch."""
-    loader = Loader(root, policy=policy, batch_size=8, size=112, clip_length=cfg.length,
-                    clip_stride=cfg.stride, num_threads=2, device="cpu", seed=0)  # fmt: skip
-    for _ in loader:  # warm-up
-        pass
-    out = []
-    for _ in range(rounds):
-        t0, n = time.perf_counter(), 0
-        for batch in loader:
-            n += batch.images.shape[0]
-        out.append(n / (time.perf_counter() - t0))
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--clips", type=int, default=256)
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--out", default="runs/bench/video/policy_cost.json")
     args = p.parse_args(argv)
-    torch.set_num_threads(2)
     cfg = ClipBench(clips=args.clips)
-    frames, _ = make_clips(cfg, 0)
-    rows: dict[str, dict[str, object]] = {}
+    bench = BenchConfig(
+        images=cfg.clips, batch_size=BENCH["batch_size"], size=BENCH["size"],
+        rounds=args.rounds, warmup=1, threads=BENCH["threads"], device="cpu",
+        stages=("end-to-end",), seed=BENCH["seed"],
+    )  # fmt: skip
+    torch.set_num_threads(bench.threads)
+    frames, _ = make_clips(cfg, bench.seed)
     policies: list[tuple[str, AugmentPolicy]] = [
         ("no policy", NoAugment()),
         ("RandAugment n=2 m=9", RandAugment(2, 9)),
     ]
     policies += [(f"only {op}", RandAugment(2, 9, ops=(op,))) for op in ONE_OP]
+    specs = [
+        PeerSpec("end-to-end", name, name, partial(LoaderClips, frames, cfg, bench, policy), True)
+        for name, policy in policies
+    ]
+    rows = {}
     base = None
-    for name, policy in policies:
-        runs = clips_per_s(str(frames), policy, args.rounds, cfg)
-        median = statistics.median(runs)
-        base = median if base is None else base
-        per_op = (1 / median - 1 / base) * 1000 / cfg.length / 2  # ms per frame per op
-        rows[name] = {"runs": runs, "median": median, "ms_per_frame_per_op": per_op}
-        print(f"{name:22s} {median:7.1f} clips/s  ({median * cfg.length:.0f} frames/s)  "
-              f"+{per_op:.3f} ms per frame per op", flush=True)  # fmt: skip
-    write_record(args.out, {"clips": args.clips, "rounds": args.rounds, "length": cfg.length,
-                            "stride": cfg.stride, "size": 112, "batch_size": 8, "threads": 2},
-                 torch.device("cpu"), rows=rows)  # fmt: skip
+    for row in measure(specs, bench):
+        if row.median is None:
+            print(f"{row.name:22s} failed: {row.error}")
+            continue
+        base = row.median if base is None else base
+        per_op = (1 / row.median - 1 / base) * 1000 / cfg.length / 2  # ms per frame per op
+        rows[row.name] = {"runs": row.runs, "median": row.median, "ms_per_frame_per_op": per_op}
+        print(f"{row.name:22s} {row.median:7.1f} clips/s  ({row.median * cfg.length:.0f} "
+              f"frames/s)  +{per_op:.3f} ms per frame per op")  # fmt: skip
+    settings = dataclasses.asdict(cfg) | {
+        "rounds": args.rounds,
+        "size": bench.size,
+        "batch_size": bench.batch_size,
+        "threads": bench.threads,
+    }
+    write_record(args.out, settings, torch.device("cpu"), rows=rows)
     return 0
 
 

@@ -94,18 +94,21 @@ def make_clips(cfg: ClipBench, seed: int) -> tuple[Path, Path]:
 
 # -- peers -----------------------------------------------------------------------------------
 class LoaderClips:
-    """a/b: the dali-aug Loader in clip mode over ``root`` (frame folders or videos)."""
+    """a/b: the dali-aug Loader in clip mode over ``root`` (frame folders or videos), with
+    ``policy`` (default RandAugment n=2 m=9)."""
 
-    def __init__(self, root: Path, cfg: ClipBench, bench: BenchConfig) -> None:
+    def __init__(self, root: Path, cfg: ClipBench, bench: BenchConfig, policy: Any = None) -> None:
         self.root, self.cfg, self.bench, self.epoch = root, cfg, bench, 0
+        self.policy = policy
 
     def setup(self) -> None:
         from dali_aug.loader import Loader
         from dali_aug.policies import RandAugment
 
         c, b = self.cfg, self.bench
+        policy = RandAugment(n=2, m=9) if self.policy is None else self.policy
         self.loader = Loader(
-            self.root, policy=RandAugment(n=2, m=9), batch_size=b.batch_size, size=b.size,
+            self.root, policy=policy, batch_size=b.batch_size, size=b.size,
             clip_length=c.length, clip_stride=c.stride, num_threads=b.threads, device="cpu",
             seed=b.seed,
         )  # fmt: skip
